@@ -1,0 +1,3 @@
+from dlslab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""dlslab.commands"""

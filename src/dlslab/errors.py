@@ -1,0 +1,30 @@
+"""The errors dlslab raises on purpose. Each carries a message that says what was wrong
+and what to do; the CLI prints it without a traceback and exits with `exit_code`."""
+
+
+class DlsError(Exception):
+    """Base class: a failure while running (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(DlsError):
+    """Bad usage or bad input: unknown study or key, wrong type, unreadable file (exit 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config key or value that the study does not accept."""
+
+
+class DataError(UsageError):
+    """Missing, truncated or corrupt data, or data of the wrong shape or rate."""
+
+
+class UnsafeFileError(DataError):
+    """A pickle or checkpoint that would run code when loaded, refused unread."""
+
+
+class DiskFullError(DlsError):
+    """The disk filled up while writing; earlier results are left as they were."""

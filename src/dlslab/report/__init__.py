@@ -1,0 +1,1 @@
+"""Run folders (run.py), plots (plots.py) and the HTML report (html.py)."""

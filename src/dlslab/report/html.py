@@ -1,0 +1,122 @@
+"""HTML reports: one self-contained page per run, and an index of the runs folder.
+
+Pages use only relative links to files inside the runs folder and inline CSS, so they work
+from file:// with no network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from dlslab import atomic
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def fmt(value: Any) -> str:
+    """Numbers to a readable precision; everything else as text."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10000 else str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value == 0:
+            return "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 1:
+            return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+        return f"{value:.4f}" if abs(value) >= 1e-3 else f"{value:.2e}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {fmt(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(fmt(v) for v in value)
+    return str(value)
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html"]))
+    env.filters["fmt"] = fmt
+    env.filters["slug"] = lambda s: re.sub(r"[^a-zA-Z0-9_-]+", "-", str(s)).strip("-")
+    return env
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def flatten_headline(headline: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'snr_db': {'cnn2d': 15}} -> {'snr_db.cnn2d': 15}."""
+    out: dict[str, Any] = {}
+    for k, v in headline.items():
+        if isinstance(v, dict):
+            out |= flatten_headline(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def run_context(run_dir: Path) -> dict[str, Any]:
+    from dlslab.studies import STUDIES
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    metrics = _read_json(run_dir / "metrics.json", {})
+    study = cfg.get("study") or run_dir.parent.name
+    info = STUDIES.get(study)
+    return {
+        "study": study, "run_name": run_dir.name, "number": info.number if info else "",
+        "question": info.question if info else "", "status": metrics.get("status", "unfinished"),
+        "seconds": metrics.get("seconds"), "preset": cfg.get("preset"),
+        "headline": flatten_headline(metrics.get("headline", {})),
+        "items": _read_json(run_dir / "report.json", {"items": []})["items"],
+        "env": _read_json(run_dir / "env.json", {}),
+        "config_text": yaml.safe_dump(cfg.get("config", {}), sort_keys=False),
+    }
+
+
+def render_run(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    ctx = run_context(run_dir) | {"css": (_TEMPLATES / "style.css").read_text(),
+                                  "index_href": "../../index.html"}
+    html = _env().get_template("run.html").render(**ctx)
+    out = run_dir / "report.html"
+    atomic.write_text(out, html)
+    return out
+
+
+def render_index(runs_dir: str | Path) -> Path:
+    """index.html over a runs folder: each study's latest run and its headline numbers."""
+    from dlslab.studies import STUDIES
+
+    runs_dir = Path(runs_dir)
+    studies = []
+    for info in STUDIES.values():
+        runs = sorted((p for p in (runs_dir / info.name).glob("*-*") if (p / "config.yaml").exists()),
+                      key=lambda p: p.name)
+        entries = []
+        for r in runs:
+            metrics = _read_json(r / "metrics.json", {})
+            entries.append({"name": r.name, "href": f"{info.name}/{r.name}/report.html",
+                            "status": metrics.get("status", "unfinished"),
+                            "headline": flatten_headline(metrics.get("headline", {}))})
+        finished = [e for e in entries if e["status"] == "finished"]
+        studies.append({"number": info.number, "name": info.name, "question": info.question,
+                        "built": info.built, "runs": entries,
+                        "latest": (finished or entries or [None])[-1], "compare_href": None})
+    html = _env().get_template("index.html").render(studies=studies, css=(_TEMPLATES / "style.css").read_text())
+    out = runs_dir / "index.html"
+    atomic.write_text(out, html)
+    return out

@@ -1,0 +1,171 @@
+"""A run is a folder: config.yaml, env.json, log.jsonl, metrics.json, report.json,
+artifacts (plots, images, audio), checkpoints/ and report.html.
+
+Studies add what they found through a `Run`: tables, figures, image grids, audio and
+computed conclusions. Each is recorded in `report.json` under a key, so a resumed run that
+adds the same item again replaces it instead of duplicating it. All writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dlslab import atomic
+from dlslab.errors import DataError, UnsafeFileError
+
+
+@dataclass
+class Run:
+    """A run folder and what the study records into it."""
+
+    dir: Path
+    study: str
+    cfg: Any
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    resumed: bool = False  # True when this process picked up an interrupted run
+    quiet: bool = False
+    data_dir: Path | None = None  # --data-dir: searched first for datasets
+    _items: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self.dir = Path(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        report = self.dir / "report.json"
+        if report.exists():
+            try:
+                self._items = json.loads(report.read_text())["items"]
+            except (ValueError, KeyError):
+                self._items = []
+
+    # --- console and log ---------------------------------------------------------------
+
+    def info(self, message: str) -> None:
+        """A line for the person watching (stderr, so stdout keeps the `run:` contract)."""
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    def log(self, **record: Any) -> None:
+        """Append one JSON line to log.jsonl (an epoch, a step group, an event)."""
+        record.setdefault("time", round(time.time(), 3))
+        line = json.dumps(record, default=atomic._json_default)
+        with open(self.dir / "log.jsonl", "a") as f:
+            f.write(line + "\n")
+
+    # --- artifacts ------------------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        """Where artifact `name` lives in this run (parent folders are created)."""
+        p = self.dir / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        d = self.dir / "checkpoints"
+        d.mkdir(exist_ok=True)
+        return d
+
+    def _add(self, item: dict[str, Any]) -> None:
+        key = item["key"]
+        self._items = [i for i in self._items if i["key"] != key] + [item]
+        atomic.write_json(self.dir / "report.json", {"items": self._items})
+
+    def add_text(self, title: str, text: str, *, key: str | None = None) -> None:
+        """A paragraph of findings. Compute it from results; never type conclusions in."""
+        self._add({"kind": "text", "key": key or f"text:{title}", "title": title, "text": text})
+
+    def add_table(self, title: str, rows: list[dict[str, Any]], *, key: str | None = None,
+                  caption: str = "", columns: list[str] | None = None) -> None:
+        """A table: a list of rows, each a dict column -> value (numbers are formatted)."""
+        columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+        self._add({"kind": "table", "key": key or f"table:{title}", "title": title,
+                   "caption": caption, "columns": columns,
+                   "rows": [{c: r.get(c) for c in columns} for r in rows]})
+
+    def add_figure(self, fig: Any, name: str, *, title: str, caption: str = "") -> Path:
+        """Save a matplotlib figure as PNG and add it to the report; the figure is closed."""
+        import matplotlib.pyplot as plt
+
+        if not name.endswith(".png"):
+            name += ".png"
+        path = self.path(name)
+        atomic.write_with(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+        plt.close(fig)
+        self._add({"kind": "image", "key": f"image:{name}", "title": title, "caption": caption,
+                   "src": name})
+        return path
+
+    def add_image_grid(self, images: torch.Tensor | np.ndarray, name: str, *, title: str,
+                       nrow: int = 8, caption: str = "", scale: int = 2) -> Path:
+        """A grid of images (N, C, H, W) or (N, H, W) with values in [0, 1] or uint8."""
+        from dlslab.report.plots import image_grid, save_png
+
+        grid = image_grid(images, nrow=nrow)
+        if not name.endswith(".png"):
+            name += ".png"
+        path = self.path(name)
+        save_png(path, grid, scale=scale)
+        self._add({"kind": "image", "key": f"image:{name}", "title": title, "caption": caption,
+                   "src": name})
+        return path
+
+    def add_audio(self, wave: np.ndarray | torch.Tensor, sample_rate: int, name: str, *,
+                  title: str, caption: str = "") -> Path:
+        """Write a mono wav (16-bit PCM) and add an <audio> player for it."""
+        import io
+
+        import soundfile as sf
+
+        wave = np.asarray(wave.detach().cpu() if isinstance(wave, torch.Tensor) else wave,
+                          dtype=np.float32).reshape(-1)
+        peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+        if peak > 1.0:  # keep the waveform's shape; clipping would add distortion
+            wave = wave / peak
+        if not name.endswith(".wav"):
+            name += ".wav"
+        buf = io.BytesIO()
+        sf.write(buf, wave, int(sample_rate), format="WAV", subtype="PCM_16")
+        path = self.path(name)
+        atomic.write_bytes(path, buf.getvalue())
+        self._add({"kind": "audio", "key": f"audio:{name}", "title": title, "caption": caption,
+                   "src": name})
+        return path
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self._items)
+
+    # --- cached steps -------------------------------------------------------------------------
+
+    def cached(self, name: str, compute: Any) -> Any:
+        """Run `compute()` once per run; its result (tensors, numbers, lists, dicts of those)
+        is saved in checkpoints/ and returned from there when the run resumes."""
+        path = self.checkpoint_dir / f"{name}.step.pt"
+        if path.exists():
+            return safe_torch_load(path)
+        value = compute()
+        atomic.write_with(path, lambda f: torch.save(value, f))
+        return value
+
+
+def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeFileError(
+            f"{path}: refused to load: it holds objects other than tensors and plain values "
+            f"({str(exc).splitlines()[0][:200]}). Only load checkpoints written by dlslab."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable checkpoint (truncated or corrupt: {exc}). "
+                        "Delete it to start that step again.") from None

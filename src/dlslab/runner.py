@@ -1,0 +1,220 @@
+"""Running a study: resolve its config, find or make its run folder, lock it, run, record.
+
+A run folder is `OUT/STUDY/DATE-TIME-HASH`, where HASH identifies (study, config, seed,
+device type). A finished folder with the same HASH is reused unless `force`; an unfinished
+one is resumed (the engine's checkpoints pick up where it stopped). `metrics.json` is written
+last, atomically, so its presence means "finished".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from dlslab import atomic, config
+from dlslab.errors import DataError, DlsError, UsageError
+from dlslab.report.run import Run
+from dlslab.studies import STUDIES, StudyInfo, get_study
+from dlslab.train.engine import resolve_device, seed_everything
+
+
+@dataclass
+class Outcome:
+    """How one study's run ended: finished, reused, not-built, no-data or failed."""
+
+    study: str
+    status: str
+    dir: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Plan:
+    """What `run` will do for one study, resolved before anything runs."""
+
+    info: StudyInfo
+    module: ModuleType | None
+    cfg: Any
+    preset: str | None
+
+
+def plan_study(name: str, preset: str | None = "quick", overrides: dict[str, Any] | None = None,
+               seed: int | None = None) -> Plan:
+    """Resolve a study's config (defaults -> preset -> overrides -> seed). Raises UsageError."""
+    info = get_study(name)
+    if not info.built:
+        return Plan(info, None, None, preset)
+    module = info.load()
+    cfg = config.resolve(module.Config, module.PRESETS, preset, overrides)
+    if seed is not None:
+        cfg = config.apply_overrides(cfg, {"seed": seed})
+    return Plan(info, module, cfg, preset)
+
+
+def plan_from_file(path: str | Path) -> Plan:
+    """The plan recorded in a run folder's config.yaml, to repeat that run."""
+    data = config.load_yaml(path)
+    info = get_study(data["study"])
+    module = info.load()
+    cfg = config.apply_overrides(module.Config(), data["config"], source=str(path))
+    return Plan(info, module, cfg, data.get("preset"))
+
+
+def run_hash(study: str, cfg: Any, device: torch.device) -> str:
+    key = json.dumps({"study": study, "config": config.to_dict(cfg), "device": device.type},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def find_runs(out: Path, study: str, digest: str | None = None) -> list[Path]:
+    """Run folders of `study` under `out` (optionally with config hash `digest`), oldest first."""
+    pattern = f"*-{digest}" if digest else "*-*"
+    return sorted(p for p in (out / study).glob(pattern) if p.is_dir())
+
+
+def is_finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device, seed: int) -> dict[str, Any]:
+    import numpy
+
+    from dlslab import __version__
+
+    return {
+        "dlslab": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": numpy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "seed": seed, "git_commit": _git_commit(), "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class _RunLock:
+    """An exclusive lock on a run folder, so two processes never write the same run."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> _RunLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise DlsError(f"another dlslab process is running this same run in {self.path.parent}; "
+                           "wait for it to finish, or pass --force for a separate run") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, str(os.getpid()).encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+
+
+def _new_run_dir(out: Path, study: str, digest: str) -> Path:
+    base = out / study
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        d = base / (f"{stamp}-{digest}" if i == 0 else f"{stamp}.{i}-{digest}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise DlsError(f"could not create a run folder under {base}")
+
+
+def execute(plan: Plan, *, out: str | Path = "runs", device: str = "auto", force: bool = False,
+            data_dir: str | Path | None = None, quiet: bool = False) -> Outcome:
+    """Run one planned study and record it. Returns an Outcome; raises only on bad usage
+    and KeyboardInterrupt (the run folder is left resumable)."""
+    name = plan.info.name
+    if plan.module is None:
+        return Outcome(name, "not-built", message="not built yet")
+    out = Path(out)
+    dev = resolve_device(device)
+    digest = run_hash(name, plan.cfg, dev)
+    existing = find_runs(out, name, digest)
+    finished = [d for d in existing if is_finished(d)]
+    if finished and not force:
+        metrics = json.loads((finished[-1] / "metrics.json").read_text())
+        return Outcome(name, "reused", finished[-1], metrics,
+                       "same config and seed already finished; --force runs it again")
+    unfinished = [d for d in existing if not is_finished(d)]
+    run_dir = unfinished[-1] if unfinished and not force else _new_run_dir(out, name, digest)
+    resumed = run_dir in unfinished and not force
+
+    with _RunLock(run_dir):
+        run = Run(run_dir, name, plan.cfg, dev, resumed=resumed, quiet=quiet,
+                  data_dir=Path(data_dir) if data_dir else None)
+        atomic.write_text(run_dir / "config.yaml", config.dump_yaml(name, plan.preset, plan.cfg))
+        atomic.write_json(run_dir / "env.json", environment(dev, plan.cfg.seed))
+        run.log(event="resume" if resumed else "start", preset=plan.preset)
+        run.info(f"== {name} ({plan.preset or 'custom'}) -> {run_dir}" + ("  [resuming]" if resumed else ""))
+        seed_everything(plan.cfg.seed)
+        t0 = time.perf_counter()
+        try:
+            metrics = plan.module.run(plan.cfg, run)
+        except DataError as exc:
+            run.log(event="no-data", error=str(exc))
+            return Outcome(name, "no-data", run_dir, message=str(exc))
+        except DlsError as exc:
+            run.log(event="failed", error=str(exc))
+            return Outcome(name, "failed", run_dir, message=str(exc))
+        seconds = time.perf_counter() - t0
+        if "headline" not in metrics:
+            raise DlsError(f"study {name} returned no 'headline' metrics")
+        record = {"study": name, "status": "finished", "preset": plan.preset,
+                  "seconds": round(seconds, 2), **metrics}
+        atomic.write_json(run_dir / "metrics.json", record)
+        run.log(event="finished", seconds=seconds)
+        from dlslab.report.html import render_index, render_run
+
+        render_run(run_dir)
+        render_index(out)
+    return Outcome(name, "finished", run_dir, record, seconds=seconds)
+
+
+def study_names(target: str) -> list[str]:
+    if target == "all":
+        return list(STUDIES)
+    get_study(target)
+    return [target]
+
+
+def check_overrides_for_all(overrides: dict[str, Any]) -> None:
+    if overrides:
+        raise UsageError("--set applies to one study; with 'run all' use a preset "
+                         "(or run the studies one by one)")

@@ -1,0 +1,1 @@
+"""The training engine (see engine.py) and optimizers/schedules by name (optim.py)."""
