@@ -1,0 +1,51 @@
+"""Time-frequency masks for speech denoising.
+
+With the noisy spectrogram X = S + N (speech plus noise), a mask M in [0, 1] of the same
+shape keeps the speech-dominated cells: the estimate is |Ŝ| = M · |X| with the noisy phase.
+
+- ideal binary mask (IBM): 1 where |S| > |N|, else 0. It needs the clean speech and the
+  noise, so it is an oracle: its SNR is the ceiling a mask-estimating model aims at.
+- ideal ratio mask (IRM): (|S|² / (|S|² + |N|²))^β, a soft mask (β = 0.5 is the usual
+  "square-root Wiener" form).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from dlslab.audio.stft import HOP, N_FFT, reconstruct
+
+
+def ideal_binary_mask(clean_mag: torch.Tensor, noise_mag: torch.Tensor) -> torch.Tensor:
+    """1.0 where the speech magnitude exceeds the noise magnitude, else 0.0."""
+    return (clean_mag > noise_mag).to(clean_mag.dtype)
+
+
+def ideal_ratio_mask(clean_mag: torch.Tensor, noise_mag: torch.Tensor, beta: float = 0.5) -> torch.Tensor:
+    """(|S|² / (|S|² + |N|²))^beta; 0 where both are silent."""
+    s2, n2 = clean_mag.square(), noise_mag.square()
+    total = s2 + n2
+    ratio = torch.where(total > 0, s2 / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
+    return ratio.pow(beta)
+
+
+def apply_mask(mask: torch.Tensor, noisy_mag: torch.Tensor) -> torch.Tensor:
+    """The estimated speech magnitude M · |X|."""
+    return mask * noisy_mag
+
+
+def masked_waveform(mask: torch.Tensor, noisy_spec: torch.Tensor, *, n_fft: int = N_FFT,
+                    hop: int = HOP, length: int | None = None) -> torch.Tensor:
+    """Waveform of the masked noisy spectrogram (..., bins, frames), with the noisy phase."""
+    return reconstruct(apply_mask(mask, noisy_spec.abs()), noisy_spec.angle(), n_fft, hop, length)
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy between an estimated mask, given as logits (the mask is their
+    sigmoid), and a target mask (binary or ratio), averaged over the real frames only:
+    (B, T, F) tensors and a (B, T) frame mask. Padded frames are dropped before the loss,
+    so whatever they hold cannot change it."""
+    if frame_mask is not None:
+        logits, target = logits[frame_mask], target[frame_mask]  # (frames, F)
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
