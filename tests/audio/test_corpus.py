@@ -87,3 +87,16 @@ def test_speech_corpus_is_built_once_and_cached(data_root):
         "white", "pink", "brown", "babble", *(p.stem for p in (data_root / "noise").iterdir())}
     assert not [p for p in first.parent.iterdir() if p.name.startswith(".")]  # no temp folder left
     assert speech_corpus(CorpusSpec(n_train=2, n_test=1, seed=4, min_seconds=0.5, max_seconds=1.0)) != first
+
+
+def test_data_speech_command_builds_a_corpus(tmp_path, capsys):
+    from dlslab.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["data", "speech", str(out), "--train", "2", "--test", "1", "--seconds", "0.5,1",
+                 "--noise", "white,brown", "--snr", "3,3"]) == 0
+    assert f"corpus: {out}" in capsys.readouterr().out
+    rows = read_pairs(out, "train")
+    assert len(rows) == 2 and {r["noise_type"] for r in rows} <= {"white", "brown"}
+    assert all(r["snr_db"] == 3.0 for r in rows)
+    assert main(["data", "speech", str(out)]) == 2  # not empty: a usage error, not a traceback
