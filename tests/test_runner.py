@@ -1,0 +1,142 @@
+"""Run folders: reuse, --force, resume after kill -9, locking, atomic metrics, the CLI contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import toy_cli
+from dlslab import cli, runner
+from dlslab.studies import STUDIES
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dlslab.studies.toy", toy_cli.toy_study)
+    monkeypatch.setitem(STUDIES, "toy", toy_cli.StudyInfo(99, "toy", "toy", "toy"))
+
+
+def _run(args, capsys):
+    code = cli.main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_run_writes_a_complete_folder_and_reuses_it(toy, tmp_path, capsys) -> None:
+    code, out, err = _run(["run", "toy", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu"], capsys)
+    assert code == 0
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("run: ")
+    run_dir = Path(last[5:])
+    for name in ("config.yaml", "env.json", "log.jsonl", "metrics.json", "report.html", "report.json", "val_acc.png"):
+        assert (run_dir / name).exists(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and 0 < metrics["headline"]["val_acc"] <= 1
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["seed"] == 0 and env["torch"] and "command" in env
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["config"]["epochs"] == 3
+    assert (tmp_path / "index.html").exists()
+    # the same config and seed again: reused, not recomputed
+    code, out2, err2 = _run(["run", "toy", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu"], capsys)
+    assert code == 0 and "reused" in err2 and out2.strip().splitlines()[-1] == last
+    # --force: a new folder; another seed: another folder
+    _run(["run", "toy", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu", "--force"], capsys)
+    _run(["run", "toy", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu", "--seed", "1"], capsys)
+    assert len(list((tmp_path / "toy").iterdir())) == 3
+    # repeating from config.yaml reuses a finished run of the same config (same hash)
+    code, out3, err3 = _run(["run", "--config", str(run_dir / "config.yaml"), "--out", str(tmp_path),
+                             "--device", "cpu"], capsys)
+    assert code == 0 and "reused" in err3 and out3.strip().endswith(run_dir.name.rsplit("-", 1)[1])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nope"], "unknown study 'nope'; valid studies: mlp-hparams"),
+    (["run", "toy", "--set", "bogus=1"], "valid keys: seed, epochs, lr"),
+    (["run", "toy", "--set", "epochs=many"], "expected an integer"),
+    (["run", "toy", "--preset", "huge"], "valid presets: smoke, quick, full"),
+    (["run", "all", "--set", "epochs=1"], "--set applies to one study"),
+    (["run", "toy", "--device", "tpu"], "unknown device"),
+])
+def test_bad_usage_exits_2_and_writes_nothing(toy, tmp_path, capsys, args, message) -> None:
+    code, out, err = _run(args + ["--out", str(tmp_path / "runs")], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "runs").exists()
+
+
+def _toy_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(TESTS / "toy_cli.py"), "run", "toy", "--preset", "quick", "--out", str(out),
+            "--device", "cpu", *extra]
+
+
+def test_kill_9_then_rerun_resumes_to_the_same_metrics(tmp_path) -> None:
+    env = os.environ | {"TOY_SLEEP": "0.4"}
+    proc = subprocess.Popen(_toy_cmd(tmp_path / "killed"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        logs = list((tmp_path / "killed" / "toy").glob("*/log.jsonl"))
+        if logs and sum('"epoch": ' in line for line in logs[0].read_text().splitlines()) >= 2:
+            log = logs[0]
+            break
+        time.sleep(0.05)
+    assert log is not None, "the run never reached epoch 2"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = log.parent
+    assert not (run_dir / "metrics.json").exists()
+    resumed = subprocess.run(_toy_cmd(tmp_path / "killed"), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and resumed.stdout.strip().endswith(str(run_dir))
+    clean = subprocess.run(_toy_cmd(tmp_path / "clean"), capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stderr
+    a = json.loads((run_dir / "metrics.json").read_text())
+    b = json.loads(next((tmp_path / "clean" / "toy").glob("*/metrics.json")).read_text())
+    assert a["headline"] == b["headline"] and a["final_weights"] == b["final_weights"]
+    assert a["train_loss"] == b["train_loss"]
+
+
+def test_two_processes_on_the_same_runs_folder_do_not_clobber(tmp_path) -> None:
+    env = os.environ | {"TOY_SLEEP": "0.2"}
+    procs = [subprocess.Popen(_toy_cmd(tmp_path, "--seed", str(s)), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for s in (1, 2)]
+    same = subprocess.Popen(_toy_cmd(tmp_path, "--seed", "1"), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs + [same]]
+    assert results[0][2] == 0 and results[1][2] == 0
+    dirs = [Path(r[0].strip().splitlines()[-1][5:]) for r in results[:2]]
+    assert dirs[0] != dirs[1]
+    for d, seed in zip(dirs, (1, 2)):
+        m = json.loads((d / "metrics.json").read_text())
+        assert m["status"] == "finished"
+        assert yaml.safe_load((d / "config.yaml").read_text())["config"]["seed"] == seed
+    # the third process asked for the run that process 1 was writing: it either waited for
+    # the lock to be released and reused the finished run, or said clearly that it is busy
+    out, err, code = results[2]
+    assert (code == 0 and out.strip().endswith(str(dirs[0]))) or (code == 1 and "another dlslab process" in err)
+
+
+def test_full_disk_is_a_clear_error_and_keeps_earlier_results(tmp_path) -> None:
+    first = subprocess.run(_toy_cmd(tmp_path), capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0
+    done = Path(first.stdout.strip().splitlines()[-1][5:])
+    before = (done / "metrics.json").read_bytes()
+    # a file-size limit makes every write past 2 KiB fail with EFBIG, as a full disk would
+    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); "
+              f"sys.argv = {_toy_cmd(tmp_path, '--seed', '5')[1:]!r}; "
+              f"import runpy; runpy.run_path({str(TESTS / 'toy_cli.py')!r}, run_name='__main__')")
+    full = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert full.returncode == 1, full.stderr
+    assert "no space left" in full.stderr and "Traceback" not in full.stderr
+    assert (done / "metrics.json").read_bytes() == before
+    assert runner.is_finished(done)
