@@ -1,0 +1,123 @@
+"""Variational autoencoders for 28x28 binary images: an MLP and a convolutional one.
+
+Both share one interface, which `metrics.likelihood` relies on:
+
+    encode(x) -> (mu, logvar)     # q(z|x) = N(mu, diag(exp(logvar))), each (B, latent)
+    decode(z) -> logits           # p(x|z) = Bernoulli(sigmoid(logits)), (B, 1, 28, 28)
+    forward(x) -> VAEOutput(logits, mu, logvar, z)   with one reparameterised sample z
+
+The prior is N(0, I). The decoder gives Bernoulli logits (not probabilities) so the
+likelihood uses the numerically stable `binary_cross_entropy_with_logits`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from dlslab.models import register_model
+
+
+class VAEOutput(NamedTuple):
+    logits: torch.Tensor  # (B, 1, H, W) Bernoulli logits of p(x|z)
+    mu: torch.Tensor  # (B, latent)
+    logvar: torch.Tensor  # (B, latent)
+    z: torch.Tensor  # (B, latent) one sample of q(z|x)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps, differentiable in (mu, logvar)."""
+    return mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear-ReLU layers through `sizes`, ReLU after every layer."""
+    layers: list[nn.Module] = []
+    for cin, cout in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(cin, cout), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class VAEBase(nn.Module):
+    """forward() and sampling from the prior, shared by both VAEs."""
+
+    latent: int
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar)
+        return VAEOutput(self.decode(z), mu, logvar, z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoder means (pixel probabilities) for z ~ N(0, I): (n, 1, 28, 28) in [0, 1]."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent, generator=generator, device="cpu").to(device)
+        return torch.sigmoid(self.decode(z))
+
+
+class MLPVAE(VAEBase):
+    """784 -> hidden... -> (mu, logvar); latent -> reversed hidden... -> 784 logits."""
+
+    def __init__(self, latent: int = 20, hidden: tuple[int, ...] = (512, 256), size: int = 28):
+        super().__init__()
+        self.latent, self.size = latent, size
+        pixels = size * size
+        self.encoder = mlp([pixels, *hidden])
+        self.to_stats = nn.Linear(hidden[-1], 2 * latent)
+        self.decoder = nn.Sequential(mlp([latent, *reversed(hidden)]), nn.Linear(hidden[0], pixels))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x.flatten(1))  # (B, hidden[-1])
+        mu, logvar = self.to_stats(h).chunk(2, dim=1)  # (B, latent) each
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, 1, self.size, self.size)  # (B, 1, 28, 28)
+
+
+class ConvVAE(VAEBase):
+    """Two stride-2 convolutions down to 7x7, a linear layer to (mu, logvar), and the mirror
+    image up with transposed convolutions."""
+
+    def __init__(self, latent: int = 20, width: int = 32, hidden: int = 256):
+        super().__init__()
+        self.latent, self.width = latent, width
+        c1, c2 = width, 2 * width
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(),  # (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),  # (B, c2, 7, 7)
+            nn.Flatten(), nn.Linear(c2 * 49, hidden), nn.ReLU(),  # (B, hidden)
+        )
+        self.to_stats = nn.Linear(hidden, 2 * latent)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, c2 * 49), nn.ReLU(),
+            nn.Unflatten(1, (c2, 7, 7)),  # (B, c2, 7, 7)
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),  # (B, c1, 14, 14)
+            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28) logits
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.to_stats(self.encoder(x)).chunk(2, dim=1)  # (B, latent) each
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+@register_model("vae-mlp", example=lambda: torch.rand(2, 1, 28, 28))
+def vae_mlp(latent: int = 20, hidden: tuple[int, ...] = (512, 256)) -> MLPVAE:
+    return MLPVAE(latent, tuple(hidden))
+
+
+@register_model("vae-conv", example=lambda: torch.rand(2, 1, 28, 28))
+def vae_conv(latent: int = 20, width: int = 32) -> ConvVAE:
+    return ConvVAE(latent, width)
