@@ -1,0 +1,385 @@
+"""Study 1: how optimizer, initializer, activation, learning rate, width and depth change an
+MLP classifier on MNIST and Fashion-MNIST.
+
+Scientific factors are swept one at a time around a baseline (design=ofat) or as a grid over
+chosen factors (design=grid). The learning rate is a nuisance parameter when optimizers are
+compared: with `tune_lr`, every optimizer runs at every `tune_lrs` value and is compared at its
+best rate (chosen on validation accuracy). Every configuration runs with `seeds` seeds;
+tables show mean ± std and n. Test accuracy is measured at each trial's epoch of best
+validation accuracy. Same-shape configurations train together (`train.sweep`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dlslab.config import StudyConfig
+from dlslab.errors import UsageError
+from dlslab.report.plots import line_plot, pyplot
+from dlslab.report.run import Run
+from dlslab.train import sweep
+
+Dataset = Literal["mnist", "fashion-mnist"]
+Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
+Init = Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
+               "normal", "zeros"]
+Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]
+Factor = Literal["optimizer", "init", "activation", "lr", "width", "depth"]
+
+
+@dataclass
+class Config(StudyConfig):
+    datasets: list[Dataset] = field(default_factory=lambda: ["mnist", "fashion-mnist"])  # datasets, each swept with the same design
+    design: Literal["ofat", "grid"] = "ofat"  # ofat: each factor swept alone around the baseline; grid: every combination of `factors`
+    factors: list[Factor] = field(default_factory=lambda: ["optimizer", "init", "activation", "lr", "width", "depth"])  # factors to sweep
+    optimizers: list[Optimizer] = field(default_factory=lambda: ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"])  # optimizer values (momentum: SGD with momentum 0.9; nesterov: with Nesterov momentum 0.9)
+    inits: list[Init] = field(default_factory=lambda: ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "normal", "zeros"])  # initializer values (default: PyTorch's; normal: N(0, 0.01); zeros: shows the symmetry failure)
+    activations: list[Activation] = field(default_factory=lambda: ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"])  # activation values
+    lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0])  # learning-rate values (log grid)
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024])  # hidden-layer width values
+    depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # number-of-hidden-layers values
+    optimizer: Optimizer = "adam"  # baseline optimizer
+    init: Init = "default"  # baseline initializer
+    activation: Activation = "relu"  # baseline activation
+    lr: float = 1e-3  # baseline learning rate
+    width: int = 512  # baseline hidden width
+    depth: int = 2  # baseline number of hidden layers
+    tune_lr: bool = True  # compare optimizers each at its best learning rate out of `tune_lrs` (chosen on validation accuracy)
+    tune_lrs: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 0.1])  # learning rates tried per optimizer when tune_lr (the baseline lr is added)
+    deep_activations: bool = True  # also sweep the activations at the deepest depth (exposes vanishing gradients)
+    seeds: int = 3  # seeds per configuration (weights and data order)
+    epochs: int = 20  # passes over the training set
+    batch_size: int = 128  # examples per step
+    schedule: Literal["constant", "cosine"] = "cosine"  # learning-rate schedule over training (per step)
+    train_size: int = 0  # training examples used (0: all 55,000 not held out for validation)
+    val_size: int = 5000  # training examples held out (stratified) to pick each trial's best epoch
+    max_stack: int = 32  # most configurations trained together in one batched pass
+    workers: int = 1  # worker processes training groups in parallel (CPU)
+    ray: str | None = None  # address of a Ray cluster (host:port): train groups as Ray tasks there
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"datasets": ["mnist"], "factors": ["init", "width"], "inits": ["default", "zeros"],
+              "widths": [32, 64], "width": 64, "seeds": 1, "epochs": 2, "train_size": 3000, "val_size": 1000,
+              "tune_lr": False, "deep_activations": False, "batch_size": 100},
+    "quick": {"datasets": ["fashion-mnist"], "seeds": 1, "epochs": 4, "train_size": 8000, "val_size": 2000,
+              "width": 128, "widths": [32, 64, 128, 256, 512], "depths": [1, 2, 4, 6],
+              "lrs": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "tune_lrs": [1e-3, 1e-2, 0.1]},
+    "full": {},
+}
+
+CHANCE_FACTOR = 2.0  # a configuration "failed to learn" below this multiple of chance accuracy
+
+
+def data_needs(cfg: Config) -> list[str]:
+    return list(cfg.datasets)
+
+
+# --- the design --------------------------------------------------------------------------------
+
+
+def baseline_of(cfg: Config) -> dict[str, Any]:
+    return {f: getattr(cfg, f) for f in sweep.FACTORS}
+
+
+def design_points(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
+    """(label, settings) of every configuration the config asks for."""
+    levels = {"optimizer": cfg.optimizers, "init": cfg.inits, "activation": cfg.activations,
+              "lr": cfg.lrs, "width": cfg.widths, "depth": cfg.depths}
+    base = baseline_of(cfg)
+    if not cfg.factors:
+        raise UsageError("factors is empty: name at least one of " + ", ".join(sweep.FACTORS))
+    if len(set(cfg.factors)) != len(cfg.factors):
+        raise UsageError(f"factors={','.join(cfg.factors)}: a factor is named twice")
+    if cfg.design == "grid":
+        return sweep.grid(base, levels, cfg.factors)
+    tuned = cfg.tune_lr and "optimizer" in cfg.factors
+    points = [("baseline", base)]
+    points += sweep.ofat(base, levels, [f for f in cfg.factors if not (tuned and f == "optimizer")])
+    if tuned:
+        points += sweep.lr_per_optimizer(base, cfg.optimizers, sorted(set(cfg.tune_lrs) | {cfg.lr}))
+    deep = max(cfg.depths)
+    if cfg.deep_activations and "activation" in cfg.factors and deep != cfg.depth:
+        points += [(f"activation@depth{deep}", base | {"activation": a, "depth": deep}) for a in cfg.activations]
+    return points
+
+
+# --- aggregation and diagnosis -----------------------------------------------------------------
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def diagnose(row: dict[str, Any], classes: int) -> str:
+    """Why a configuration failed to learn, from what was measured during its trials."""
+    if row["diverged"] == row["n"]:
+        return "diverged: the loss became non-finite (learning rate too high)"
+    if row["units_identical"]:
+        return "symmetry never broken: every first-layer unit has identical weights, so the layer acts as one unit"
+    if row["grad_ratio"] < 1e-2:
+        return (f"vanishing gradients: at initialisation the first layer's gradient is {row['grad_ratio']:.1e} "
+                "times the last layer's")
+    chance_loss = math.log(classes)
+    if row["final_train_loss"] > 1.1 * chance_loss:
+        return (f"unstable: final training loss {row['final_train_loss']:.3g} is above the chance level "
+                f"ln({classes}) = {chance_loss:.2f} (steps too large)")
+    if row["final_train_loss"] > 0.9 * chance_loss:
+        return f"stuck: the training loss stayed near the chance level ln({classes}) = {chance_loss:.2f}"
+    return "learned slowly: the loss fell but accuracy stayed low within the epochs given"
+
+
+def aggregate(results: list[dict[str, Any]], classes: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """One row per (dataset, configuration): mean ± std over seeds, and a failure diagnosis."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        groups[(r["dataset"], r["config"])].append(r)
+    rows = {}
+    for key, rs in groups.items():
+        test, test_std = _mean_std([r["test_acc"] for r in rs])
+        val, val_std = _mean_std([r["val_acc"] for r in rs])
+        loss, _ = _mean_std([r["final_train_loss"] for r in rs])
+        curves = [r["val_curve"] for r in rs]
+        length = min(len(c) for c in curves)
+        row = {"dataset": key[0], "config": key[1], **{f: rs[0][f] for f in sweep.FACTORS}, "n": len(rs),
+               "test_acc": test, "test_std": test_std, "val_acc": val, "val_std": val_std,
+               "final_train_loss": loss, "train_s": statistics.fmean(r["train_s"] for r in rs),
+               "best_epoch": statistics.median(r["best_epoch"] for r in rs),
+               "diverged": sum(r["diverged"] for r in rs),
+               "units_identical": all(r["units_identical"] for r in rs),
+               "grad_ratio": statistics.median(r["grad_ratio"] for r in rs),
+               "val_curve": [statistics.fmean(c[i] for c in curves) for i in range(length)],
+               "trials": [{"seed": r["seed"], "group": r["group"], "member": r["member"]} for r in rs]}
+        row["failed"] = val < CHANCE_FACTOR / classes
+        row["why"] = diagnose(row, classes) if row["failed"] else ""
+        rows[key] = row
+    return rows
+
+
+def _pct(row: dict[str, Any]) -> str:
+    """'98.31 ± 0.05' (the std only when there are several seeds)."""
+    if row["n"] < 2:
+        return f"{100 * row['test_acc']:.2f}"
+    return f"{100 * row['test_acc']:.2f} ± {100 * row['test_std']:.2f}"
+
+
+def _table_row(label: str, value: Any, row: dict[str, Any]) -> dict[str, Any]:
+    return {label: value, "test acc % (mean ± std)": _pct(row), "n": row["n"],
+            "final train loss": row["final_train_loss"], "train s": row["train_s"],
+            "best val epoch": row["best_epoch"], "status": row["why"] or "learned"}
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def _learning_curves(rows: list[tuple[Any, dict[str, Any]]], title: str) -> Any:
+    series = {str(v): (list(range(1, len(r["val_curve"]) + 1)), r["val_curve"]) for v, r in rows}
+    return line_plot(series, title=title, xlabel="epoch", ylabel="validation accuracy")
+
+
+def _heatmap(rows: dict[str, dict[str, Any]], factors: list[str], title: str) -> Any:
+    plt = pyplot()
+    fa, fb = factors
+    va = list(dict.fromkeys(r[fa] for r in rows.values()))
+    vb = list(dict.fromkeys(r[fb] for r in rows.values()))
+    cell = {(r[fa], r[fb]): r["test_acc"] for r in rows.values()}
+    grid = [[cell.get((a, b), math.nan) for b in vb] for a in va]
+    fig, ax = plt.subplots(figsize=(1.1 * len(vb) + 2, 0.5 * len(va) + 1.5))
+    im = ax.imshow(grid, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(vb)), [str(v) for v in vb], rotation=30)
+    ax.set_yticks(range(len(va)), [str(v) for v in va])
+    ax.set(xlabel=fb, ylabel=fa, title=title)
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            if math.isfinite(v):
+                ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < 0.5 else "black")
+    fig.colorbar(im, ax=ax, label="test accuracy")
+    return fig
+
+
+def _factor_sentence(factor: str, ranked: list[tuple[Any, dict[str, Any]]]) -> str:
+    (best_v, best), rest = ranked[0], ranked[1:]
+    text = f"{factor}: {best_v} wins with {_pct(best)} % test accuracy (n={best['n']})"
+    if rest:
+        second_v, second = rest[0]
+        gap = 100 * (best["test_acc"] - second["test_acc"])
+        noise = 100 * max(best["test_std"], second["test_std"])
+        verdict = "" if best["n"] < 2 else (" (more than one std apart)" if abs(gap) > noise else
+                                             " (within one std: not a clear win)")
+        worst_v, worst = ranked[-1]
+        text += (f", {gap:+.2f} points over {second_v}{verdict}; "
+                 f"worst is {worst_v} at {100 * worst['test_acc']:.2f} %")
+    return text + "."
+
+
+def report_dataset(cfg: Config, run: Run, dataset: str, points: list[tuple[str, dict[str, Any]]],
+                   rows: dict[tuple[str, str], dict[str, Any]], classes: int) -> dict[str, Any]:
+    """Tables, curves, heatmap and computed conclusions for one dataset; returns its summary."""
+    cfg_of = lambda s: sweep.Trial(dataset=dataset, seed=0, **s).config  # noqa: E731
+    mine = {c: r for (d, c), r in rows.items() if d == dataset}
+    sentences = []
+    by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for label, s in points:
+        by_label[label].append(s)
+
+    for label, settings in by_label.items():
+        if label == "baseline":
+            continue
+        entries = list({cfg_of(s): s for s in settings}.values())
+        if label == "optimizer" and cfg.tune_lr and cfg.design == "ofat":
+            sentences.append(_report_tuned(cfg, run, dataset, entries, mine, cfg_of))
+            continue
+        if cfg.design == "grid":
+            continue
+        factor = label.split("@")[0]
+        vals = [(s[factor], mine[cfg_of(s)]) for s in entries]
+        run.add_table(f"{dataset}: {label}", [_table_row(factor, v, r) for v, r in vals],
+                      caption=f"{label} swept, other factors at the baseline ({cfg_of(baseline_of(cfg))}"
+                              + (f", depth {settings[0]['depth']}" if "@" in label else "") + ").")
+        run.add_figure(_learning_curves(vals, f"{dataset}: {label}"), f"curves-{dataset}-{label}",
+                       title=f"{dataset}: learning curves, {label}", caption="Mean over seeds.")
+        ranked = sorted(vals, key=lambda vr: vr[1]["val_acc"], reverse=True)
+        sentences.append(_factor_sentence(label, ranked))
+
+    if cfg.design == "grid":
+        rows_grid = {c: mine[c] for c in {cfg_of(s) for s in by_label[next(iter(by_label))]}}
+        label = "*".join(cfg.factors)
+        ordered = sorted(rows_grid.values(), key=lambda r: tuple(r[f] for f in cfg.factors))
+        run.add_table(f"{dataset}: grid {label}",
+                      [{**{f: r[f] for f in cfg.factors}, **_table_row("config", r["config"], r)} for r in ordered])
+        if len(cfg.factors) == 2:
+            run.add_figure(_heatmap(rows_grid, list(cfg.factors), f"{dataset}: test accuracy"),
+                           f"heatmap-{dataset}", title=f"{dataset}: {label} heatmap")
+        if set(cfg.factors) == {"optimizer", "lr"}:
+            best = sweep.best_lr_per_optimizer(list(rows_grid.values()))
+            sentences.append(_tuned_sentence(best))
+        for f in cfg.factors:
+            means = defaultdict(list)
+            for r in rows_grid.values():
+                means[r[f]].append(r["test_acc"])
+            mean_rows = sorted(((v, statistics.fmean(a)) for v, a in means.items()), key=lambda x: -x[1])
+            sentences.append(f"{f} (averaged over the other grid factors): best {mean_rows[0][0]} at "
+                             f"{100 * mean_rows[0][1]:.2f} %, worst {mean_rows[-1][0]} at {100 * mean_rows[-1][1]:.2f} %.")
+
+    deep = [k for k in by_label if k.startswith("activation@")]
+    if deep and "activation" in by_label:
+        d = by_label[deep[0]][0]["depth"]
+        parts = []
+        for s in by_label["activation"]:
+            shallow, deep_row = mine[cfg_of(s)], mine[cfg_of(s | {"depth": d})]
+            parts.append(f"{s['activation']} {100 * shallow['test_acc']:.1f} -> {100 * deep_row['test_acc']:.1f} % "
+                         f"(first/last layer gradient at init {deep_row['grad_ratio']:.1e})")
+        sentences.append(f"Going from depth {cfg.depth} to depth {d}: " + "; ".join(parts) + ".")
+
+    ranked = sorted(mine.values(), key=lambda r: r["val_acc"], reverse=True)
+    run.add_table(f"{dataset}: 10 best configurations",
+                  [{"rank": i + 1, "config": r["config"], "val acc %": 100 * r["val_acc"],
+                    "test acc % (mean ± std)": _pct(r), "n": r["n"], "train s": r["train_s"]}
+                   for i, r in enumerate(ranked[:10])], caption="Ranked by mean validation accuracy.")
+    failed = [r for r in ranked if r["failed"]]
+    if failed:
+        run.add_table(f"{dataset}: configurations that failed to learn",
+                      [{"config": r["config"], "test acc %": 100 * r["test_acc"], "why": r["why"]} for r in failed],
+                      caption=f"Failed: mean validation accuracy below {CHANCE_FACTOR:g}x chance ({100 / classes:.0f} %).")
+    best = ranked[0]
+    sentences.insert(0, f"Best configuration on {dataset}: {best['config']} with {_pct(best)} % test accuracy "
+                        f"(n={best['n']}); {len(failed)} of {len(ranked)} configurations failed to learn"
+                        + (": " + "; ".join(f"{r['config']} ({r['why'].split(':')[0]})" for r in failed) if failed else "")
+                        + ".")
+    run.add_text(f"{dataset}: findings", "\n".join(sentences))
+    base = mine.get(cfg_of(baseline_of(cfg)))
+    return {"best": best, "failed": len(failed), "configs": len(ranked),
+            "baseline_test_acc": base["test_acc"] if base else None}
+
+
+def _tuned_sentence(best: dict[str, dict[str, Any]]) -> str:
+    order = sorted(best.items(), key=lambda kv: kv[1]["val_acc"], reverse=True)
+    (o1, r1), rest = order[0], order[1:]
+    text = f"optimizer (each at its best learning rate): {o1} (lr={r1['lr']:g}) wins with {_pct(r1)} %"
+    if rest:
+        o2, r2 = rest[0]
+        text += (f", {100 * (r1['test_acc'] - r2['test_acc']):+.2f} points over {o2} (lr={r2['lr']:g}); "
+                 f"worst is {order[-1][0]} at {100 * order[-1][1]['test_acc']:.2f} %")
+    return text + "."
+
+
+def _report_tuned(cfg: Config, run: Run, dataset: str, entries: list[dict[str, Any]],
+                  mine: dict[str, dict[str, Any]], cfg_of: Any) -> str:
+    rows = [mine[cfg_of(s)] for s in entries]
+    best = sweep.best_lr_per_optimizer(rows)
+    at_base = {r["optimizer"]: r for r in rows if r["lr"] == cfg.lr}
+    table = []
+    for o, r in best.items():
+        table.append({**_table_row("optimizer", o, r), "best lr": r["lr"],
+                      f"test acc % at lr={cfg.lr:g}": 100 * at_base[o]["test_acc"] if o in at_base else None})
+    run.add_table(f"{dataset}: optimizer at its best learning rate", table,
+                  caption=f"Each optimizer tried at lr in {sorted({r['lr'] for r in rows})}; best chosen on "
+                          "validation accuracy. Other factors at the baseline.")
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for r in sorted(rows, key=lambda r: r["lr"]):
+        xs, ys = series.setdefault(r["optimizer"], ([], []))
+        xs.append(r["lr"])
+        ys.append(r["test_acc"])
+    run.add_figure(line_plot(series, title=f"{dataset}: test accuracy vs learning rate", xlabel="learning rate",
+                             ylabel="test accuracy", logx=True), f"lr-per-optimizer-{dataset}",
+                   title=f"{dataset}: test accuracy vs learning rate, per optimizer")
+    run.add_figure(_learning_curves([(f"{o} lr={r['lr']:g}", r) for o, r in best.items()],
+                                    f"{dataset}: optimizers at best lr"),
+                   f"curves-{dataset}-optimizer", title=f"{dataset}: learning curves, optimizer (best lr each)")
+    return _tuned_sentence(best)
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+def run(cfg: Config, run: Run) -> dict[str, Any]:
+    if cfg.seeds < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
+        raise UsageError("seeds, epochs and batch_size must be at least 1")
+    points = design_points(cfg)
+    seeds = [cfg.seed + k for k in range(cfg.seeds)]
+    trials = sweep.trials_for(points, cfg.datasets, seeds)
+    spec_of = sweep.data_specs(run.data_dir, train_size=cfg.train_size, val_size=cfg.val_size, split_seed=cfg.seed)
+    for name in cfg.datasets:
+        sweep.load_sweep_data(spec_of(name), str(run.device))  # a missing dataset fails here, before any work
+    groups = sweep.make_groups(trials, spec_of, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                               schedule=cfg.schedule, order_seed=cfg.seed, max_stack=cfg.max_stack)
+    run.info(f"mlp-hparams: {len(trials)} trials ({len(trials) // len(seeds)} configurations x {len(seeds)} seeds) "
+             f"in {len(groups)} batched groups" + (f" on Ray at {cfg.ray}" if cfg.ray else
+                                                     f", {cfg.workers} worker(s)" if cfg.workers > 1 else ""))
+    count = [0]
+
+    def on_group(spec: sweep.GroupSpec, res: list[dict[str, Any]], elapsed: float) -> None:
+        count[0] += 1
+        best = max(r["val_acc"] for r in res)
+        run.info(f"[{count[0]}/{len(groups)}] {spec.name}: {len(res)} models, best val acc {best:.4f} "
+                 f"({elapsed:.1f} s so far)")
+
+    def on_epoch(name: str, epoch: int, record: dict[str, float]) -> None:
+        accs = [v for k, v in record.items() if k.startswith("val_acc/")]
+        run.info(f"  {name} epoch {epoch}/{cfg.epochs}: loss {record.get('train_loss', math.nan):.4f}  "
+                 f"val acc mean {statistics.fmean(accs):.4f} max {max(accs):.4f}  ({record['epoch_s']:.1f} s)")
+
+    results = sweep.run_groups(groups, run=run, device=run.device, workers=cfg.workers, ray_address=cfg.ray,
+                               on_group=on_group, on_epoch=on_epoch)
+    classes = len(sweep.load_sweep_data(spec_of(cfg.datasets[0]), str(run.device)).classes)
+    rows = aggregate(results, classes)
+    summaries = {d: report_dataset(cfg, run, d, points, rows, classes) for d in cfg.datasets}
+    sweep_s = sum(r["train_s"] for r in results)
+    return {
+        "headline": {
+            "best_test_acc": {d: s["best"]["test_acc"] for d, s in summaries.items()},
+            "baseline_test_acc": {d: s["baseline_test_acc"] for d, s in summaries.items()},
+            "failed_configs": {d: s["failed"] for d, s in summaries.items()},
+            "configs": len(rows), "trials": len(results), "train_s": sweep_s,
+        },
+        "best_config": {d: s["best"]["config"] for d, s in summaries.items()},
+        "configs": list(rows.values()),
+    }

@@ -1,0 +1,447 @@
+"""Hyperparameter sweeps over MLP classifiers: designs, batched training, parallel groups.
+
+Designs. A design point is a dict of the six factors (optimizer, init, activation, lr, width,
+depth). `ofat` sweeps each factor alone around a baseline; `grid` takes the product of the
+chosen factors; `lr_per_optimizer` runs every optimizer at every learning rate so that
+`best_lr_per_optimizer` can compare optimizers each at its own best rate (the learning rate is
+a nuisance parameter there). Each point runs once per seed: a `Trial`.
+
+Training. Trials that share a shape (dataset, activation, width, depth) are trained together
+as one `StackedMLP` by a `step` passed to `train.engine.fit`, so checkpoints and resume come
+from the engine. Every member keeps its own optimizer (one torch optimizer per (name, lr)
+over the members that share it), its own initial weights (seeded by the trial's seed) and its
+own data order: member m sees the training set permuted by a fixed permutation drawn from its
+seed, composed with the engine's per-epoch shuffle. So a trial's result does not depend on
+which other trials share its group, and training it alone with
+`fit(mlp, (x[order], y[order]), seed=order_seed)` gives the same numbers (up to float
+summation order). A member whose loss turns non-finite is marked dead and stops updating
+without stopping its group.
+
+Scale-out. Groups are independent: `run_groups` trains them in this process, in worker
+processes (`workers`), or as tasks on a Ray cluster (`ray_address`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlslab.data.images import load_images, stratified_indices
+from dlslab.errors import UsageError
+from dlslab.models.mlp import ACTIVATIONS, INITS, MLP, StackedMLP
+from dlslab.report.run import Run
+from dlslab.train.engine import fit
+from dlslab.train.optim import OPTIMIZERS, make_optimizer
+
+FACTORS: tuple[str, ...] = ("optimizer", "init", "activation", "lr", "width", "depth")
+
+
+# --- designs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration of the six factors, on one dataset, with one seed."""
+
+    dataset: str
+    optimizer: str
+    init: str
+    activation: str
+    lr: float
+    width: int
+    depth: int
+    seed: int
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in FACTORS}
+
+    @property
+    def config(self) -> str:
+        """The configuration without dataset and seed, e.g. 'adam lr=0.001 relu default 2x256'."""
+        return f"{self.optimizer} lr={self.lr:g} {self.activation} {self.init} {self.depth}x{self.width}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset} {self.config} seed={self.seed}"
+
+    @property
+    def shape(self) -> tuple[str, str, int, int]:
+        return (self.dataset, self.activation, self.width, self.depth)
+
+
+def check_levels(levels: dict[str, Sequence[Any]]) -> None:
+    """Every factor value must be one we know; a clear UsageError otherwise."""
+    valid: dict[str, Callable[[Any], bool]] = {
+        "optimizer": lambda v: v in OPTIMIZERS, "init": lambda v: v in INITS,
+        "activation": lambda v: v in ACTIVATIONS, "lr": lambda v: isinstance(v, float) and 0 < v <= 10,
+        "width": lambda v: isinstance(v, int) and 1 <= v <= 65536,
+        "depth": lambda v: isinstance(v, int) and 1 <= v <= 64,
+    }
+    for factor, values in levels.items():
+        if factor not in valid:
+            raise UsageError(f"unknown factor {factor!r}; valid factors: {', '.join(FACTORS)}")
+        bad = [v for v in values if not valid[factor](v)]
+        if bad:
+            raise UsageError(f"factor {factor}: invalid value(s) {', '.join(map(str, bad))} "
+                             "(learning rates in (0, 10], widths >= 1, depths 1..64)")
+        if not values:
+            raise UsageError(f"factor {factor}: no values to sweep; give at least one")
+
+
+def ofat(baseline: dict[str, Any], levels: dict[str, Sequence[Any]],
+         factors: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(factor, settings) for each value of each factor, the other factors at the baseline."""
+    check_levels({f: levels[f] for f in factors} | {f: [v] for f, v in baseline.items()})
+    return [(f, baseline | {f: v}) for f in factors for v in levels[f]]
+
+
+def grid(baseline: dict[str, Any], levels: dict[str, Sequence[Any]],
+         factors: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, settings) for every combination of `factors`, the rest at the baseline."""
+    if len(factors) < 2:
+        raise UsageError(f"design=grid needs at least two factors (got {', '.join(factors) or 'none'}); "
+                         "e.g. --set factors=optimizer,lr")
+    check_levels({f: levels[f] for f in factors} | {f: [v] for f, v in baseline.items()})
+    label = "*".join(factors)
+    return [(label, baseline | dict(zip(factors, combo)))
+            for combo in itertools.product(*(levels[f] for f in factors))]
+
+
+def lr_per_optimizer(baseline: dict[str, Any], optimizers: Sequence[str],
+                     lrs: Sequence[float]) -> list[tuple[str, dict[str, Any]]]:
+    """Every optimizer at every learning rate, for `best_lr_per_optimizer`."""
+    check_levels({"optimizer": optimizers, "lr": lrs})
+    return [("optimizer", baseline | {"optimizer": o, "lr": lr}) for o in optimizers for lr in lrs]
+
+
+def best_lr_per_optimizer(rows: Sequence[dict[str, Any]], metric: str = "val_acc") -> dict[str, dict[str, Any]]:
+    """{optimizer: the row (a configuration aggregated over seeds, with `metric`) at its best lr}."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        cur = best.get(row["optimizer"])
+        if cur is None or row[metric] > cur[metric]:
+            best[row["optimizer"]] = row
+    return best
+
+
+def trials_for(points: Sequence[tuple[str, dict[str, Any]]], datasets: Sequence[str],
+               seeds: Sequence[int]) -> list[Trial]:
+    """The distinct trials of a design, in a stable order."""
+    out = {Trial(dataset=d, seed=s, **p): None for d in datasets for _, p in points for s in seeds}
+    return list(out)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which examples a sweep trains, validates and tests on."""
+
+    dataset: str
+    data_dir: str | None = None
+    train_size: int = 0  # 0 = all training examples not held out
+    val_size: int = 5000  # held out of the training set, stratified
+    split_seed: int = 0
+
+
+@dataclass
+class SweepData:
+    """Flattened, standardised float tensors (N, D) and int64 labels, on one device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+
+
+@lru_cache(maxsize=4)
+def load_sweep_data(spec: DataSpec, device: str = "cpu") -> SweepData:
+    """The dataset as a sweep uses it (cached per process: read-only)."""
+    images = load_images(spec.dataset, spec.data_dir)
+    n = len(images.train_y)
+    if not 0 < spec.val_size < n:
+        raise UsageError(f"val_size={spec.val_size}: must be between 1 and {n - 1}")
+    rest, val = stratified_indices(images.train_y, spec.val_size / n, spec.split_seed)
+    if spec.train_size:
+        if spec.train_size > len(rest):
+            raise UsageError(f"train_size={spec.train_size}: only {len(rest)} training examples remain "
+                             f"after holding out {spec.val_size}; use at most that (0 = all)")
+        _, chosen = stratified_indices(images.train_y[rest], spec.train_size / len(rest), spec.split_seed + 1)
+        rest = rest[chosen]
+    flat = lambda x: x.flatten(1).float().div_(255)  # noqa: E731
+    x_train = flat(images.train_x[rest])
+    mean, std = x_train.mean(), x_train.std()
+    norm = lambda x: ((flat(x) - mean) / std).to(device)  # noqa: E731
+    return SweepData(norm(images.train_x[rest]), images.train_y[rest].to(device),
+                     norm(images.train_x[val]), images.train_y[val].to(device),
+                     norm(images.test_x), images.test_y.to(device), list(images.classes))
+
+
+# --- one group: many same-shape MLPs trained together ----------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A batch of trials of one shape, trained as one StackedMLP."""
+
+    trials: tuple[Trial, ...]
+    data: DataSpec
+    epochs: int
+    batch_size: int
+    schedule: str = "cosine"  # 'constant' or 'cosine' (per step, to zero at the end)
+    order_seed: int = 0  # the engine's per-epoch shuffle seed, shared by the group
+
+    @property
+    def name(self) -> str:
+        """A stable checkpoint name: the same trials and settings resume the same training."""
+        text = repr((sorted(t.key for t in self.trials), asdict(self.data) | {"data_dir": None},
+                     self.epochs, self.batch_size, self.schedule, self.order_seed))
+        d, act, w, depth = self.trials[0].shape
+        return f"sweep-{d}-{act}-{depth}x{w}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def build_member(trial: Trial, in_features: int, num_classes: int) -> MLP:
+    """The trial's MLP at its initial weights (a pure function of the trial)."""
+    torch.manual_seed(10_007 * trial.seed + 17)
+    return MLP(in_features, [trial.width] * trial.depth, num_classes, trial.activation, trial.init)
+
+
+def member_order(trial: Trial, n: int) -> torch.Tensor:
+    """The trial's own fixed permutation of the training set (see the module docstring)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(7_919 * trial.seed + 3))
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    raise UsageError(f"unknown schedule {schedule!r}; valid: constant, cosine")
+
+
+def member_losses(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each member on its own batch: x (M, B, D), y (M, B) -> (M,)."""
+    logits = stack(x)  # (M, B, C)
+    m, b, c = logits.shape
+    return nn.functional.cross_entropy(logits.reshape(m * b, c), y.reshape(m * b),
+                                       reduction="none").view(m, b).mean(1)
+
+
+@torch.no_grad()
+def stacked_accuracy(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor, *, best: bool = False,
+                     chunk: int = 2048) -> torch.Tensor:
+    """Accuracy of each member on the shared (x, y): (M,)."""
+    correct = torch.zeros(len(stack), device=x.device)
+    for xb, yb in zip(x.split(chunk), y.split(chunk)):
+        correct += (stack(xb, best=best).argmax(-1) == yb).sum(1)
+    return correct / len(y)
+
+
+def gradient_ratio(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Per member, |grad of the first layer's weights| / |grad of the last layer's| on one
+    batch at the current weights: far below 1 means the gradient vanishes on its way down."""
+    stack.zero_grad(set_to_none=True)
+    member_losses(stack, x.unsqueeze(0).expand(len(stack), -1, -1),
+                  y.unsqueeze(0).expand(len(stack), -1)).sum().backward()
+    ratios = []
+    for net in stack.members:
+        first, last = net.linears[0].weight.grad.norm().item(), net.linears[-1].weight.grad.norm().item()
+        ratios.append(first / last if last > 0 else 0.0)
+    stack.zero_grad(set_to_none=True)
+    return ratios
+
+
+def units_identical(net: MLP) -> bool:
+    """True when every unit of the first hidden layer has the same incoming weights and bias:
+    the units compute the same function, so the layer acts as one unit."""
+    layer = net.linears[0]
+    w = torch.cat([layer.weight, layer.bias.unsqueeze(1)], 1)
+    return bool((w - w[:1]).abs().max() <= 1e-6 * (1.0 + w.abs().max()))
+
+
+def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.device = "cpu", *,
+                on_epoch: Callable[[str, int, dict[str, float]], None] | None = None,
+                keep_models: bool = False) -> list[dict[str, Any]]:
+    """Train the group's trials together; one result dict per trial (see `_result`).
+    With `keep_models`, each result carries its best-validation MLP under 'model'."""
+    device = torch.device(device)
+    data = load_sweep_data(spec.data, str(device))
+    n, d = data.x_train.shape
+    classes = len(data.classes)
+    trials = list(spec.trials)
+    stack = StackedMLP([build_member(t, d, classes) for t in trials]).to(device)
+    grad_ratios = gradient_ratio(stack, data.x_train[:256], data.y_train[:256])
+
+    by_rule: dict[str, list[int]] = {}
+    for i, t in enumerate(trials):
+        by_rule.setdefault(f"{t.optimizer}@{t.lr:g}", []).append(i)
+    optimizers = {key: make_optimizer(trials[idx[0]].optimizer,
+                                      [p for i in idx for p in stack.members[i].parameters()], trials[idx[0]].lr)
+                  for key, idx in by_rule.items()}
+    base_lr = {key: trials[idx[0]].lr for key, idx in by_rule.items()}
+    orders = torch.stack([member_order(t, n) for t in trials]).to(device)  # (M, n)
+    steps_per_epoch = math.ceil(n / spec.batch_size)
+    total_steps = spec.epochs * steps_per_epoch
+
+    def step(model: StackedMLP, batch: Sequence[torch.Tensor]) -> dict[str, Any]:
+        idx = orders[:, batch[0]]  # (M, B): each member's own examples
+        losses = member_losses(model, data.x_train[idx], data.y_train[idx])  # (M,)
+        model.alive &= torch.isfinite(losses)
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        torch.where(model.alive, losses, 0.0).sum().backward()
+        factor = lr_factor(spec.schedule, int(model.steps), total_steps)
+        for key, opt in optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = base_lr[key] * factor
+            opt.step()
+        model.steps += 1
+        kept = torch.where(model.alive, losses.detach(), 0.0)
+        return {"loss": kept.sum() / model.alive.sum().clamp_min(1),
+                **{f"loss/{i}": v for i, v in enumerate(kept.unbind())}}
+
+    def evaluate(model: StackedMLP) -> dict[str, float]:
+        acc = stacked_accuracy(model, data.x_val, data.y_val)
+        model.keep_best(acc, int(model.steps) // steps_per_epoch)
+        return {f"val_acc/{i}": float(a) for i, a in enumerate(acc.tolist())}
+
+    def report(epoch: int, record: dict[str, float]) -> None:
+        if on_epoch is not None:
+            on_epoch(spec.name, epoch, record)
+
+    history = fit(stack, (torch.arange(n, device=device),), step=step, optimizer=optimizers,
+                  epochs=spec.epochs, batch_size=spec.batch_size, evaluate=evaluate, seed=spec.order_seed,
+                  run=run, name=spec.name, progress=False, verbose=False, on_epoch_end=report)
+    test_acc = stacked_accuracy(stack, data.x_test, data.y_test, best=True).tolist()
+    results = []
+    for i, t in enumerate(trials):
+        res = _result(t, i, spec, history.epochs, stack, test_acc[i], grad_ratios[i], history.seconds / len(trials))
+        if keep_models:
+            res["model"] = stack.best[i].requires_grad_(True)
+        results.append(res)
+    return results
+
+
+def _result(trial: Trial, i: int, spec: GroupSpec, epochs: list[dict[str, float]], stack: StackedMLP,
+            test_acc: float, grad_ratio: float, seconds: float) -> dict[str, Any]:
+    alive = bool(stack.alive[i])
+    return {
+        "key": trial.key, "config": trial.config, "dataset": trial.dataset, **trial.settings, "seed": trial.seed,
+        "test_acc": test_acc,  # at the epoch of best validation accuracy
+        "val_acc": max(float(stack.best_val[i]), 0.0),  # -inf when it never had a finite loss
+        "best_epoch": int(stack.best_epoch[i]),
+        "final_train_loss": epochs[-1][f"train_loss/{i}"] if alive else math.nan,
+        "train_s": seconds,  # the group's time divided by its members
+        "diverged": not alive,
+        "units_identical": units_identical(stack.members[i]),
+        "grad_ratio": grad_ratio,
+        "val_curve": [e[f"val_acc/{i}"] for e in epochs],
+        "loss_curve": [e[f"train_loss/{i}"] for e in epochs],
+        "group": spec.name, "member": i,
+    }
+
+
+# --- many groups: inline, worker processes, Ray ------------------------------------------------
+
+
+def make_groups(trials: Sequence[Trial], data: Callable[[str], DataSpec], *, epochs: int, batch_size: int,
+                schedule: str, order_seed: int, max_stack: int) -> list[GroupSpec]:
+    """Trials grouped by shape, each group at most `max_stack` members, largest first (so
+    parallel workers finish together)."""
+    if max_stack < 1:
+        raise UsageError(f"max_stack={max_stack}: must be at least 1")
+    by_shape: dict[tuple, list[Trial]] = {}
+    for t in trials:
+        by_shape.setdefault(t.shape, []).append(t)
+    groups = []
+    for shape, members in by_shape.items():
+        for k in range(0, len(members), max_stack):
+            groups.append(GroupSpec(tuple(members[k:k + max_stack]), data(shape[0]), epochs, batch_size,
+                                    schedule, order_seed))
+    cost = lambda g: len(g.trials) * g.trials[0].width * (784 + g.trials[0].width * (g.trials[0].depth - 1))  # noqa: E731
+    return sorted(groups, key=cost, reverse=True)
+
+
+def _worker_train(spec: GroupSpec, run: Run | None, threads: int) -> list[dict[str, Any]]:
+    torch.set_num_threads(threads)
+    return train_group(spec, run, "cpu")
+
+
+def run_groups(groups: Sequence[GroupSpec], *, run: Run | None = None, device: str | torch.device = "cpu",
+               workers: int = 1, ray_address: str | None = None,
+               on_group: Callable[[GroupSpec, list[dict[str, Any]], float], None] | None = None,
+               on_epoch: Callable[[str, int, dict[str, float]], None] | None = None) -> list[dict[str, Any]]:
+    """Train every group and return all trial results. `workers` > 1 trains groups in that
+    many processes (CPU only), `ray_address` as Ray tasks on that cluster."""
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+
+    def done(spec: GroupSpec, res: list[dict[str, Any]]) -> None:
+        results.extend(res)
+        if on_group is not None:
+            on_group(spec, res, time.perf_counter() - t0)
+
+    if ray_address:
+        for spec, res in _run_on_ray(groups, run, ray_address, workers):
+            done(spec, res)
+    elif workers > 1:
+        if torch.device(device).type != "cpu":
+            raise UsageError("workers > 1 trains on CPU processes; with a GPU use workers=1 (groups are batched)")
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        import multiprocessing
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [(spec, pool.submit(_worker_train, spec, run, threads)) for spec in groups]
+            for spec, fut in futures:
+                done(spec, fut.result())
+    else:
+        for spec in groups:
+            done(spec, train_group(spec, run, device, on_epoch=on_epoch))
+    return results
+
+
+def _run_on_ray(groups: Sequence[GroupSpec], run: Run | None, address: str, cpus_per_task: int):
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs the 'ray' package: pip install 'ray>=2.30,<3'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UsageError(f"could not connect to the Ray cluster at {address!r} ({exc}); start one with "
+                             "`ray start --head` and pass its address (host:port)") from None
+    try:
+        task = ray.remote(num_cpus=1)(_worker_train)
+        refs = [(spec, task.remote(spec, run, max(1, cpus_per_task))) for spec in groups]
+        for spec, ref in refs:
+            yield spec, ray.get(ref)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def data_specs(data_dir: str | Path | None, *, train_size: int, val_size: int,
+               split_seed: int) -> Callable[[str], DataSpec]:
+    """A DataSpec maker for each dataset name, sharing the split settings."""
+    root = str(data_dir) if data_dir else None
+    return lambda name: DataSpec(name, root, train_size, val_size, split_seed)
+
