@@ -1,0 +1,375 @@
+"""The packed on-disk format: a model's tensors, stored as compactly as their values allow,
+with a versioned header and checksums, read back by our own parser (never pickle).
+
+Layout (all integers little-endian):
+
+    offset  size  field
+    0       4     magic b"DLSZ"
+    4       1     format version (1)
+    5       4     H: length of the header
+    9       H     header: zlib-deflated UTF-8 JSON (model name, its arguments, structural
+                  changes such as low-rank factors, and one record per tensor)
+    9+H     4     CRC-32 of the header bytes
+    13+H    P     payload: every tensor's streams, back to back, in header order
+    13+H+P  4     CRC-32 of the payload
+
+Packing is lossless with respect to the model's current weights: quantisation and pruning
+happen in the model (see prune.py, share.py, quant.py), and the packer finds the structure
+in the values. A floating tensor with at most `max_codebook` distinct non-zero values is
+stored as a codebook (float16 when every entry is exactly a float16, else float32) plus
+one code per value; otherwise the values are stored raw. Zeros are stored either as a
+codebook entry (dense layout) or as the gaps between non-zero positions (sparse layout),
+whichever is smaller. Each integer stream (codes, gaps) is Huffman coded or bit packed at a
+fixed width, whichever is smaller (or always fixed width with `entropy="fixed"`). A gap
+longer than the largest gap symbol M is written as escape symbols (M zeros each).
+Signed zeros are stored as +0.0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlslab import atomic
+from dlslab.compress.huffman import huffman_decode, huffman_encode, pack_bits, unpack_bits
+from dlslab.errors import DataError, UsageError
+
+MAGIC = b"DLSZ"
+VERSION = 1
+GAP_SYMBOLS = (15, 31, 63, 127, 255)  # candidate largest gap symbols M (the escape)
+Entropy = Literal["huffman", "fixed"]
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "float64": torch.float64, "int64": torch.int64, "int32": torch.int32, "int16": torch.int16,
+           "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
+_NAMES = {v: k for k, v in _DTYPES.items()}
+_STORAGE = {"bfloat16": np.int16}  # NumPy has no bfloat16: keep its bits
+
+
+@dataclass
+class TensorReport:
+    """How one tensor was stored: layout, bits and bytes."""
+
+    name: str
+    shape: tuple[int, ...]
+    layout: str  # raw | dense | sparse
+    nnz: int  # non-zero values
+    codebook: int  # codebook entries (0 when values are stored raw)
+    code_bits: float  # average bits per stored value (codes or raw values)
+    index_bits: float  # average bits per non-zero position (sparse layout), else 0
+    nbytes: int  # bytes of this tensor's streams in the payload
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def density(self) -> float:
+        return self.nnz / max(self.numel, 1)
+
+
+@dataclass
+class PackReport:
+    """What `pack_model` wrote: the file's size and how each tensor was stored."""
+
+    path: Path | None
+    file_bytes: int
+    dense_bytes: int  # the same tensors as plain float32 (others at their own width)
+    header_bytes: int
+    tensors: list[TensorReport] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.dense_bytes / self.file_bytes
+
+
+# --- integer streams ------------------------------------------------------------------------
+
+
+def _encode_ints(values: np.ndarray, alphabet: int, entropy: Entropy) -> tuple[str, bytes]:
+    width = max(1, int(alphabet - 1).bit_length())
+    fixed = ("fixed", pack_bits(values, width))
+    if entropy == "fixed":
+        return fixed
+    huff = ("huffman", huffman_encode(values, alphabet))
+    return huff if len(huff[1]) < len(fixed[1]) else fixed
+
+
+def _decode_ints(kind: str, data: bytes, alphabet: int, count: int) -> np.ndarray:
+    if kind == "huffman":
+        out = huffman_decode(data, count)
+    elif kind == "fixed":
+        out = unpack_bits(data, max(1, int(alphabet - 1).bit_length()), count)
+    else:
+        raise DataError(f"unknown stream coding {kind!r}")
+    if out.size and (out.min() < 0 or out.max() >= alphabet):
+        raise DataError("a symbol lies outside its alphabet: the file is corrupt")
+    return out
+
+
+def gaps_to_symbols(positions: np.ndarray, escape: int) -> np.ndarray:
+    """Sorted non-zero positions -> gap symbols in [0, escape]; `escape` means `escape` zeros
+    and no value, so a gap g becomes g // escape escapes followed by g % escape."""
+    gaps = np.diff(positions, prepend=-1) - 1
+    n_escape = gaps // escape
+    out = np.full(len(gaps) + int(n_escape.sum()), escape, dtype=np.int64)
+    ends = np.cumsum(n_escape + 1) - 1
+    out[ends] = gaps % escape
+    return out
+
+
+def symbols_to_positions(symbols: np.ndarray, escape: int) -> np.ndarray:
+    """Inverse of `gaps_to_symbols`."""
+    is_value = symbols != escape
+    advance = np.where(is_value, symbols + 1, escape)
+    return (np.cumsum(advance) - 1)[is_value]
+
+
+# --- one tensor -------------------------------------------------------------------------------
+
+
+def _raw_bytes(t: torch.Tensor) -> bytes:
+    name = _NAMES[t.dtype]
+    if name in _STORAGE:
+        return t.contiguous().view(torch.int16).numpy().astype("<i2").tobytes()
+    arr = t.contiguous().numpy()
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _from_raw(data: bytes, dtype: str, shape: list[int]) -> torch.Tensor:
+    numel = math.prod(shape)
+    if dtype in _STORAGE:
+        arr = np.frombuffer(data, dtype="<i2", count=numel)
+        return torch.from_numpy(arr.copy()).view(torch.bfloat16).reshape(shape)
+    np_dtype = torch.empty(0, dtype=_DTYPES[dtype]).numpy().dtype.newbyteorder("<")
+    if len(data) != numel * np_dtype.itemsize:
+        raise DataError(f"raw tensor data has {len(data)} bytes, expected {numel * np_dtype.itemsize}")
+    return torch.from_numpy(np.frombuffer(data, dtype=np_dtype).astype(np_dtype.newbyteorder("=")).copy()
+                            ).reshape(shape)
+
+
+def _values_dtype(values: torch.Tensor) -> str:
+    """float16 when every value is exactly a float16 (so storing it loses nothing)."""
+    if values.dtype == torch.float32 and torch.equal(values.half().float(), values):
+        return "float16"
+    return _NAMES[values.dtype]
+
+
+def _encode_tensor(name: str, t: torch.Tensor, entropy: Entropy, max_codebook: int
+                   ) -> tuple[dict[str, Any], list[bytes]]:
+    """The header record and payload streams of one tensor (the smallest lossless layout)."""
+    t = t.detach().cpu()
+    record: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": _NAMES.get(t.dtype)}
+    if record["dtype"] is None:
+        raise UsageError(f"{name}: tensors of dtype {t.dtype} cannot be packed")
+    floating = t.is_floating_point()
+    if not floating or t.numel() == 0 or not torch.isfinite(t).all():
+        return record | {"layout": "raw"}, [_raw_bytes(t)]
+    flat = t.flatten() + 0.0  # -0.0 -> +0.0
+    candidates = []
+    nz = torch.nonzero(flat).flatten()
+    values = flat[nz]
+    for layout in ("dense", "sparse"):
+        vals = flat if layout == "dense" else values
+        streams: list[bytes] = []
+        rec = {"layout": layout, "nnz": len(nz)}
+        if layout == "sparse":
+            positions = nz.numpy()
+            best = None
+            for escape in GAP_SYMBOLS:
+                symbols = gaps_to_symbols(positions, escape)
+                kind, data = _encode_ints(symbols, escape + 1, entropy)
+                if best is None or len(data) < len(best[2]):
+                    best = (escape, kind, data, len(symbols))
+            escape, kind, data, count = best
+            rec["gaps"] = {"escape": escape, "coding": kind, "count": count, "bytes": len(data)}
+            streams.append(data)
+        uniq = torch.unique(vals) if len(vals) else vals
+        if 0 < len(uniq) <= max_codebook:
+            book_dtype = _values_dtype(uniq)
+            book = uniq.to(_DTYPES[book_dtype])
+            codes = torch.searchsorted(uniq, vals).numpy()
+            kind, data = _encode_ints(codes, len(uniq), entropy)
+            rec["codebook"] = {"dtype": book_dtype, "size": len(uniq), "coding": kind, "bytes": len(data)}
+            streams += [_raw_bytes(book), data]
+        else:
+            vdtype = _values_dtype(vals)
+            rec["values"] = {"dtype": vdtype}
+            streams.append(_raw_bytes(vals.to(_DTYPES[vdtype])))
+        candidates.append((sum(map(len, streams)), rec, streams))
+    raw = [_raw_bytes(t)]
+    candidates.append((len(raw[0]), {"layout": "raw"}, raw))
+    _, rec, streams = min(candidates, key=lambda c: c[0])
+    return record | rec, streams
+
+
+def _decode_tensor(rec: dict[str, Any], streams: list[bytes]) -> torch.Tensor:
+    shape, dtype, layout = rec["shape"], rec["dtype"], rec["layout"]
+    if layout == "raw":
+        return _from_raw(streams[0], dtype, shape)
+    numel = math.prod(shape)
+    if layout == "sparse":
+        g = rec["gaps"]
+        symbols = _decode_ints(g["coding"], streams[0], g["escape"] + 1, g["count"])
+        positions = symbols_to_positions(symbols, g["escape"])
+        if len(positions) != rec["nnz"] or (len(positions) and positions[-1] >= numel):
+            raise DataError(f"{rec['name']}: sparse positions do not fit the tensor: the file is corrupt")
+        streams = streams[1:]
+        count = rec["nnz"]
+    else:
+        count = numel
+    if "codebook" in rec:
+        cb = rec["codebook"]
+        book = _from_raw(streams[0], cb["dtype"], [cb["size"]]).to(_DTYPES[dtype])
+        codes = _decode_ints(cb["coding"], streams[1], cb["size"], count)
+        vals = book[torch.from_numpy(codes)]
+    else:
+        vals = _from_raw(streams[0], rec["values"]["dtype"], [count]).to(_DTYPES[dtype])
+    if layout == "dense":
+        return vals.reshape(shape)
+    out = torch.zeros(numel, dtype=_DTYPES[dtype])
+    out[torch.from_numpy(positions)] = vals
+    return out.reshape(shape)
+
+
+# --- whole files ------------------------------------------------------------------------------
+
+
+def pack_state(state: dict[str, torch.Tensor], *, model: str | None = None,
+               kwargs: dict[str, Any] | None = None, structure: dict[str, Any] | None = None,
+               meta: dict[str, Any] | None = None, entropy: Entropy = "huffman",
+               max_codebook: int = 256) -> tuple[bytes, list[TensorReport]]:
+    """Serialise tensors (a state dict) with the model's name and arguments."""
+    records, payload, reports = [], [], []
+    for name, t in state.items():
+        rec, streams = _encode_tensor(name, t, entropy, max_codebook)
+        rec["streams"] = [len(s) for s in streams]
+        records.append(rec)
+        payload += streams
+        reports.append(_report(rec, sum(map(len, streams)), t))
+    body = b"".join(payload)
+    header = {"format": "dlslab-packed", "model": model, "kwargs": kwargs or {},
+              "structure": structure or {}, "meta": meta or {}, "payload_bytes": len(body),
+              "tensors": records}
+    head = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
+    blob = (MAGIC + struct.pack("<BI", VERSION, len(head)) + head + struct.pack("<I", zlib.crc32(head))
+            + body + struct.pack("<I", zlib.crc32(body)))
+    return blob, reports
+
+
+def _report(rec: dict[str, Any], nbytes: int, t: torch.Tensor) -> TensorReport:
+    numel = t.numel()
+    nnz = int(rec.get("nnz", torch.count_nonzero(t).item() if t.numel() else 0))
+    stored = nnz if rec["layout"] == "sparse" else numel
+    gap_bytes = rec.get("gaps", {}).get("bytes", 0)
+    return TensorReport(rec["name"], tuple(t.shape), rec["layout"], nnz,
+                        rec.get("codebook", {}).get("size", 0),
+                        8 * (nbytes - gap_bytes) / max(stored, 1),
+                        8 * gap_bytes / max(nnz, 1) if rec["layout"] == "sparse" else 0.0, nbytes)
+
+
+def unpack_state(blob: bytes, source: str = "packed data") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Parse a packed file's bytes: (state dict, header). Raises DataError when the bytes are
+    not a packed file, are truncated, or fail a checksum."""
+    if len(blob) < 9 or blob[:4] != MAGIC:
+        raise DataError(f"{source}: not a dlslab packed file (it does not start with {MAGIC!r})")
+    version, hlen = struct.unpack_from("<BI", blob, 4)
+    if version != VERSION:
+        raise DataError(f"{source}: packed format version {version} is not supported (this dlslab "
+                        f"reads version {VERSION}); repack the model with this version")
+    if len(blob) < 13 + hlen:
+        raise DataError(f"{source}: truncated: the header needs {13 + hlen} bytes, the file has "
+                        f"{len(blob)}")
+    head = blob[9:9 + hlen]
+    if zlib.crc32(head) != struct.unpack_from("<I", blob, 9 + hlen)[0]:
+        raise DataError(f"{source}: corrupt: the header checksum does not match")
+    try:
+        header = json.loads(zlib.decompress(head))
+        records, pbytes = header["tensors"], int(header["payload_bytes"])
+    except (zlib.error, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{source}: corrupt header ({exc})") from None
+    start = 13 + hlen
+    if len(blob) != start + pbytes + 4:
+        raise DataError(f"{source}: truncated or padded: expected {start + pbytes + 4} bytes, "
+                        f"found {len(blob)}")
+    body = blob[start:start + pbytes]
+    if zlib.crc32(body) != struct.unpack_from("<I", blob, start + pbytes)[0]:
+        raise DataError(f"{source}: corrupt: the payload checksum does not match")
+    state, offset = {}, 0
+    for rec in records:
+        streams = []
+        for n in rec["streams"]:
+            streams.append(body[offset:offset + n])
+            offset += n
+        try:
+            state[rec["name"]] = _decode_tensor(rec, streams)
+        except (KeyError, ValueError, IndexError, RuntimeError) as exc:
+            raise DataError(f"{source}: tensor {rec.get('name')!r} cannot be decoded ({exc})") from None
+    if offset != pbytes:
+        raise DataError(f"{source}: corrupt: the tensors use {offset} of {pbytes} payload bytes")
+    return state, header
+
+
+def dense_bytes(state: dict[str, torch.Tensor]) -> int:
+    """Bytes of the tensors stored plainly: floats as float32, others at their own width."""
+    return sum(t.numel() * (4 if t.is_floating_point() else t.element_size()) for t in state.values())
+
+
+def pack_model(model: nn.Module, path: str | Path | None, *, name: str | None = None,
+               kwargs: dict[str, Any] | None = None, structure: dict[str, Any] | None = None,
+               meta: dict[str, Any] | None = None, entropy: Entropy = "huffman",
+               max_codebook: int = 256) -> PackReport:
+    """Write `model`'s state dict as a packed file (atomically) and report what it holds.
+    With `path=None` nothing is written and `file_bytes` is the size it would have."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    blob, reports = pack_state(state, model=name, kwargs=kwargs, structure=structure, meta=meta,
+                               entropy=entropy, max_codebook=max_codebook)
+    if path is not None:
+        path = Path(path)
+        atomic.write_bytes(path, blob)
+        size = path.stat().st_size
+    else:
+        size = len(blob)
+    hlen = struct.unpack_from("<I", blob, 5)[0]
+    return PackReport(path, size, dense_bytes(state), 13 + hlen + 4, reports)
+
+
+def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, header) of a packed file."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the packed file ({exc.strerror})") from None
+    return unpack_state(blob, str(path))
+
+
+def load_packed(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model recorded in a packed file (by its registry name and arguments, with
+    its structural changes) and load the weights into it."""
+    from dlslab.compress.lowrank import apply_low_rank_structure
+    from dlslab.models import build_model
+
+    state, header = read_packed(path)
+    if not header.get("model"):
+        raise DataError(f"{path}: the file holds tensors but names no model; read it with read_packed")
+    try:
+        model = build_model(header["model"], **header.get("kwargs", {}))
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path}: cannot build model {header['model']!r} ({exc})") from None
+    apply_low_rank_structure(model, header.get("structure", {}).get("lowrank", {}))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DataError(f"{path}: the weights do not fit model {header['model']!r}: "
+                        f"{str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), header
