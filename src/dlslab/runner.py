@@ -201,8 +201,10 @@ def execute(plan: Plan, *, out: str | Path = "runs", device: str = "auto", force
         atomic.write_json(run_dir / "metrics.json", record)
         run.log(event="finished", seconds=seconds)
         from dlslab.report.html import render_index, render_run
+        from dlslab.report.site import render_compare
 
         render_run(run_dir)
+        render_compare(out / name)
         render_index(out)
     return Outcome(name, "finished", run_dir, record, seconds=seconds)
 

@@ -115,7 +115,9 @@ def render_index(runs_dir: str | Path) -> Path:
         finished = [e for e in entries if e["status"] == "finished"]
         studies.append({"number": info.number, "name": info.name, "question": info.question,
                         "built": info.built, "runs": entries,
-                        "latest": (finished or entries or [None])[-1], "compare_href": None})
+                        "latest": (finished or entries or [None])[-1],
+                        "compare_href": f"{info.name}/compare.html"
+                        if (runs_dir / info.name / "compare.html").exists() else None})
     html = _env().get_template("index.html").render(studies=studies, css=(_TEMPLATES / "style.css").read_text())
     out = runs_dir / "index.html"
     atomic.write_text(out, html)
