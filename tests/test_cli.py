@@ -1,0 +1,50 @@
+"""The CLI: help everywhere, list/show/data, and clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dlslab import cli
+from dlslab.studies import STUDIES
+
+
+def test_help_for_every_command() -> None:
+    parser, groups = cli.build_parser()
+    commands = list(groups["root"].choices)
+    assert {"list", "show", "run", "report", "data"} <= set(commands)
+    for name in commands:
+        out = subprocess.run([sys.executable, "-m", "dlslab", name, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: dlslab" in out.stdout, name
+
+
+def test_list_shows_all_twelve(capsys) -> None:
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for s in STUDIES.values():
+        assert s.name in out
+    assert out.count("built") >= 12
+
+
+def test_show_prints_fields_and_presets(capsys) -> None:
+    built = [s for s in STUDIES.values() if s.built]
+    if not built:
+        pytest.skip("no study built")
+    assert cli.main(["show", built[0].name]) == 0
+    out = capsys.readouterr().out
+    assert "seed" in out and "presets:" in out and "smoke" in out
+
+
+def test_data_status_names_every_dataset(data_root, capsys) -> None:
+    assert cli.main(["data", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out and "found in" in out and "$DLSLAB_DATA" in out
+    assert cli.main(["data", "verify", "mnist"]) == 0
+    assert "ok (known copy)" in capsys.readouterr().out
+
+
+def test_report_of_missing_folder_is_usage_error(tmp_path, capsys) -> None:
+    assert cli.main(["report", str(tmp_path / "none")]) == 2
+    assert "runs folder not found" in capsys.readouterr().err
