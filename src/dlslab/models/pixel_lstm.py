@@ -43,8 +43,8 @@ class RowLSTM(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Write `rows` rows below `upper` (B, T0, W), feeding each output back as the next
         input: pixel probabilities when `sample` is False (the deterministic mean variant),
-        Bernoulli samples when True. Returns the written rows (B, rows, W) in [0, 1]; the
-        given rows are only read."""
+        Bernoulli samples when True. Returns the whole image (B, T0 + rows, W): the given
+        rows unchanged, then the written ones, in [0, 1]."""
         b = upper.shape[0]
         inputs = torch.cat([self.start.expand(b, 1, self.width), upper], dim=1)  # (B, T0+1, W)
         out, state = self.lstm(inputs)  # state after reading every given row
@@ -56,7 +56,7 @@ class RowLSTM(nn.Module):
                 p = (u < p).to(p.dtype)
             written.append(p)
             out, state = self.lstm(p.unsqueeze(1), state)  # (B, 1, hidden)
-        return torch.stack(written, dim=1)  # (B, rows, W)
+        return torch.cat([upper, torch.stack(written, dim=1)], dim=1)  # (B, T0 + rows, W)
 
 
 @register_model("pixel-lstm", example=lambda: torch.rand(2, 28, 28))
