@@ -106,6 +106,16 @@ def classifier_eval(x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048,
     return evaluate
 
 
+def check_finite(tensors: Sequence[torch.Tensor], what: str) -> None:
+    """A clear error if floating-point data holds NaN or inf (it would poison training)."""
+    for i, t in enumerate(tensors):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            bad = (~torch.isfinite(t)).flatten(1).any(1).nonzero().flatten() if t.ndim > 1 else \
+                (~torch.isfinite(t)).nonzero().flatten()
+            raise UsageError(f"{what}: tensor {i} holds NaN or infinite values in {len(bad)} rows "
+                             f"(first: {bad[:5].tolist()}); clean or drop those rows first")
+
+
 # --- history and checkpoints --------------------------------------------------------------
 
 
@@ -225,6 +235,7 @@ def fit(
     n = len(train[0])
     if n == 0:
         raise DlsError("fit(): the training set is empty")
+    check_finite(train, "training data")
     optimizers = optimizer if isinstance(optimizer, dict) else {"main": optimizer}
     device = next(model.parameters()).device
     use_amp = amp and device.type == "cuda"

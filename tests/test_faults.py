@@ -1,0 +1,131 @@
+"""Bad input gets our own clear error and loses nothing: crafted checkpoints, NaN data,
+wrong shapes, empty and corrupt files (property-based for the wav reader)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from dlslab.audio.io import AudioError, read_audio
+from dlslab.errors import DataError, UnsafeFileError, UsageError
+from dlslab.report.run import safe_torch_load
+from dlslab.train.engine import fit
+
+MARKER = "/tmp/dlslab-checkpoint-pwned"
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+def test_crafted_checkpoint_is_refused_without_running(tmp_path) -> None:
+    if os.path.exists(MARKER):
+        os.unlink(MARKER)
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "extra": _Exploit()}, path)
+    with pytest.raises(UnsafeFileError, match="refused to load"):
+        safe_torch_load(path)
+    assert not os.path.exists(MARKER)
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(DataError):
+        safe_torch_load(raw)
+    assert not os.path.exists(MARKER)
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "ok.pt"
+    torch.save({"w": torch.randn(100, 100)}, path)
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        safe_torch_load(path)
+
+
+def _loss(m, xb, yb):
+    return nn.functional.cross_entropy(m(xb), yb)
+
+
+def test_nan_and_wrong_shapes_are_refused_before_training() -> None:
+    model = nn.Linear(4, 2)
+    x, y = torch.randn(10, 4), torch.zeros(10, dtype=torch.long)
+    x[3, 1] = float("nan")
+    x[7, 0] = float("inf")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.detach().clone()
+    with pytest.raises(UsageError, match=r"NaN or infinite values in 2 rows \(first: \[3, 7\]\)"):
+        fit(model, (x, y), _loss, optimizer=opt, epochs=1, batch_size=4, verbose=False)
+    assert torch.equal(model.weight, before)
+    with pytest.raises(UsageError, match="equal length"):
+        fit(model, (torch.randn(10, 4), y[:9]), _loss, optimizer=opt, epochs=1, batch_size=4, verbose=False)
+
+
+def _wav(data: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, data, rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data, subtype, message", [
+    (np.zeros(0, np.float32), "FLOAT", "empty"),
+    (np.zeros(1600, np.float32), "FLOAT", "silent"),
+    (np.full(1600, np.nan, np.float32), "FLOAT", "NaN"),
+    (np.ones(1600, np.float32), "FLOAT", "clipped"),
+])
+def test_bad_wavs_are_clear_errors(tmp_path, data, subtype, message) -> None:
+    path = tmp_path / "x.wav"
+    path.write_bytes(_wav(data, subtype=subtype))
+    with pytest.raises(AudioError, match=message):
+        read_audio(path)
+
+
+def test_wrong_rate_and_truncated_wav(tmp_path) -> None:
+    tone = (0.3 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    path = tmp_path / "tone.wav"
+    path.write_bytes(_wav(tone, 8000))
+    with pytest.raises(AudioError, match="8000"):
+        read_audio(path, expect_rate=16000)
+    wave, rate = read_audio(path, sample_rate=16000)
+    assert rate == 16000 and abs(len(wave) - 16000) <= 1
+    path.write_bytes(_wav(tone, 8000)[:30])
+    with pytest.raises(AudioError):
+        read_audio(path)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_read_as_audio_or_raise_audio_error(data: bytes) -> None:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        f.write(data)
+        f.flush()
+        try:
+            wave, rate = read_audio(f.name)
+        except AudioError:
+            return
+        assert wave.ndim == 1 and np.isfinite(wave).all() and rate > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=44, max_size=400))
+def test_wav_header_with_garbage_body(body: bytes) -> None:
+    header = _wav(np.zeros(1, np.int16).astype(np.float32))[:44]
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        f.write(header + body)
+        f.flush()
+        try:
+            read_audio(f.name)
+        except AudioError:
+            pass
