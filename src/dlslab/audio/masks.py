@@ -41,11 +41,17 @@ def masked_waveform(mask: torch.Tensor, noisy_spec: torch.Tensor, *, n_fft: int 
     return reconstruct(apply_mask(mask, noisy_spec.abs()), noisy_spec.angle(), n_fft, hop, length)
 
 
-def mask_loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+def mask_loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor | None = None,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy between an estimated mask, given as logits (the mask is their
     sigmoid), and a target mask (binary or ratio), averaged over the real frames only:
     (B, T, F) tensors and a (B, T) frame mask. Padded frames are dropped before the loss,
-    so whatever they hold cannot change it."""
+    so whatever they hold cannot change it. `weight` (same shape as the logits, >= 0) makes
+    it a weighted mean over time-frequency cells, e.g. |X| so that loud cells count more."""
     if frame_mask is not None:
         logits, target = logits[frame_mask], target[frame_mask]  # (frames, F)
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+        weight = weight[frame_mask] if weight is not None else None
+    if weight is None:
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+    cells = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    return (cells * weight).sum() / weight.sum().clamp_min(torch.finfo(cells.dtype).tiny)

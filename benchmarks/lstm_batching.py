@@ -1,0 +1,95 @@
+"""LSTM batching of variable-length utterances: 10-frame chunks vs padding to the longest.
+
+The same LSTM mask estimator (513 bins in and out), the same utterances (lengths drawn
+uniformly from 1 s to 10 s of 32 ms frames, i.e. 31 to 312 frames), the same number of real
+frames per update and the same optimizer, trained through `dlslab.train.engine.fit` with the
+batching of the lstm-denoise study: (a) the baseline, random batches of whole utterances
+padded to the longest in the batch, and (b) ours, the course technique, chunks of 10 frames
+(only each utterance's last chunk padded) batched at random. Optionally also tbptt (chunks
+in order with the state carried) and packed (length buckets + PackedSequence). Prints the
+seconds per epoch and padded-frame fraction of each, the ratio, and a short table last.
+
+    python benchmarks/lstm_batching.py [--utterances 200] [--epochs 2] [--all] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+from dlslab.audio.batching import stack_sequences
+from dlslab.studies.lstm_denoise import Config, Frames, LSTMDenoiser, make_strategy
+from dlslab.train.engine import fit
+
+FRAMES_PER_SECOND = 16000 / 512  # hop 512 at 16 kHz
+
+
+def synthetic_utterances(n: int, bins: int, seed: int) -> Frames:
+    """|X|-like frames and binary targets for n utterances of 1 s to 10 s."""
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = round(1 * FRAMES_PER_SECOND), round(10 * FRAMES_PER_SECOND)
+    lengths = torch.randint(lo, hi + 1, (n,), generator=g).tolist()
+    mags = [torch.rand(t, bins, generator=g).square() * 10 for t in lengths]
+    noisy, offsets, lens = stack_sequences(mags)
+    target = (noisy > noisy.median()).float()
+    return Frames(noisy, target, offsets, lens, 16000)
+
+
+def time_strategy(name: str, cfg: Config, data: Frames) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = LSTMDenoiser(data.noisy.shape[1], cfg.hidden, cfg.layers)
+    model.norm.fit(data.noisy)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    strategy = make_strategy(name, cfg, data, 0, opt)
+    cpu0 = time.process_time()
+    history = fit(model, strategy.tensors, strategy.loss_fn, step=strategy.step, optimizer=opt,
+                  epochs=cfg.epochs, batch_size=strategy.batch_size, transform=strategy.transform,
+                  grad_clip=cfg.grad_clip if strategy.step is None else None, verbose=False)
+    epochs = [e["epoch_s"] for e in history.epochs]
+    return {"epoch_s": min(epochs), "epoch_s_mean": sum(epochs) / len(epochs),
+            "cpu_s_per_epoch": (time.process_time() - cpu0) / cfg.epochs,
+            "padded_frac": strategy.padded_frac, "tensor_padded_frac": strategy.tensor_padded_frac,
+            "updates_per_epoch": strategy.updates_per_epoch, "final_train_loss": history.last["train_loss"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--utterances", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per strategy (the fastest is reported)")
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--batch-frames", type=int, default=1280, help="real frames per update")
+    parser.add_argument("--all", action="store_true", help="also time tbptt and packed")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+
+    cfg = Config(hidden=args.hidden, layers=args.layers, batch_frames=args.batch_frames, epochs=args.epochs)
+    data = synthetic_utterances(args.utterances, 513, seed=0)
+    names = ["pad", "chunk"] + (["tbptt", "packed"] if args.all else [])
+    rows = {name: time_strategy(name, cfg, data) for name in names}
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"{torch.get_num_threads()} torch threads",
+        "utterances": args.utterances, "frames": len(data.noisy), "hidden": args.hidden, "layers": args.layers,
+        "batch_frames": args.batch_frames, "strategies": rows,
+        "ratio": rows["pad"]["epoch_s"] / rows["chunk"]["epoch_s"],
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    print(f"machine: {result['machine']}; {args.utterances} utterances, {len(data.noisy)} frames, "
+          f"LSTM {args.layers}x{args.hidden}, {args.batch_frames} real frames per update")
+    print(f"ratio pad/chunk seconds per epoch: {result['ratio']:.2f}x")
+    print(f"{'strategy':<9} {'epoch s':>8} {'cpu s':>7} {'padded':>7} {'updates':>8}")
+    for name, r in rows.items():
+        print(f"{name:<9} {r['epoch_s']:>8.2f} {r['cpu_s_per_epoch']:>7.2f} {100 * r['padded_frac']:>6.1f}% "
+              f"{r['updates_per_epoch']:>8.0f}")
+
+
+if __name__ == "__main__":
+    main()
