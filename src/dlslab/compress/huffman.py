@@ -5,15 +5,16 @@ each symbol's code length as a 4-bit nibble (0 = unused; lengths are limited to 
 then the codes, MSB first, padded with zero bits to a whole byte. Canonical codes are
 rebuilt from the lengths alone, so no code table is stored.
 
-Encoding and decoding are vectorised with NumPy: decoding looks up the symbol that starts
-at *every* bit position, then finds the positions that are actually symbol starts by
-pointer doubling (`next^i(0)` for all i at once), so there is no per-symbol Python loop.
+Encoding and decoding are vectorised with NumPy: decoding looks up the symbol that would
+start at *every* bit position, then finds the positions that are actually symbol starts by
+repeated squaring of that "next symbol" map, so there is no per-symbol Python loop.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 
 import numpy as np
 
@@ -77,6 +78,12 @@ def _bits_of(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return ((codes[owner] >> (lengths[owner] - 1 - offset)) & 1).astype(np.uint8)
 
 
+def huffman_size(counts: np.ndarray) -> int:
+    """Bytes `huffman_encode` writes for symbols with these counts (without encoding them)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return 2 + (len(counts) + 1) // 2 + (int((counts * huffman_lengths(counts)).sum()) + 7) // 8
+
+
 def huffman_encode(symbols: np.ndarray, alphabet: int) -> bytes:
     """Encode integer symbols in [0, alphabet) as a self-describing canonical Huffman stream."""
     symbols = np.asarray(symbols, dtype=np.int64)
@@ -114,33 +121,52 @@ def huffman_decode(data: bytes, count: int) -> np.ndarray:
     width = int(lengths.max())
     # lookup table indexed by the next `width` bits: which symbol starts there, and its length
     sym_table = np.zeros(1 << width, dtype=np.int64)
-    len_table = np.zeros(1 << width, dtype=np.int64)  # 0 = no code starts with these bits
+    len_table = np.zeros(1 << width, dtype=np.int32)  # 0 = no code starts with these bits
     for s in np.flatnonzero(lengths).tolist():
         lo = int(codes[s]) << (width - int(lengths[s]))
         hi = (int(codes[s]) + 1) << (width - int(lengths[s]))
         sym_table[lo:hi], len_table[lo:hi] = s, lengths[s]
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, offset=2 + table_bytes))
     nbits = len(bits)
-    padded = np.concatenate([bits, np.zeros(width, dtype=np.uint8)])
-    window = np.lib.stride_tricks.sliding_window_view(padded, width)[:nbits]
-    peek = window.astype(np.int64) @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+    padded = np.concatenate([bits, np.zeros(width, dtype=np.uint8)]).astype(np.int32)
+    peek = np.zeros(nbits, dtype=np.int32)  # the next `width` bits at every position
+    for k in range(width):
+        peek |= padded[k:k + nbits] << (width - 1 - k)
     step = len_table[peek]
-    jump = np.where(step > 0, np.arange(nbits) + step, nbits)  # bad codes and the end go to `nbits`
-    jump = np.minimum(jump, nbits)
-    jump = np.concatenate([jump, [nbits]])  # position `nbits` is absorbing
-    pos = np.zeros(count, dtype=np.int64)
-    index = np.arange(count)
-    level = jump
-    for j in range(int(count - 1).bit_length()):
-        take = (index >> j) & 1 == 1
-        pos[take] = level[pos[take]]
-        level = level[level]
+    # where the next symbol starts, for a symbol starting at each position; bad codes and the
+    # end lead to the absorbing position `nbits`
+    jump = np.where(step > 0, np.arange(nbits, dtype=np.int32) + step, nbits)
+    jump = np.concatenate([np.minimum(jump, nbits), [nbits]]).astype(np.int32)
+    pos = _symbol_starts(jump, count)
     if pos[-1] >= nbits:
         raise DataError(f"Huffman stream truncated or corrupt: fewer than {count} symbols in it")
-    ends = pos + step[pos]
-    if (step[pos] == 0).any() or ends[-1] > nbits:
+    if (step[pos] == 0).any() or pos[-1] + step[pos[-1]] > nbits:
         raise DataError("Huffman stream corrupt: an invalid code")
     return sym_table[peek[pos]]
+
+
+def _symbol_starts(jump: np.ndarray, count: int) -> np.ndarray:
+    """Bit positions of the first `count` symbols, following `jump` from position 0.
+
+    `jump` is raised to the power K (a power of two near sqrt(count)) by repeated squaring,
+    which finds the start of every K-th symbol in count/K cheap steps; the K symbols after
+    each of those are then followed in lockstep, all chunks at once."""
+    chunk = 1 << max(0, (int(math.isqrt(count)) - 1).bit_length())
+    far = jump
+    for _ in range(chunk.bit_length() - 1):
+        far = far[far]
+    n_chunks = -(-count // chunk)
+    starts = np.empty(n_chunks, dtype=np.int32)
+    p = 0
+    for i in range(n_chunks):
+        starts[i] = p
+        p = far[p]
+    pos = np.empty((n_chunks, chunk), dtype=np.int32)
+    cur = starts
+    for k in range(chunk):
+        pos[:, k] = cur
+        cur = jump[cur]
+    return pos.reshape(-1)[:count]
 
 
 def pack_bits(values: np.ndarray, width: int) -> bytes:

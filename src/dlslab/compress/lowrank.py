@@ -18,13 +18,6 @@ def factorised_linear(in_features: int, out_features: int, rank: int, bias: bool
     return nn.Sequential(nn.Linear(in_features, rank, bias=False), nn.Linear(rank, out_features, bias=bias))
 
 
-def rank_for_energy(w: torch.Tensor, energy: float) -> int:
-    """The smallest rank whose singular values keep `energy` of the squared Frobenius norm."""
-    s = torch.linalg.svdvals(w.detach().float())
-    kept = torch.cumsum(s**2, 0) / (s**2).sum()
-    return int(torch.searchsorted(kept, torch.tensor(energy, device=kept.device)).item()) + 1
-
-
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)

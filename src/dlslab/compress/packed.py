@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from dlslab import atomic
-from dlslab.compress.huffman import huffman_decode, huffman_encode, pack_bits, unpack_bits
+from dlslab.compress.huffman import huffman_decode, huffman_encode, huffman_size, pack_bits, unpack_bits
 from dlslab.errors import DataError, UsageError
 
 MAGIC = b"DLSZ"
@@ -95,20 +95,29 @@ class PackReport:
 # --- integer streams ------------------------------------------------------------------------
 
 
-def _encode_ints(values: np.ndarray, alphabet: int, entropy: Entropy) -> tuple[str, bytes]:
-    width = max(1, int(alphabet - 1).bit_length())
-    fixed = ("fixed", pack_bits(values, width))
+def _width(alphabet: int) -> int:
+    return max(1, int(alphabet - 1).bit_length())
+
+
+def _coding(values: np.ndarray, alphabet: int, entropy: Entropy) -> tuple[str, int]:
+    """The coding of an integer stream (Huffman or fixed width, whichever is smaller, or
+    fixed width when asked) and its size in bytes, computed without encoding."""
+    fixed = (len(values) * _width(alphabet) + 7) // 8
     if entropy == "fixed":
-        return fixed
-    huff = ("huffman", huffman_encode(values, alphabet))
-    return huff if len(huff[1]) < len(fixed[1]) else fixed
+        return "fixed", fixed
+    huff = huffman_size(np.bincount(values, minlength=alphabet))
+    return ("huffman", huff) if huff < fixed else ("fixed", fixed)
+
+
+def _encode_ints(values: np.ndarray, alphabet: int, kind: str) -> bytes:
+    return huffman_encode(values, alphabet) if kind == "huffman" else pack_bits(values, _width(alphabet))
 
 
 def _decode_ints(kind: str, data: bytes, alphabet: int, count: int) -> np.ndarray:
     if kind == "huffman":
         out = huffman_decode(data, count)
     elif kind == "fixed":
-        out = unpack_bits(data, max(1, int(alphabet - 1).bit_length()), count)
+        out = unpack_bits(data, _width(alphabet), count)
     else:
         raise DataError(f"unknown stream coding {kind!r}")
     if out.size and (out.min() < 0 or out.max() >= alphabet):
@@ -166,50 +175,50 @@ def _values_dtype(values: torch.Tensor) -> str:
 
 def _encode_tensor(name: str, t: torch.Tensor, entropy: Entropy, max_codebook: int
                    ) -> tuple[dict[str, Any], list[bytes]]:
-    """The header record and payload streams of one tensor (the smallest lossless layout)."""
+    """The header record and payload streams of one tensor (the smallest lossless layout).
+    Sizes are computed for every candidate layout first; only the smallest is encoded."""
     t = t.detach().cpu()
     record: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": _NAMES.get(t.dtype)}
     if record["dtype"] is None:
         raise UsageError(f"{name}: tensors of dtype {t.dtype} cannot be packed")
-    floating = t.is_floating_point()
-    if not floating or t.numel() == 0 or not torch.isfinite(t).all():
+    raw_size = t.numel() * t.element_size()
+    if not t.is_floating_point() or t.numel() == 0 or not torch.isfinite(t).all():
         return record | {"layout": "raw"}, [_raw_bytes(t)]
     flat = t.flatten() + 0.0  # -0.0 -> +0.0
-    candidates = []
     nz = torch.nonzero(flat).flatten()
-    values = flat[nz]
+    plans = []  # (size, record, thunks that make the streams)
     for layout in ("dense", "sparse"):
-        vals = flat if layout == "dense" else values
-        streams: list[bytes] = []
-        rec = {"layout": layout, "nnz": len(nz)}
+        vals = flat if layout == "dense" else flat[nz]
+        rec: dict[str, Any] = {"layout": layout, "nnz": len(nz)}
+        size, makers = 0, []
         if layout == "sparse":
             positions = nz.numpy()
-            best = None
+            options = []
             for escape in GAP_SYMBOLS:
                 symbols = gaps_to_symbols(positions, escape)
-                kind, data = _encode_ints(symbols, escape + 1, entropy)
-                if best is None or len(data) < len(best[2]):
-                    best = (escape, kind, data, len(symbols))
-            escape, kind, data, count = best
-            rec["gaps"] = {"escape": escape, "coding": kind, "count": count, "bytes": len(data)}
-            streams.append(data)
+                kind, nbytes = _coding(symbols, escape + 1, entropy)
+                options.append((nbytes, escape, kind, symbols))
+            nbytes, escape, kind, symbols = min(options, key=lambda o: o[0])
+            rec["gaps"] = {"escape": escape, "coding": kind, "count": len(symbols), "bytes": nbytes}
+            size += nbytes
+            makers.append(lambda s=symbols, a=escape + 1, k=kind: _encode_ints(s, a, k))
         uniq = torch.unique(vals) if len(vals) else vals
         if 0 < len(uniq) <= max_codebook:
-            book_dtype = _values_dtype(uniq)
-            book = uniq.to(_DTYPES[book_dtype])
+            book = uniq.to(_DTYPES[_values_dtype(uniq)])
             codes = torch.searchsorted(uniq, vals).numpy()
-            kind, data = _encode_ints(codes, len(uniq), entropy)
-            rec["codebook"] = {"dtype": book_dtype, "size": len(uniq), "coding": kind, "bytes": len(data)}
-            streams += [_raw_bytes(book), data]
+            kind, nbytes = _coding(codes, len(uniq), entropy)
+            rec["codebook"] = {"dtype": _NAMES[book.dtype], "size": len(uniq), "coding": kind, "bytes": nbytes}
+            size += nbytes + book.numel() * book.element_size()
+            makers += [lambda b=book: _raw_bytes(b), lambda c=codes, a=len(uniq), k=kind: _encode_ints(c, a, k)]
         else:
-            vdtype = _values_dtype(vals)
-            rec["values"] = {"dtype": vdtype}
-            streams.append(_raw_bytes(vals.to(_DTYPES[vdtype])))
-        candidates.append((sum(map(len, streams)), rec, streams))
-    raw = [_raw_bytes(t)]
-    candidates.append((len(raw[0]), {"layout": "raw"}, raw))
-    _, rec, streams = min(candidates, key=lambda c: c[0])
-    return record | rec, streams
+            stored = vals.to(_DTYPES[_values_dtype(vals)])
+            rec["values"] = {"dtype": _NAMES[stored.dtype]}
+            size += stored.numel() * stored.element_size()
+            makers.append(lambda v=stored: _raw_bytes(v))
+        plans.append((size, rec, makers))
+    plans.append((raw_size, {"layout": "raw"}, [lambda: _raw_bytes(t)]))
+    _, rec, makers = min(plans, key=lambda p: p[0])
+    return record | rec, [make() for make in makers]
 
 
 def _decode_tensor(rec: dict[str, Any], streams: list[bytes]) -> torch.Tensor:

@@ -1,0 +1,370 @@
+"""Study 7: how small can a network get without losing accuracy?
+
+LeNet-300-100 and LeNet-5 are trained on MNIST, then compressed by each technique alone
+(magnitude pruning one-shot and iterative, structured pruning, k-means weight sharing,
+int8/int4 quantisation post-training and quantisation-aware, truncated-SVD low rank) and in
+chains, above all Deep Compression's prune -> share -> Huffman. Every result is written as a
+packed file (`compress/packed.py`), loaded back into a fresh model, and measured after
+loading: ratio = dense float32 bytes / the file's size on disk, error = that loaded model's
+test error.
+
+Scientific variables: the technique and its strength (sparsity, bits, rank). Nuisance:
+fine-tuning epochs and learning rate, the same for every technique. Fixed: architecture,
+data, seed.
+"""
+
+from __future__ import annotations
+
+import lzma
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import zstandard
+from torch import nn
+
+from dlslab.compress.layers import bake, trainable, weight_layers
+from dlslab.compress.lowrank import low_rank_factorise
+from dlslab.compress.packed import PackReport, load_packed, pack_model
+from dlslab.compress.prune import layer_density, prune_magnitude, sparsity_schedule
+from dlslab.compress.quant import prepare_qat, quantise_ptq
+from dlslab.compress.share import SharedWeight, share_weights
+from dlslab.compress.structured import structured_prune
+from dlslab.config import StudyConfig
+from dlslab.data.images import load_images, subset_fraction
+from dlslab.errors import ConfigError
+from dlslab.models import build_model
+from dlslab.report.plots import pyplot
+from dlslab.report.run import Run
+from dlslab.train.engine import classifier_eval, clone_model, fit
+from dlslab.train.optim import make_optimizer, one_cycle
+
+NETWORKS = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5"}
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+@dataclass
+class Config(StudyConfig):
+    networks: list[str] = field(default_factory=lambda: ["lenet300", "lenet5"])  # networks to compress: lenet300, lenet5
+    train_subset: int = 0  # training images used (0 = all 60,000; a seeded, class-stratified subset otherwise)
+    test_subset: int = 0  # test images every error is measured on (0 = all 10,000)
+    batch_size: int = 128  # minibatch size of every training stage
+    epochs: int = 30  # epochs of the uncompressed baseline (Adam, one-cycle LR)
+    lr: float = 2e-3  # peak learning rate of the baseline
+    finetune_lr: float = 5e-4  # peak learning rate of every retraining / fine-tuning stage
+    prune_rounds: int = 5  # rounds of iterative pruning (sparsity rises cubically), each retrained
+    prune_epochs: int = 3  # retraining epochs after each pruning round
+    lenet300_density: list[float] = field(default_factory=lambda: [0.04, 0.07, 0.3])  # LeNet-300-100 weights kept per layer (fc1, fc2, fc3)
+    lenet5_density: list[float] = field(default_factory=lambda: [0.6, 0.1, 0.03, 0.15])  # LeNet-5 weights kept per layer (conv1, conv2, fc1, fc2)
+    lenet300_bits: list[int] = field(default_factory=lambda: [5, 5, 5])  # k-means bits per layer, deep compression of LeNet-300-100
+    lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
+    bias_bits: int = 5  # k-means bits of the biases (shared too, so they are not stored as floats)
+    share_epochs: int = 4  # centroid fine-tuning epochs after weight sharing
+    technique_epochs: int = 3  # fine-tuning epochs of each single technique (k-means, QAT, structured, low rank)
+    dense_share_bits: int = 4  # bits of k-means sharing applied alone (no pruning)
+    structured_keep: float = 0.5  # fraction of hidden units / channels that structured pruning keeps
+    lowrank_keep: float = 0.15  # rank kept by truncated SVD, as a fraction of each hidden layer's full rank
+    loss_tolerance_pp: float = 0.1  # allowed test-error increase (percentage points) for the headline target
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"train_subset": 800, "test_subset": 500, "epochs": 2, "prune_rounds": 2, "prune_epochs": 1,
+              "share_epochs": 1, "technique_epochs": 1, "lenet5_density": [0.6, 0.2, 0.05, 0.2]},
+    "quick": {"train_subset": 12000, "test_subset": 5000, "epochs": 4, "prune_rounds": 3, "prune_epochs": 1,
+              "share_epochs": 1, "technique_epochs": 1},
+    "full": {},
+}
+
+
+def data_needs(cfg: Config) -> list[str]:
+    return ["mnist"]
+
+
+# --- data, training, measuring ------------------------------------------------------------------
+
+
+@dataclass
+class Mnist:
+    train: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+def load_mnist(cfg: Config, run: Run) -> Mnist:
+    data = load_images("mnist", run.data_dir)
+
+    def prep(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if n:
+            x, y = subset_fraction(x, y, n / len(x), cfg.seed)
+        return ((x.to(run.device).float() / 255 - MNIST_MEAN) / MNIST_STD), y.to(run.device)
+
+    return Mnist(prep(data.train_x, data.train_y, cfg.train_subset),
+                 prep(data.test_x, data.test_y, cfg.test_subset))
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epochs: int, lr: float) -> nn.Module:
+    """Train the trainable tensors of `model` (weights, or centroids after sharing) with Adam
+    and a one-cycle schedule; resumable under `name`."""
+    if epochs <= 0:
+        return model
+    opt = make_optimizer("adam", trainable(model), lr=lr)
+    steps = epochs * math.ceil(len(data.train[0]) / cfg.batch_size)
+    fit(model, data.train, cross_entropy, optimizer=opt, epochs=epochs, batch_size=cfg.batch_size,
+        scheduler=one_cycle(opt, lr, steps), seed=cfg.seed, run=run, name=name)
+    return model
+
+
+def test_error(model: nn.Module, data: Mnist) -> float:
+    """Test error in percent."""
+    return 100.0 * (1.0 - classifier_eval(*data.test, prefix="")(model)["acc"])
+
+
+@dataclass
+class Measured:
+    """One compressed model, packed, loaded back and measured."""
+
+    label: str
+    kind: str  # technique | pipeline | curve
+    report: PackReport
+    error: float  # test error (%) of the model loaded from the file
+    file: str  # path inside the run folder
+
+    def row(self, base_error: float) -> dict[str, Any]:
+        return {"model": self.label, "kind": self.kind, "file": self.file, "bytes": self.report.file_bytes,
+                "ratio": round(self.report.ratio, 2), "size_reduction_%": round(100 * (1 - 1 / self.report.ratio), 2),
+                "test_error_%": round(self.error, 2), "change_pp": round(self.error - base_error, 2)}
+
+
+class Bench:
+    """Packs a model into the run folder, loads it back, and measures the loaded model."""
+
+    def __init__(self, net: str, data: Mnist, run: Run):
+        self.net, self.data, self.run = net, data, run
+        self.results: list[Measured] = []
+
+    def measure(self, model: nn.Module, label: str, kind: str, *, kwargs: dict[str, Any] | None = None,
+                structure: dict[str, Any] | None = None, entropy: str = "huffman") -> Measured:
+        bake(model)
+        slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+        rel = f"packed/{self.net}-{slug}.dlz"
+        report = pack_model(model, self.run.path(rel), name=self.net, kwargs=kwargs, structure=structure,
+                            entropy=entropy, meta={"study": "compress", "label": label})
+        loaded, _ = load_packed(report.path, self.run.device)
+        result = Measured(label, kind, report, test_error(loaded, self.data), rel)
+        self.results.append(result)
+        self.run.info(f"[{self.net}] {label}: {report.file_bytes} bytes, {report.ratio:.1f}x, "
+                      f"error {result.error:.2f}%")
+        return result
+
+
+# --- the compression runs of one network --------------------------------------------------------------
+
+
+def layer_settings(cfg: Config, net: str, model: nn.Module) -> tuple[dict[str, float], dict[str, int]]:
+    """Per-layer target sparsity and k-means bits from the config lists."""
+    names = list(weight_layers(model))
+    density = getattr(cfg, f"{net}_density")
+    bits = getattr(cfg, f"{net}_bits")
+    if len(density) != len(names) or len(bits) != len(names):
+        raise ConfigError(f"{net}_density and {net}_bits need one value per layer ({', '.join(names)}); "
+                          f"got {len(density)} and {len(bits)}")
+    if any(not 0 < d <= 1 for d in density):
+        raise ConfigError(f"{net}_density: fractions kept must lie in (0, 1]; got {density}")
+    return {n: 1 - d for n, d in zip(names, density)}, dict(zip(names, bits))
+
+
+def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    base = build_model(net).to(run.device)
+    train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, cfg.lr)
+    base_error = test_error(base, data)
+    bench = Bench(net, data, run)
+    bench.measure(clone_model(base), "baseline float32", "technique")
+    sparsity, bits = layer_settings(cfg, net, base)
+    ft = cfg.finetune_lr
+
+    # pruning: one-shot with a global threshold, at the same overall sparsity as the target
+    sizes = {n: m.weight.numel() for n, m in weight_layers(base).items()}
+    overall = sum(sparsity[n] * sizes[n] for n in sizes) / sum(sizes.values())
+    m = clone_model(base)
+    prune_magnitude(m, overall, scope="global")
+    bench.measure(m, "prune one-shot global", "technique")
+
+    # iterative per-layer pruning with retraining; every round is a point on the curve
+    pruned = clone_model(base)
+    for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
+        prune_magnitude(pruned, round_sparsity)
+        train(pruned, data, cfg, run, f"{net}-prune{r}", cfg.prune_epochs, ft)
+        bake(pruned)  # parametrized models are baked before copying: copies share their class
+        last = r == cfg.prune_rounds
+        bench.measure(clone_model(pruned), "prune iterative" if last else f"prune round {r}",
+                      "technique" if last else "curve")
+        bench.measure(share_weights(clone_model(pruned), bits, cfg.bias_bits),
+                      f"prune round {r} + k-means (no fine-tuning)", "curve")
+    density = layer_density(pruned)
+
+    # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
+    deep = share_weights(clone_model(pruned), bits, cfg.bias_bits)
+    train(deep, data, cfg, run, f"{net}-share", cfg.share_epochs, ft)
+    deep_result = bench.measure(deep, "deep compression (prune + k-means + Huffman)", "pipeline")
+    fixed = bench.measure(deep, "prune + k-means, fixed-width codes", "pipeline", entropy="fixed")
+
+    # weight sharing alone, then uniform quantisation
+    m = share_weights(clone_model(base), dict.fromkeys(bits, cfg.dense_share_bits), cfg.bias_bits)
+    train(m, data, cfg, run, f"{net}-kmeans", cfg.technique_epochs, ft)
+    bench.measure(m, f"k-means {cfg.dense_share_bits}-bit + centroid fine-tuning", "technique")
+    for b in (8, 4):
+        bench.measure(quantise_ptq(clone_model(base), b), f"int{b} post-training", "technique")
+    m = prepare_qat(clone_model(base), 4)
+    train(m, data, cfg, run, f"{net}-qat4", cfg.technique_epochs, ft)
+    bench.measure(m, "int4 quantisation-aware", "technique")
+
+    # structured pruning: a smaller dense network; then chained with int8
+    small, small_kwargs = structured_prune(base, net, {}, cfg.structured_keep)
+    train(small, data, cfg, run, f"{net}-structured", cfg.technique_epochs, ft)
+    bench.measure(small, f"structured keep {cfg.structured_keep:.0%}", "technique", kwargs=small_kwargs)
+    bench.measure(quantise_ptq(small, 8), "structured + int8", "pipeline", kwargs=small_kwargs)
+
+    # low rank: truncated SVD of the hidden linear layers; then chained with int8
+    lr_model = clone_model(base)
+    linears = [n for n, mod in weight_layers(base).items() if isinstance(mod, nn.Linear)][:-1]
+    ranks = low_rank_factorise(lr_model, {n: max(1, round(cfg.lowrank_keep * min(base.get_submodule(n).weight.shape)))
+                                          for n in linears})
+    train(lr_model, data, cfg, run, f"{net}-lowrank", cfg.technique_epochs, ft)
+    structure = {"lowrank": ranks}
+    bench.measure(lr_model, "low rank (SVD) " + ", ".join(f"{k} r={v}" for k, v in ranks.items()),
+                  "technique", structure=structure)
+    bench.measure(quantise_ptq(lr_model, 8), "low rank + int8", "pipeline", structure=structure)
+
+    return {"base": base, "base_error": base_error, "bench": bench, "deep": deep_result, "fixed": fixed,
+            "density": density, "bits": bits, "deep_model": deep}
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def entropy_rows(run: Run, out: dict[str, Any]) -> list[dict[str, Any]]:
+    """The same compressed model under each coder: our Huffman vs general-purpose compressors."""
+    fixed_bytes = run.path(out["fixed"].file).read_bytes()
+    huff_bytes = run.path(out["deep"].file).read_bytes()
+    dense = run.path(out["bench"].results[0].file).read_bytes()
+    rows = [("float32, no pruning (packed raw)", len(dense)),
+            ("  ... + zstd -9", len(zstandard.ZstdCompressor(level=9).compress(dense))),
+            ("pruned + shared, fixed-width codes and gaps", len(fixed_bytes)),
+            ("  ... + zstd -19", len(zstandard.ZstdCompressor(level=19).compress(fixed_bytes))),
+            ("  ... + lzma -9e", len(lzma.compress(fixed_bytes, preset=9 | lzma.PRESET_EXTREME))),
+            ("pruned + shared, Huffman codes and gaps (ours)", len(huff_bytes)),
+            ("  ... + zstd -19", len(zstandard.ZstdCompressor(level=19).compress(huff_bytes))),
+            ("  ... + lzma -9e", len(lzma.compress(huff_bytes, preset=9 | lzma.PRESET_EXTREME)))]
+    dense_f32 = out["deep"].report.dense_bytes
+    return [{"coding": name, "bytes": n, "ratio": round(dense_f32 / n, 2)} for name, n in rows]
+
+
+def layer_rows(out: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"tensor": t.name, "shape": "x".join(map(str, t.shape)), "params": t.numel,
+             "density_%": round(100 * t.density, 2), "layout": t.layout, "codebook": t.codebook,
+             "bits/code": round(t.code_bits, 2), "bits/index": round(t.index_bits, 2), "bytes": t.nbytes}
+            for t in out["deep"].report.tensors]
+
+
+def histogram_figure(net: str, out: dict[str, Any]) -> Any:
+    plt = pyplot()
+    first = next(iter(weight_layers(out["base"])))
+    base_w = out["base"].get_submodule(first).weight.detach().flatten().cpu()
+    deep_layer = out["deep_model"].get_submodule(first)
+    deep_w = deep_layer.weight.detach().flatten().cpu()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharex=True)
+    axes[0].hist(base_w.numpy(), bins=200, color="tab:blue")
+    axes[0].set(title=f"{NETWORKS[net]} {first}: trained, dense", xlabel="weight", ylabel="count")
+    nz = deep_w[deep_w != 0]
+    values, counts = torch.unique(nz, return_counts=True)
+    axes[1].bar(values.numpy(), counts.numpy(), width=(float(base_w.max() - base_w.min())) / 200, color="tab:red")
+    axes[1].set(title=f"after pruning + sharing: {len(nz)} non-zero, {len(values)} values",
+                xlabel="weight", ylabel="count")
+    fig.tight_layout()
+    return fig
+
+
+def curve_figure(outs: dict[str, dict[str, Any]], tolerance: float) -> Any:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(outs), figsize=(6 * len(outs), 4.5), squeeze=False)
+    for ax, (net, out) in zip(axes[0], outs.items()):
+        results = out["bench"].results
+        prune_pts = [r for r in results if r.label.startswith("prune round") and "k-means" not in r.label
+                     or r.label == "prune iterative"]
+        share_pts = [r for r in results if "k-means (no fine-tuning)" in r.label]
+        for pts, name in ((prune_pts, "iterative pruning (float32 values)"),
+                          (share_pts, "pruning rounds + k-means, no fine-tuning")):
+            ax.plot([p.report.ratio for p in pts], [p.error for p in pts], marker="o", label=name)
+        others = [r for r in results if r not in prune_pts and r not in share_pts]
+        for r in others:
+            ax.scatter(r.report.ratio, r.error, marker="s" if r.kind == "pipeline" else "^", zorder=3)
+            ax.annotate(r.label.split(" (")[0], (r.report.ratio, r.error), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.axhline(out["base_error"], color="k", lw=0.8, ls="--", label="uncompressed")
+        ax.axhline(out["base_error"] + tolerance, color="gray", lw=0.8, ls=":", label=f"+{tolerance} pp")
+        ax.set_xscale("log")
+        ax.set(title=f"{NETWORKS[net]}: test error vs compression", xlabel="compression ratio (file bytes)",
+               ylabel="test error (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def run(cfg: Config, run: Run) -> dict[str, Any]:
+    unknown = [n for n in cfg.networks if n not in NETWORKS]
+    if unknown or not cfg.networks:
+        raise ConfigError(f"networks: unknown {unknown}; valid: {', '.join(NETWORKS)}")
+    data = load_mnist(cfg, run)
+    outs = {net: compress_network(net, cfg, data, run) for net in cfg.networks}
+
+    headline: dict[str, dict[str, float]] = {k: {} for k in (
+        "compression_ratio", "error_delta_pp", "baseline_error_pct", "compressed_error_pct",
+        "best_ratio_within_tolerance", "lossless_size_reduction_pct")}
+    findings = []
+    for net, out in outs.items():
+        base_error, deep = out["base_error"], out["deep"]
+        rows = [r.row(base_error) for r in out["bench"].results]
+        run.add_table(f"{NETWORKS[net]}: every technique and pipeline", rows,
+                      caption=f"Uncompressed test error {base_error:.2f}%. Bytes are the sizes of the packed "
+                                "files on disk; errors are measured on the models loaded back from them.")
+        run.add_table(f"{NETWORKS[net]}: deep compression, per tensor", layer_rows(out),
+                      caption="Density, codebook size and the average bits per code and per sparse index "
+                              "(Huffman coded) of every tensor in the packed file.")
+        run.add_table(f"{NETWORKS[net]}: entropy coding vs general-purpose compressors", entropy_rows(run, out))
+        run.add_figure(histogram_figure(net, out), f"{net}-weights", title=f"{NETWORKS[net]}: weights before and after")
+        within = [r for r in out["bench"].results if r.error <= base_error + cfg.loss_tolerance_pp]
+        lossless = [r for r in out["bench"].results if r.error <= base_error]
+        best = max(within, key=lambda r: r.report.ratio)
+        best_lossless = max(lossless, key=lambda r: r.report.ratio)
+        headline["compression_ratio"][net] = round(deep.report.ratio, 2)
+        headline["error_delta_pp"][net] = round(deep.error - base_error, 3)
+        headline["baseline_error_pct"][net] = round(base_error, 3)
+        headline["compressed_error_pct"][net] = round(deep.error, 3)
+        headline["best_ratio_within_tolerance"][net] = round(best.report.ratio, 2)
+        headline["lossless_size_reduction_pct"][net] = round(100 * (1 - 1 / best_lossless.report.ratio), 2)
+        ok = deep.error <= base_error + cfg.loss_tolerance_pp
+        findings.append(
+            f"{NETWORKS[net]}: deep compression stores {deep.report.dense_bytes:,} float32 bytes in "
+            f"{deep.report.file_bytes:,} bytes ({deep.report.ratio:.1f}x) at {deep.error:.2f}% test error "
+            f"vs {base_error:.2f}% uncompressed ({deep.error - base_error:+.2f} pp), "
+            f"{'within' if ok else 'outside'} the +{cfg.loss_tolerance_pp} pp tolerance. "
+            f"The largest ratio within the tolerance is {best.report.ratio:.1f}x ({best.label}); "
+            f"the largest with no loss at all is {best_lossless.report.ratio:.1f}x "
+            f"({100 * (1 - 1 / best_lossless.report.ratio):.1f}% smaller, {best_lossless.label}). "
+            f"Huffman coding makes the file {out['fixed'].report.file_bytes / deep.report.file_bytes:.2f}x "
+            f"smaller than fixed-width codes.")
+    run.add_figure(curve_figure(outs, cfg.loss_tolerance_pp), "error-vs-ratio",
+                   title="Test error vs compression ratio",
+                   caption="Each point is a packed file loaded back and evaluated; the lines follow the "
+                           "iterative-pruning rounds.")
+    run.add_text("Findings", "\n\n".join(findings))
+    return {"headline": headline,
+            "results": {net: [r.row(out["base_error"]) for r in out["bench"].results] for net, out in outs.items()},
+            "layer_density": {net: out["density"] for net, out in outs.items()}}
