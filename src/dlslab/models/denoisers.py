@@ -1,0 +1,154 @@
+"""Frame-wise speech denoisers on STFT magnitudes: an MLP, a 1-D CNN and a 2-D CNN.
+
+Each model reads a window of noisy magnitudes |X| (B, context + 1, bins), the current frame
+last, and returns the estimated clean magnitude of the current frame (B, bins), never
+negative: either a sigmoid mask times the noisy |X| ("mask"), or a softplus magnitude
+("magnitude"). Inputs are log-compressed and standardised per frequency bin inside the
+model (statistics set from training frames with `fit_norm`), so a checkpoint holds all a
+user needs to denoise a new file.
+
+- MLP: the window flattened (context 0 is the classic single-frame MLP).
+- 1-D CNN: convolutions along frequency, the window's frames as input channels.
+- 2-D CNN: convolutions over (time, frequency) of the window (default: 20 previous frames).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from dlslab.models import register_model
+
+Output = Literal["mask", "magnitude"]
+
+
+class LogMagNorm(nn.Module):
+    """log(|X| + floor), then standardised per frequency bin with training statistics."""
+
+    def __init__(self, bins: int, floor: float = 1e-5):
+        super().__init__()
+        self.floor = floor
+        self.register_buffer("mean", torch.zeros(bins))
+        self.register_buffer("std", torch.ones(bins))
+        self.register_buffer("scale", torch.ones(()))  # typical clean magnitude (magnitude output)
+
+    @torch.no_grad()
+    def fit(self, noisy: torch.Tensor, clean: torch.Tensor) -> None:
+        """Statistics from training frames (N, bins) of noisy and clean |X|."""
+        feats = torch.log(noisy.float() + self.floor)
+        self.mean.copy_(feats.mean(0))
+        self.std.copy_(feats.std(0).clamp_min(1e-3))
+        self.scale.copy_(clean.float().mean().clamp_min(1e-8))
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        return (torch.log(mag + self.floor) - self.mean) / self.std  # same shape as mag
+
+
+class OutputHead(nn.Module):
+    """Raw per-bin values -> a non-negative magnitude: sigmoid mask · |X|, or softplus."""
+
+    def __init__(self, output: Output):
+        super().__init__()
+        if output not in ("mask", "magnitude"):
+            raise ValueError(f"output must be 'mask' or 'magnitude', got {output!r}")
+        self.output = output
+
+    def forward(self, raw: torch.Tensor, noisy: torch.Tensor, norm: LogMagNorm) -> torch.Tensor:
+        if self.output == "mask":
+            return torch.sigmoid(raw) * noisy
+        return nn.functional.softplus(raw) * norm.scale
+
+
+class MLPBody(nn.Module):
+    def __init__(self, bins: int, context: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        dims = [bins * (context + 1)] + [hidden] * layers
+        blocks: list[nn.Module] = [nn.Flatten()]  # (B, (context + 1) * bins)
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            blocks += [nn.Linear(d_in, d_out), nn.ReLU(), nn.Dropout(dropout)]
+        blocks.append(nn.Linear(dims[-1], bins))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, bins)
+
+
+class CNN1dBody(nn.Module):
+    """Strided 1-D convolutions along frequency, then a linear map back to every bin."""
+
+    def __init__(self, bins: int, context: int, channels: list[int], kernel: int, dropout: float):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, length = context + 1, bins
+        for c_out in channels:
+            layers += [nn.Conv1d(c_in, c_out, kernel, stride=2, padding=kernel // 2), nn.ReLU()]
+            c_in, length = c_out, (length - 1) // 2 + 1
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * length, bins))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, context + 1, bins): the frames are channels
+        return self.fc(self.conv(x))  # (B, C, bins / 2^L) -> (B, bins)
+
+
+class CNN2dBody(nn.Module):
+    """Strided 2-D convolutions over (time, frequency), mean over the remaining time steps,
+    then a linear map back to every bin."""
+
+    def __init__(self, bins: int, context: int, channels: list[int], kernel: tuple[int, int], dropout: float):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, length = 1, bins
+        pad = (kernel[0] // 2, kernel[1] // 2)
+        for c_out in channels:
+            layers += [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=pad), nn.BatchNorm2d(c_out), nn.ReLU()]
+            c_in, length = c_out, (length - 1) // 2 + 1
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * length, bins))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, context + 1, bins)
+        h = self.conv(x.unsqueeze(1))  # (B, C, frames', bins')
+        return self.fc(h.mean(2))  # (B, C, bins') -> (B, bins)
+
+
+class FrameDenoiser(nn.Module):
+    """Shared wrapper: normalise the window, run `body` to per-bin values, apply the head."""
+
+    def __init__(self, body: nn.Module, bins: int, context: int, output: Output):
+        super().__init__()
+        self.bins, self.context = bins, context
+        self.norm = LogMagNorm(bins)
+        self.body = body
+        self.head = OutputHead(output)
+
+    def fit_norm(self, noisy: torch.Tensor, clean: torch.Tensor) -> None:
+        self.norm.fit(noisy, clean)
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        # window: (B, context + 1, bins) of noisy |X|, current frame last
+        raw = self.body(self.norm(window))  # (B, bins)
+        return self.head(raw, window[:, -1], self.norm)  # (B, bins)
+
+
+@register_model("denoise_mlp", example=lambda: torch.rand(4, 1, 513))
+def denoise_mlp(bins: int = 513, context: int = 0, hidden: int = 1024, layers: int = 2,
+                dropout: float = 0.2, output: Output = "mask") -> FrameDenoiser:
+    return FrameDenoiser(MLPBody(bins, context, hidden, layers, dropout), bins, context, output)
+
+
+@register_model("denoise_cnn1d", example=lambda: torch.rand(4, 5, 513))
+def denoise_cnn1d(bins: int = 513, context: int = 4, channels: list[int] | None = None, kernel: int = 9,
+                  dropout: float = 0.2, output: Output = "mask") -> FrameDenoiser:
+    body = CNN1dBody(bins, context, channels or [32, 64, 64], kernel, dropout)
+    return FrameDenoiser(body, bins, context, output)
+
+
+@register_model("denoise_cnn2d", example=lambda: torch.rand(4, 21, 513))
+def denoise_cnn2d(bins: int = 513, context: int = 20, channels: list[int] | None = None,
+                  kernel: tuple[int, int] = (5, 7), dropout: float = 0.2,
+                  output: Output = "mask") -> FrameDenoiser:
+    body = CNN2dBody(bins, context, channels or [16, 32, 32], kernel, dropout)
+    return FrameDenoiser(body, bins, context, output)

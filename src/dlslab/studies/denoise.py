@@ -1,0 +1,370 @@
+"""Study 3, `denoise`: speech denoising on STFT magnitudes, MLP vs 1-D CNN vs 2-D CNN.
+
+Each model maps a window of noisy magnitude frames |X| to the clean magnitude of the current
+frame; the waveform is rebuilt with the noisy phase. Two data settings:
+
+- "corpus": many synthetic utterances (espeak-ng voices, real and generated noise), trained
+  on the corpus's train split (its last `val_fraction` held out for early stopping) and
+  tested on its test split (other sentences, other stretches of the noise recordings);
+- "recording": one long paired recording (the classic setting: one male voice, ~80 s,
+  non-stationary noise), trained on its first `train_fraction` and tested on the rest.
+
+Scientific variable: the model family. Nuisance (tuned per family, then fixed): width,
+context, dropout, learning rate. Fixed: the STFT (1024-point Hann, hop 512), the loss
+(MSE on linear magnitudes, which is what SNR measures), Adam, early stopping on validation
+SNR. Reported: SNR, SI-SDR, PESQ and STOI of the noisy input, of each model and of the
+oracle (clean magnitude with the noisy phase), and training-audio SNR beside held-out SNR.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from dlslab import atomic
+from dlslab.audio import metrics
+from dlslab.audio.corpus import CorpusSpec, read_pairs, speech_corpus
+from dlslab.audio.io import read_audio
+from dlslab.audio.stft import magphase, reconstruct, stft
+from dlslab.config import StudyConfig
+from dlslab.errors import DataError, UsageError
+from dlslab.models import build_model
+from dlslab.models.denoisers import FrameDenoiser
+from dlslab.report.plots import bar_chart, pyplot
+from dlslab.report.run import Run
+from dlslab.train.engine import fit, predict, seed_everything
+
+MODELS = ("mlp", "cnn1d", "cnn2d")
+
+
+@dataclass
+class Config(StudyConfig):
+    data: Literal["corpus", "recording"] = "recording"  # many utterances, or one long paired recording
+    models: list[str] = field(default_factory=lambda: list(MODELS))  # which of mlp, cnn1d, cnn2d to train
+    output: Literal["mask", "magnitude"] = "mask"  # sigmoid mask on |X|, or a softplus magnitude
+    sample_rate: int = 16000  # Hz the models work at (inputs are resampled to it)
+    n_fft: int = 1024  # STFT window length (bins = n_fft // 2 + 1)
+    hop: int = 512  # STFT hop
+    # corpus setting
+    corpus_dir: str = ""  # a corpus folder (pairs.csv layout); empty: the synthetic corpus below
+    n_train: int = 300  # synthetic corpus: training utterances
+    n_test: int = 40  # synthetic corpus: test utterances
+    snr_low_db: float = 0.0  # synthetic corpus: lowest input SNR
+    snr_high_db: float = 10.0  # synthetic corpus: highest input SNR
+    noise_types: list[str] = field(  # synthetic corpus: noise types (real: the recordings found)
+        default_factory=lambda: ["real", "white", "pink", "brown", "babble"])
+    # recording setting
+    noisy_file: str = ""  # the long noisy recording; empty: the synthetic one below
+    clean_file: str = ""  # its clean version (same speech, same length)
+    recording_seconds: float = 80.0  # synthetic recording: length
+    recording_snr_db: float = 7.0  # synthetic recording: input SNR
+    recording_noise: str = "exercise_bike"  # synthetic recording: noise (a recording name or babble, ...)
+    train_fraction: float = 0.8  # recording: the first part trains, the rest tests
+    # training
+    val_fraction: float = 0.1  # last part of the training audio held out for early stopping
+    epochs: int = 60  # maximum passes over the training frames
+    patience: int = 8  # early stop after this many epochs without a better validation SNR
+    batch_size: int = 128  # frames per step
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    dropout: float = 0.2  # dropout in every model
+    mlp_hidden: int = 1024  # MLP width
+    mlp_layers: int = 2  # MLP hidden layers
+    mlp_context: int = 0  # MLP previous frames (0: the classic single-frame MLP)
+    cnn1d_context: int = 4  # 1-D CNN previous frames, as input channels
+    cnn1d_channels: list[int] = field(default_factory=lambda: [32, 64, 64])  # 1-D CNN channels per layer
+    cnn2d_context: int = 20  # 2-D CNN previous frames N (window N + 1 frames)
+    cnn2d_channels: list[int] = field(default_factory=lambda: [16, 32, 32])  # 2-D CNN channels per layer
+    # evaluation
+    max_quality_files: int = 20  # PESQ/STOI (slow) on at most this many test files
+    audio_examples: int = 2  # test files whose audio goes into the report
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"data": "corpus", "n_train": 8, "n_test": 2, "noise_types": ["white", "pink", "brown"],
+              "epochs": 8, "patience": 8,
+              "mlp_hidden": 256, "cnn1d_channels": [8, 16], "cnn2d_context": 8, "cnn2d_channels": [8, 16],
+              "max_quality_files": 2, "audio_examples": 1, "batch_size": 64},
+    "quick": {"data": "corpus", "n_train": 60, "n_test": 12, "epochs": 15, "patience": 4,
+              "mlp_hidden": 512, "max_quality_files": 6},
+    "full": {},
+}
+
+
+def data_needs(cfg: Config) -> list[str]:
+    own = cfg.corpus_dir if cfg.data == "corpus" else cfg.noisy_file
+    return [] if own else ["speech-corpus", "noise"]
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pair:
+    """One noisy/clean waveform pair at the model rate."""
+
+    name: str
+    noisy: np.ndarray
+    clean: np.ndarray
+
+
+def _read_pair(noisy: Path, clean: Path, rate: int, name: str) -> Pair:
+    x, _ = read_audio(noisy, sample_rate=rate)
+    s, _ = read_audio(clean, sample_rate=rate)
+    if abs(len(x) - len(s)) > rate // 100:
+        raise DataError(f"{noisy} and {clean} differ in length ({len(x)} vs {len(s)} samples at "
+                        f"{rate} Hz); a pair must be the same speech, sample-aligned")
+    n = min(len(x), len(s))
+    return Pair(name, x[:n], s[:n])
+
+
+def load_data(cfg: Config, data_dir: Path | None) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """(train, validation, test) pairs of the configured setting; test never overlaps training."""
+    if cfg.data == "corpus":
+        if cfg.corpus_dir:
+            folder = Path(cfg.corpus_dir)
+        else:
+            folder = speech_corpus(CorpusSpec(n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
+                                              sample_rate=cfg.sample_rate,
+                                              snr_range_db=(cfg.snr_low_db, cfg.snr_high_db),
+                                              noise_types=tuple(cfg.noise_types)), data_dir)
+        train = [_read_pair(r["noisy"], r["clean"], cfg.sample_rate, f"train/{r['id']}")
+                 for r in read_pairs(folder, "train")]
+        test = [_read_pair(r["noisy"], r["clean"], cfg.sample_rate, f"test/{r['id']}")
+                for r in read_pairs(folder, "test")]
+        if len(train) < 2 or not test:
+            raise DataError(f"{folder} needs at least 2 train and 1 test pairs (pairs.csv)")
+        n_val = max(1, int(round(len(train) * cfg.val_fraction)))
+        return train[:-n_val], train[-n_val:], test
+    if cfg.noisy_file or cfg.clean_file:
+        if not (cfg.noisy_file and cfg.clean_file):
+            raise UsageError("give both noisy_file and clean_file (the same speech, noisy and clean)")
+        whole = _read_pair(Path(cfg.noisy_file), Path(cfg.clean_file), cfg.sample_rate, "recording")
+    else:
+        folder = speech_corpus(CorpusSpec(n_train=0, n_test=0, seed=cfg.seed, sample_rate=cfg.sample_rate,
+                                          snr_range_db=(cfg.recording_snr_db, cfg.recording_snr_db),
+                                          long_seconds=cfg.recording_seconds,
+                                          long_noise=cfg.recording_noise), data_dir)
+        (row,) = read_pairs(folder, "long")
+        whole = _read_pair(row["noisy"], row["clean"], cfg.sample_rate, "recording")
+    n = len(whole.clean)
+    cut, val_cut = int(n * cfg.train_fraction), int(n * cfg.train_fraction * (1 - cfg.val_fraction))
+
+    def part(name: str, lo: int, hi: int) -> Pair:
+        return Pair(name, whole.noisy[lo:hi], whole.clean[lo:hi])
+
+    return [part("train", 0, val_cut)], [part("val", val_cut, cut)], [part("test", cut, n)]
+
+
+@dataclass
+class Frames:
+    """Magnitude frames of several pairs in one tensor, each pair preceded by `pad` silent
+    frames, so the window of frame i is rows i - context .. i with no per-sample Python."""
+
+    noisy: torch.Tensor  # (rows, bins) noisy |X|
+    clean: torch.Tensor  # (rows, bins) clean |S|
+    index: torch.Tensor  # (frames,) row of every real frame
+
+    def windows(self, idx: torch.Tensor, context: int) -> torch.Tensor:
+        offsets = torch.arange(-context, 1, device=idx.device)
+        return self.noisy[idx[:, None] + offsets]  # (B, context + 1, bins)
+
+
+def frames(pairs: list[Pair], cfg: Config, pad: int, device: torch.device) -> Frames:
+    noisy, clean, index, row = [], [], [], 0
+    for p in pairs:
+        x = stft(torch.from_numpy(p.noisy), cfg.n_fft, cfg.hop).abs().T  # (frames, bins)
+        s = stft(torch.from_numpy(p.clean), cfg.n_fft, cfg.hop).abs().T
+        zeros = torch.zeros(pad, x.shape[1])
+        noisy += [zeros, x]
+        clean += [zeros, s]
+        index.append(torch.arange(row + pad, row + pad + len(x)))
+        row += pad + len(x)
+    return Frames(torch.cat(noisy).to(device), torch.cat(clean).to(device), torch.cat(index).to(device))
+
+
+# --- models, training, evaluation --------------------------------------------------------------
+
+
+def model_spec(name: str, cfg: Config) -> tuple[str, dict[str, Any]]:
+    """(registry name, keyword arguments) of model family `name` under `cfg`."""
+    common = {"bins": cfg.n_fft // 2 + 1, "dropout": cfg.dropout, "output": cfg.output}
+    if name == "mlp":
+        return "denoise_mlp", {"hidden": cfg.mlp_hidden, "layers": cfg.mlp_layers, "context": cfg.mlp_context, **common}
+    if name == "cnn1d":
+        return "denoise_cnn1d", {"context": cfg.cnn1d_context, "channels": list(cfg.cnn1d_channels), **common}
+    return "denoise_cnn2d", {"context": cfg.cnn2d_context, "channels": list(cfg.cnn2d_channels), **common}
+
+
+def make_model(name: str, cfg: Config) -> FrameDenoiser:
+    registry_name, kwargs = model_spec(name, cfg)
+    return build_model(registry_name, **kwargs)
+
+
+def save_denoiser(path: Path, family: str, model: FrameDenoiser, cfg: Config) -> None:
+    """A self-contained checkpoint for `dlslab denoise`: weights, normalisation, model
+    arguments and the STFT settings (tensors and plain values only)."""
+    registry_name, kwargs = model_spec(family, cfg)
+    state = {"model": registry_name, "kwargs": kwargs, "state_dict": model.state_dict(),
+             "sample_rate": cfg.sample_rate, "n_fft": cfg.n_fft, "hop": cfg.hop}
+    atomic.write_with(path, lambda f: torch.save(state, f))
+
+
+def spectral_snr(model: FrameDenoiser, data: Frames) -> float:
+    """SNR of the estimated magnitudes against the clean ones, in dB (a fast validation score)."""
+    est = predict(model, data.index, 2048, fn=lambda m, i: m(data.windows(i, m.context)))
+    ref = data.clean[data.index]
+    return 10 * torch.log10(ref.pow(2).sum() / (est - ref).pow(2).sum().clamp_min(1e-20)).item()
+
+
+def train_model(name: str, cfg: Config, train: Frames, val: Frames, run: Run) -> tuple[FrameDenoiser, dict[str, Any]]:
+    seed_everything(cfg.seed)
+    model = make_model(name, cfg).to(run.device)
+    model.fit_norm(train.noisy[train.index], train.clean[train.index])
+    scale2 = model.norm.scale.item() ** 2
+
+    def loss_fn(m: FrameDenoiser, idx: torch.Tensor) -> torch.Tensor:
+        return (m(train.windows(idx, m.context)) - train.clean[idx]).pow(2).mean() / scale2
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    hist = fit(model, (train.index,), loss_fn, optimizer=opt, epochs=cfg.epochs, batch_size=cfg.batch_size,
+               evaluate=lambda m: {"val_snr": spectral_snr(m, val)}, monitor="val_snr", mode="max",
+               patience=cfg.patience, restore_best=True, seed=cfg.seed, run=run, name=f"denoise-{name}")
+    model.eval()
+    info = {"params": sum(p.numel() for p in model.parameters()), "train_seconds": hist.seconds,
+            "epochs": len(hist.epochs), "best_epoch": hist.best_epoch, "best_val_snr": hist.best_value}
+    return model, info
+
+
+@torch.no_grad()
+def denoise_wave(model: FrameDenoiser, noisy: np.ndarray, n_fft: int, hop: int,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """The model's estimate of the clean waveform of `noisy` (same length, same rate)."""
+    spec = stft(torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32)).to(device), n_fft, hop)
+    mag, phase = magphase(spec)  # (bins, frames)
+    padded = torch.cat([torch.zeros(model.context, mag.shape[0], device=device), mag.T])  # (ctx + frames, bins)
+    idx = torch.arange(model.context, len(padded), device=device)
+    offsets = torch.arange(-model.context, 1, device=device)
+    est = predict(model, idx, 4096, fn=lambda m, i: m(padded[i[:, None] + offsets]))  # (frames, bins)
+    return reconstruct(est.T, phase, n_fft, hop, length=len(noisy)).cpu().numpy()
+
+
+def score(clean: np.ndarray, estimate: np.ndarray, rate: int, quality: bool) -> dict[str, float]:
+    out = {"snr_db": metrics.snr_db(clean, estimate), "si_sdr_db": metrics.si_sdr(clean, estimate)}
+    if quality:
+        out |= {"pesq": metrics.pesq_wb(clean, estimate, rate), "stoi": metrics.stoi(clean, estimate, rate)}
+    return out
+
+
+def oracle_wave(pair: Pair, cfg: Config) -> np.ndarray:
+    """Clean magnitude with the noisy phase: the best any magnitude-only model can do."""
+    mag, _ = magphase(stft(torch.from_numpy(pair.clean), cfg.n_fft, cfg.hop))
+    _, phase = magphase(stft(torch.from_numpy(pair.noisy), cfg.n_fft, cfg.hop))
+    return reconstruct(mag, phase, cfg.n_fft, cfg.hop, length=len(pair.noisy)).numpy()
+
+
+def evaluate(systems: dict[str, Any], pairs: list[Pair], rate: int, quality_files: int) -> dict[str, dict[str, float]]:
+    """Mean metrics per system ('noisy', 'oracle', each model) over `pairs`; PESQ and STOI
+    over the first `quality_files` pairs only (they are slow)."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for k, p in enumerate(pairs):
+        for name, system in systems.items():
+            est = system(p)
+            for metric, value in score(p.clean, est, rate, k < quality_files).items():
+                sums.setdefault(name, {}).setdefault(metric, []).append(value)
+    return {name: {m: float(np.nanmean(v)) for m, v in ms.items()} for name, ms in sums.items()}
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def spectrogram_figure(pair: Pair, estimates: dict[str, np.ndarray], cfg: Config) -> Any:
+    plt = pyplot()
+    panels = {"noisy": pair.noisy, **estimates, "clean": pair.clean}
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.8 * len(panels)), sharex=True)
+    for ax, (name, wave) in zip(axes, panels.items()):
+        mag = stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg.n_fft, cfg.hop).abs()
+        db = 20 * torch.log10(mag + 1e-6).numpy()
+        seconds = len(wave) / cfg.sample_rate
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
+                  extent=(0, seconds, 0, cfg.sample_rate / 2000))
+        ax.set_ylabel(f"{name}\nkHz", fontsize=8)
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    return fig
+
+
+def conclusions(test: dict[str, dict[str, float]], train: dict[str, dict[str, float]], models: list[str]) -> str:
+    base = test["noisy"]["snr_db"]
+    best = max(models, key=lambda m: test[m]["snr_db"])
+    lines = [f"Held-out input SNR is {base:.1f} dB; the oracle (clean magnitude, noisy phase) reaches "
+             f"{test['oracle']['snr_db']:.1f} dB."]
+    for m in models:
+        lines.append(f"{m}: {test[m]['snr_db']:.1f} dB held out ({test[m]['snr_db'] - base:+.1f} dB over the input), "
+                     f"{train[m]['snr_db']:.1f} dB on its training audio (gap {train[m]['snr_db'] - test[m]['snr_db']:.1f} dB).")
+    lines.append(f"Best on held-out audio: {best}.")
+    if "mlp" in models and "cnn2d" in models:
+        diff = test["cnn2d"]["snr_db"] - test["mlp"]["snr_db"]
+        lines.append(f"The 2-D CNN is {abs(diff):.1f} dB {'better' if diff >= 0 else 'worse'} than the MLP.")
+    return " ".join(lines)
+
+
+def run(cfg: Config, run: Run) -> dict:
+    unknown = [m for m in cfg.models if m not in MODELS]
+    if unknown or not cfg.models:
+        raise UsageError(f"models={cfg.models}: give some of {', '.join(MODELS)}")
+    train_pairs, val_pairs, test_pairs = load_data(cfg, run.data_dir)
+    pad = max(cfg.mlp_context, cfg.cnn1d_context, cfg.cnn2d_context)
+    train, val = frames(train_pairs, cfg, pad, run.device), frames(val_pairs, cfg, pad, run.device)
+    run.info(f"denoise: {len(train.index)} training frames, {len(val.index)} validation frames, "
+             f"{len(test_pairs)} test file(s), {sum(len(p.clean) for p in test_pairs) / cfg.sample_rate:.1f} s of test audio")
+
+    trained, info = {}, {}
+    for name in cfg.models:
+        trained[name], info[name] = train_model(name, cfg, train, val, run)
+
+    def system(model: FrameDenoiser):
+        return lambda p: denoise_wave(model, p.noisy, cfg.n_fft, cfg.hop, run.device)
+
+    systems = {"noisy": lambda p: p.noisy, "oracle": lambda p: oracle_wave(p, cfg)}
+    systems |= {name: system(m) for name, m in trained.items()}
+    t0 = time.perf_counter()
+    test = evaluate(systems, test_pairs, cfg.sample_rate, cfg.max_quality_files)
+    train_eval = evaluate(systems, train_pairs[: len(test_pairs)], cfg.sample_rate, 0)
+    run.info(f"denoise: evaluated in {time.perf_counter() - t0:.1f} s")
+
+    rows = []
+    for name in ["noisy", *cfg.models, "oracle"]:
+        row = {"system": name, **{k: round(v, 3) for k, v in test[name].items()},
+               "train_snr_db": round(train_eval[name]["snr_db"], 2)}
+        if name in info:
+            row |= {"params": info[name]["params"], "train_s": round(info[name]["train_seconds"], 1),
+                    "epochs": info[name]["epochs"]}
+        rows.append(row)
+    run.add_table("Held-out test audio: noisy input, each model, oracle", rows,
+                  caption="snr_db, si_sdr_db, pesq, stoi on held-out audio (PESQ/STOI on the first "
+                          f"{min(cfg.max_quality_files, len(test_pairs))} files); train_snr_db on training audio.")
+    run.add_figure(bar_chart({r["system"]: r["snr_db"] for r in rows}, title="SNR on held-out audio",
+                             ylabel="SNR (dB)"), "snr_bars", title="SNR by system")
+    example = test_pairs[0]
+    estimates = {name: systems[name](example) for name in cfg.models}
+    run.add_figure(spectrogram_figure(example, estimates, cfg), "spectrograms",
+                   title=f"Spectrograms of {example.name}: noisy, each model, clean")
+    for p in test_pairs[: cfg.audio_examples]:
+        tag = p.name.replace("/", "-")
+        run.add_audio(p.noisy, cfg.sample_rate, f"audio/{tag}-noisy", title=f"{p.name}: noisy")
+        for name in cfg.models:
+            run.add_audio(systems[name](p), cfg.sample_rate, f"audio/{tag}-{name}", title=f"{p.name}: {name}")
+        run.add_audio(p.clean, cfg.sample_rate, f"audio/{tag}-clean", title=f"{p.name}: clean")
+    for name, model in trained.items():
+        save_denoiser(run.path(f"models/{name}.pt"), name, model, cfg)
+    run.add_text("Findings", conclusions(test, train_eval, cfg.models))
+
+    headline = {"snr_db": {name: test[name]["snr_db"] for name in ["noisy", *cfg.models, "oracle"]},
+                "snr_gain_db": {name: test[name]["snr_db"] - test["noisy"]["snr_db"] for name in cfg.models}}
+    return {"headline": headline, "test": test, "train": train_eval, "models": info}

@@ -1,0 +1,38 @@
+"""Frame denoisers: shapes, non-negative outputs, masks never add energy, normalisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlslab.models import build_model
+
+FAMILIES = {"denoise_mlp": 0, "denoise_cnn1d": 4, "denoise_cnn2d": 20}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("output", ["mask", "magnitude"])
+def test_output_is_a_non_negative_frame(name, output):
+    torch.manual_seed(0)
+    model = build_model(name, bins=129, output=output).eval()
+    window = torch.rand(6, FAMILIES[name] + 1, 129) * 3
+    est = model(window)
+    assert model.context == FAMILIES[name]
+    assert est.shape == (6, 129) and torch.all(est >= 0)
+    if output == "mask":  # a mask can only remove energy from the current noisy frame
+        assert torch.all(est <= window[:, -1] + 1e-6)
+
+
+def test_context_is_configurable_and_normalisation_is_fitted():
+    model = build_model("denoise_cnn2d", bins=65, context=6, channels=[4, 8]).eval()
+    assert model(torch.rand(3, 7, 65)).shape == (3, 65)
+    noisy = torch.rand(500, 65) * torch.linspace(0.1, 5, 65)
+    model.fit_norm(noisy, noisy / 2)
+    feats = model.norm(noisy)
+    assert feats.mean(0).abs().max() < 1e-4 and (feats.std(0) - 1).abs().max() < 1e-3
+    assert abs(model.norm.scale.item() - (noisy / 2).mean().item()) < 1e-5
+
+
+def test_unknown_output_is_rejected():
+    with pytest.raises(ValueError, match="mask"):
+        build_model("denoise_mlp", output="wave")
