@@ -104,7 +104,8 @@ def check_levels(levels: dict[str, Sequence[Any]]) -> None:
 def ofat(baseline: dict[str, Any], levels: dict[str, Sequence[Any]],
          factors: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
     """(factor, settings) for each value of each factor, the other factors at the baseline."""
-    check_levels({f: levels[f] for f in factors} | {f: [v] for f, v in baseline.items()})
+    check_levels({f: [v] for f, v in baseline.items()})
+    check_levels({f: levels.get(f, ()) for f in factors})
     return [(f, baseline | {f: v}) for f in factors for v in levels[f]]
 
 
@@ -114,7 +115,8 @@ def grid(baseline: dict[str, Any], levels: dict[str, Sequence[Any]],
     if len(factors) < 2:
         raise UsageError(f"design=grid needs at least two factors (got {', '.join(factors) or 'none'}); "
                          "e.g. --set factors=optimizer,lr")
-    check_levels({f: levels[f] for f in factors} | {f: [v] for f, v in baseline.items()})
+    check_levels({f: [v] for f, v in baseline.items()})
+    check_levels({f: levels.get(f, ()) for f in factors})
     label = "*".join(factors)
     return [(label, baseline | dict(zip(factors, combo)))
             for combo in itertools.product(*(levels[f] for f in factors))]
