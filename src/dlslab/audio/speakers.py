@@ -32,7 +32,7 @@ from dlslab.data.locate import cache_dir, locate
 from dlslab.errors import DataError
 
 AUDIO_SUFFIXES = (".wav", ".flac")
-SYNTH_VERSION = 1  # bump when the same spec would synthesise different speakers
+SYNTH_VERSION = 2  # bump when the same spec would synthesise different speakers
 # corpus of a real speaker: by dataset, then by the prefix of the speaker's folder name
 REAL_CORPORA = {"speakers": {"": "fsdd"}, "speakers2": {"ar": "arabic", "ls": "librispeech"}}
 
@@ -127,7 +127,8 @@ def _synth_speaker(spec: SyntheticSpec, k: int, voice: str, texts: tuple[str, ..
     folder.mkdir()
     for u, t in enumerate(rng.choice(len(texts), spec.n_utterances, replace=False)):
         wave = synth_utterance(texts[t], voice=voice, pitch=pitch, speed=speed, sample_rate=spec.sample_rate)
-        write_audio(folder / f"{u:02d}.wav", wave, spec.sample_rate)
+        # espeak-ng reaches full scale at some pitches and speeds: leave 6 dB of headroom
+        write_audio(folder / f"{u:02d}.wav", 0.5 * wave / max(float(np.abs(wave).max()), 1e-8), spec.sample_rate)
 
 
 def synthetic_speakers(spec: SyntheticSpec) -> Path:
