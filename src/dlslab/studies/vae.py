@@ -59,7 +59,7 @@ class Config(StudyConfig):
 
 
 PRESETS = {
-    "smoke": {"epochs": 1, "train_size": 3000, "val_size": 200, "test_size": 500, "archs": ["mlp"],
+    "smoke": {"epochs": 2, "lr": 3e-3, "train_size": 3000, "val_size": 200, "test_size": 500, "archs": ["mlp"],
               "hidden": [128], "latent": 8, "manifold": False, "betas": [1.0], "rotation_arch": "mlp",
               "iw_k": 100, "iw_test_size": 100, "realism_samples": 200, "rotation_images": 40,
               "traversal_bases": 8},
