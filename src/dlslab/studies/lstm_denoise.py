@@ -60,7 +60,7 @@ class Config(StudyConfig):
     hop: int = 512  # STFT hop in samples
     target: Literal["ibm", "irm"] = "ibm"  # mask the model learns: ideal binary or ideal ratio mask
     log_input: bool = True  # feed log(|X|) rather than |X| (both standardised per bin)
-    loss_weight: float = 0.0  # weight each time-frequency cell's loss by |X| ** this (0: all equal; 1, 2: loud cells, which decide the SNR, count more)
+    loss_weight: float = 2.0  # weight each time-frequency cell's loss by |X| ** this (0: all equal; 2: by energy, as the SNR weighs errors)
     hidden: int = 256  # LSTM units per direction
     layers: int = 2  # stacked LSTM layers
     bidirectional: bool = False  # bidirectional LSTM (not with tbptt: no state to carry backwards)
@@ -81,7 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"n_train": 24, "n_test": 6, "min_seconds": [1.0, 4.0], "max_seconds": 6.0, "hidden": 64,
               "layers": 1, "batch_frames": 320, "epochs": 3, "lr": 3e-3, "stoi_utterances": 2,
               "audio_examples": 1},
-    "quick": {"n_train": 180, "n_test": 30, "hidden": 128, "layers": 1, "epochs": 8, "lr": 3e-3,
+    "quick": {"n_train": 120, "n_test": 30, "hidden": 128, "layers": 1, "epochs": 6, "lr": 3e-3,
               "stoi_utterances": 10},
     "full": {"n_seeds": 3},
 }
@@ -268,7 +268,7 @@ def packed_strategy(cfg: Config, train: Frames, seed: int) -> Strategy:
         packed_x = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out = model(packed_x)
         target = pack_padded_sequence(y, lengths, batch_first=True, enforce_sorted=False)
-        return mask_loss(out.data, target.data, _weight(packed_x.data, cfg))  # packed frames only: no padding
+        return mask_loss(out.data, target.data, weight=_weight(packed_x.data, cfg))  # packed frames only: no padding
 
     sizes = train.lengths[buckets.clamp_min(0)] * (buckets >= 0)  # (n_buckets, B) real frames
     tensor_frac = 1 - float(sizes.sum()) / float((sizes.max(1).values * (buckets >= 0).sum(1)).sum())
