@@ -1,0 +1,67 @@
+"""`dlslab run siamese --preset smoke`, the speaker split, and `dlslab speakers enrol|identify`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dlslab import cli, config
+from dlslab.audio.speakers import real_speakers
+from dlslab.studies import siamese
+
+
+def test_train_val_and_test_speakers_never_overlap(data_root) -> None:
+    utts = real_speakers(data_root, max_per_speaker=2)
+    roles = siamese.split_speakers(utts, 0.15, 0.4, seed=0)
+    assert set(roles) == {u.speaker for u in utts}  # every speaker has exactly one role
+    for corpus in ("fsdd", "arabic", "librispeech"):
+        corpus_roles = [r for s, r in roles.items() if s.startswith(corpus + "/")]
+        assert {"train", "val", "test"} <= set(corpus_roles), corpus
+    assert roles != siamese.split_speakers(utts, 0.15, 0.4, seed=1)  # the split follows the seed
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    code = cli.main(["run", "siamese", "--preset", "smoke", "--out", str(out), "--device", "cpu", "--quiet"])
+    assert code == 0
+    return next((out / "siamese").iterdir())
+
+
+def test_smoke_training_separates_unseen_speakers(smoke_run: Path) -> None:
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    cfg = config.load_yaml(smoke_run / "config.yaml")["config"]
+    speakers = metrics["speakers"]
+    assert not set(speakers["train"]) & set(speakers["test"]) and not set(speakers["val"]) & set(speakers["test"])
+    trained = metrics["results"][f"trained ({metrics['selected_loss']})"]["synthetic"]
+    untrained = metrics["results"]["untrained encoder"]["synthetic"]
+    assert trained["auc"] > 0.7 and trained["auc"] > untrained["auc"]
+    n = len(speakers["test"])
+    assert trained["oneshot_all"]["n_way"] == n == cfg["synth_test_speakers"]
+    assert trained["oneshot_all"]["acc"] > 2 * trained["oneshot_all"]["chance"]
+    assert metrics["headline"]["auc"]["synthetic"] == trained["auc"]
+    for name in ("similarity_synthetic.png", "tsne_synthetic.png", "confusion_synthetic.png", "report.html"):
+        assert (smoke_run / name).stat().st_size > 0, name
+
+
+def test_enrol_and_identify(smoke_run: Path, tmp_path, capsys) -> None:
+    from dlslab.audio.speakers import SyntheticSpec, synthetic_speakers
+
+    cfg = config.load_yaml(smoke_run / "config.yaml")["config"]
+    folder = synthetic_speakers(SyntheticSpec(cfg["synth_test_speakers"], cfg["synth_utterances"],
+                                              cfg["synth_train_speakers"] + cfg["synth_val_speakers"], "test",
+                                              cfg["seed"]))
+    gallery = tmp_path / "gallery.json"
+    assert cli.main(["speakers", "enrol", str(folder), "--model", str(smoke_run), "--out", str(gallery)]) == 0
+    enrolled = json.loads(gallery.read_text())["speakers"]
+    assert len(enrolled) == cfg["synth_test_speakers"]
+    # an enrolled recording itself is identified as its speaker, with cosine similarity 1
+    capsys.readouterr()
+    assert cli.main(["speakers", "identify", enrolled[3]["file"], "--gallery", str(gallery)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    sims = [float(line.split()[1]) for line in lines]
+    assert lines[0].split()[2] == enrolled[3]["name"] and sims[0] == pytest.approx(1.0, abs=1e-4)
+    assert sims == sorted(sims, reverse=True) and len(lines) == min(10, len(enrolled))
+    assert cli.main(["speakers", "identify", enrolled[0]["file"], "--gallery", str(tmp_path / "none.json")]) == 2
