@@ -83,7 +83,7 @@ class PackReport:
 
     path: Path | None
     file_bytes: int
-    dense_bytes: int  # the same tensors as plain float32 (others at their own width)
+    dense_bytes: int  # the uncompressed model as plain float32 (what the ratio divides)
     header_bytes: int
     tensors: list[TensorReport] = field(default_factory=list)
 
@@ -336,9 +336,11 @@ def dense_bytes(state: dict[str, torch.Tensor]) -> int:
 def pack_model(model: nn.Module, path: str | Path | None, *, name: str | None = None,
                kwargs: dict[str, Any] | None = None, structure: dict[str, Any] | None = None,
                meta: dict[str, Any] | None = None, entropy: Entropy = "huffman",
-               max_codebook: int = 256) -> PackReport:
+               max_codebook: int = 256, reference_bytes: int | None = None) -> PackReport:
     """Write `model`'s state dict as a packed file (atomically) and report what it holds.
-    With `path=None` nothing is written and `file_bytes` is the size it would have."""
+    With `path=None` nothing is written and `file_bytes` is the size it would have.
+    `reference_bytes` is the uncompressed model's float32 size, when `model` has a
+    different shape (low rank, structured pruning); by default, `model`'s own."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     blob, reports = pack_state(state, model=name, kwargs=kwargs, structure=structure, meta=meta,
                                entropy=entropy, max_codebook=max_codebook)
@@ -349,7 +351,7 @@ def pack_model(model: nn.Module, path: str | Path | None, *, name: str | None = 
     else:
         size = len(blob)
     hlen = struct.unpack_from("<I", blob, 5)[0]
-    return PackReport(path, size, dense_bytes(state), 13 + hlen + 4, reports)
+    return PackReport(path, size, reference_bytes or dense_bytes(state), 13 + hlen + 4, reports)
 
 
 def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -27,7 +27,7 @@ from torch import nn
 
 from dlslab.compress.layers import bake, trainable, weight_layers
 from dlslab.compress.lowrank import low_rank_factorise
-from dlslab.compress.packed import PackReport, load_packed, pack_model
+from dlslab.compress.packed import PackReport, dense_bytes, load_packed, pack_model
 from dlslab.compress.prune import layer_density, prune_magnitude, sparsity_schedule
 from dlslab.compress.quant import prepare_qat, quantise_ptq
 from dlslab.compress.share import SharedWeight, share_weights
@@ -143,8 +143,9 @@ class Measured:
 class Bench:
     """Packs a model into the run folder, loads it back, and measures the loaded model."""
 
-    def __init__(self, net: str, data: Mnist, run: Run):
+    def __init__(self, net: str, data: Mnist, run: Run, reference: nn.Module):
         self.net, self.data, self.run = net, data, run
+        self.dense_bytes = dense_bytes(reference.state_dict())  # every ratio divides the uncompressed size
         self.results: list[Measured] = []
 
     def measure(self, model: nn.Module, label: str, kind: str, *, kwargs: dict[str, Any] | None = None,
@@ -153,7 +154,8 @@ class Bench:
         slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
         rel = f"packed/{self.net}-{slug}.dlz"
         report = pack_model(model, self.run.path(rel), name=self.net, kwargs=kwargs, structure=structure,
-                            entropy=entropy, meta={"study": "compress", "label": label})
+                            entropy=entropy, meta={"study": "compress", "label": label},
+                            reference_bytes=self.dense_bytes)
         loaded, _ = load_packed(report.path, self.run.device)
         result = Measured(label, kind, report, test_error(loaded, self.data), rel)
         self.results.append(result)
@@ -183,7 +185,7 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     base = build_model(net).to(run.device)
     train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, cfg.lr)
     base_error = test_error(base, data)
-    bench = Bench(net, data, run)
+    bench = Bench(net, data, run, base)
     bench.measure(clone_model(base), "baseline float32", "technique")
     sparsity, bits = layer_settings(cfg, net, base)
     ft = cfg.finetune_lr

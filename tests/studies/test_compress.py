@@ -1,0 +1,90 @@
+"""The compress study (smoke preset) and `dlslab compress` on a trained model."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from dlslab import runner
+from dlslab.cli import main
+from dlslab.compress.packed import load_packed, read_packed
+from dlslab.studies.compress import MNIST_MEAN, MNIST_STD, load_mnist, test_error
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("runs")
+    outcome = runner.execute(runner.plan_study("compress", "smoke"), out=out, device="cpu", quiet=True)
+    assert outcome.status == "finished", outcome.message
+    return outcome.dir
+
+
+def _table(run_dir, title_start):
+    items = json.loads((run_dir / "report.json").read_text())["items"]
+    return next(i for i in items if i["kind"] == "table" and i["title"].startswith(title_start))
+
+
+def test_sizes_in_the_report_are_the_files_on_disk_and_ratios_follow(smoke_run):
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    for net, dense in (("lenet300", 266_610 * 4), ("lenet5", 431_080 * 4)):
+        rows = metrics["results"][net]
+        assert len(rows) >= 15
+        for row in rows:
+            size = (smoke_run / row["file"]).stat().st_size
+            assert size == row["bytes"], row["model"]
+            assert abs(row["ratio"] - dense / size) < 0.01, row["model"]
+        table = _table(smoke_run, {"lenet300": "LeNet-300-100: every", "lenet5": "LeNet-5: every"}[net])
+        assert [r["bytes"] for r in table["rows"]] == [r["bytes"] for r in rows]
+
+
+def test_deep_compression_is_large_and_its_error_is_measured_after_loading(smoke_run):
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    head = metrics["headline"]
+    cfg = runner.plan_study("compress", "smoke").cfg
+    data = load_mnist(cfg, SimpleNamespace(data_dir=None, device=torch.device("cpu")))
+    for net in ("lenet300", "lenet5"):
+        assert head["compression_ratio"][net] > 25
+        row = next(r for r in metrics["results"][net] if r["model"].startswith("deep compression"))
+        fixed = next(r for r in metrics["results"][net] if "fixed-width" in r["model"])
+        assert row["bytes"] < fixed["bytes"]  # Huffman pays off
+        model, header = load_packed(smoke_run / row["file"])
+        assert header["model"] == net
+        assert abs(test_error(model, data) - row["test_error_%"]) < 0.01
+        assert abs(head["compressed_error_pct"][net] - row["test_error_%"]) < 0.01
+        # the model learned something even at smoke size (chance is 90% error)
+        assert head["baseline_error_pct"][net] < 40
+    kinds = {i["kind"] for i in json.loads((smoke_run / "report.json").read_text())["items"]}
+    assert {"table", "image", "text"} <= kinds
+    layers = _table(smoke_run, "LeNet-5: deep compression, per tensor")["rows"]
+    fc1 = next(r for r in layers if r["tensor"] == "fc1.weight")
+    assert fc1["layout"] == "sparse" and abs(fc1["density_%"] - 100 * cfg.lenet5_density[2]) < 0.1
+
+
+def test_compress_command_packs_inspects_and_unpacks_a_trained_model(smoke_run, tmp_path, capsys):
+    ckpt = smoke_run / "checkpoints" / "lenet300-baseline.done.pt"
+    out = tmp_path / "m.dlz"
+    args = ["compress", "pack", str(ckpt), "-o", str(out), "--model", "lenet300", "--sparsity", "0.5",
+            "--bits", "6", "--data", "mnist", "--mean", str(MNIST_MEAN), "--std", str(MNIST_STD)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    ratio = float(re.search(r"ratio ([\d.]+)x", text).group(1))
+    assert ratio > 8 and f"{out.stat().st_size:,} bytes" in text
+    assert float(re.search(r"SNR .*: ([\d.]+) dB", text).group(1)) > 10
+    original, compressed = map(float, re.search(r"original ([\d.]+), compressed ([\d.]+)", text).groups())
+    assert compressed > original - 0.02
+    assert main(["compress", "info", str(out)]) == 0
+    assert "fc1.weight" in capsys.readouterr().out
+    assert main(["compress", "unpack", str(out), "-o", str(tmp_path / "state.pt")]) == 0
+    state, _ = read_packed(out)
+    from dlslab.report.run import safe_torch_load
+
+    unpacked = safe_torch_load(tmp_path / "state.pt")
+    assert all(torch.equal(unpacked["state_dict"][k], v) for k, v in state.items())
+    bad = tmp_path / "bad.dlz"
+    bad.write_bytes(out.read_bytes()[:-7])
+    assert main(["compress", "info", str(bad)]) == 2
+    assert "truncated" in capsys.readouterr().err
