@@ -15,6 +15,7 @@ import contextlib
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from dlslab.models.resnet import ResNetFast, SmallCNN
 from dlslab.report.plots import line_plot
 from dlslab.report.run import Run
 from dlslab.train.augment import POLICIES, Augmenter, flip_tta, normalize, soft_cross_entropy, to_unit
+from dlslab.train.ddp import fit_data_parallel
 from dlslab.train.engine import History, fit, predict
 from dlslab.train.optim import linear_decay
 
@@ -132,9 +134,11 @@ class Trained:
 def train_cifar(cfg: CifarRecipe, model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                 test: tuple[torch.Tensor, torch.Tensor], *, policy: str, seed: int, run: Run | None,
                 name: str, num_classes: int, param_groups: list[dict[str, Any]] | None = None,
-                verbose: bool = True) -> Trained:
+                verbose: bool = True, data_parallel: bool = False,
+                on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> Trained:
     """Train `model` on uint8 `train` images with augmentation `policy` and score it on the
-    normalised `test` images. `param_groups` (each with an `lr`) overrides the single group."""
+    normalised `test` images. `param_groups` (each with an `lr`) overrides the single group.
+    `data_parallel` trains across the process group (torchrun) instead of in this process."""
     device = next(model.parameters()).device
     x, y = train
     batch, epochs = steps_plan(len(x), cfg)
@@ -146,10 +150,13 @@ def train_cifar(cfg: CifarRecipe, model: nn.Module, train: tuple[torch.Tensor, t
     tx, ty = test
     ex, ey = tx[:cfg.eval_size], ty[:cfg.eval_size]
     torch.manual_seed(seed)
-    history = fit(model, (x, y), make_loss(cfg, device), optimizer=opt, scheduler=sched, epochs=epochs,
-                  batch_size=batch, transform=Augmenter(policy, num_classes),
-                  evaluate=lambda m: {"test_acc": accuracy(m, ex, ey, cfg)}, seed=seed, run=run,
-                  name=name, verbose=verbose)
+    common = {"optimizer": opt, "scheduler": sched, "epochs": epochs, "batch_size": batch,
+              "transform": Augmenter(policy, num_classes), "evaluate": lambda m: {"test_acc": accuracy(m, ex, ey, cfg)},
+              "seed": seed, "name": name, "verbose": verbose, "on_epoch_end": on_epoch_end}
+    if data_parallel:
+        history = fit_data_parallel(model, (x, y), make_loss(cfg, device), **common)
+    else:
+        history = fit(model, (x, y), make_loss(cfg, device), run=run, **common)
     return Trained(history, accuracy(model, tx[:cfg.test_size], ty[:cfg.test_size], cfg), steps, batch)
 
 
