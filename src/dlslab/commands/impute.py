@@ -138,11 +138,12 @@ def impute_matrix(x: np.ndarray, m: np.ndarray, method: str, iterations: int, se
     if method == "gain":
         import torch
 
-        from dlslab.studies.gan_impute import gain_impute, train_gain
+        from dlslab.studies.gan_impute import few_threads, gain_impute, train_gain
 
         xt, mt = torch.from_numpy(x).float(), torch.from_numpy(m).float()
-        model, _ = train_gain(xt, mt, iterations=iterations, seed=seed)
-        filled = gain_impute(model, xt, mt, seed).double().numpy()
+        with few_threads(x.shape[1]):
+            model, _ = train_gain(xt, mt, iterations=iterations, seed=seed)
+            filled = gain_impute(model, xt, mt, seed).double().numpy()
         return np.where(m > 0, x, filled)
     from dlslab.studies.gan_impute import sklearn_impute
 

@@ -18,9 +18,10 @@ values (never the labels) and is scored on the entries it filled in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ GAIN_PAPER_BREAST_20 = (0.0546, 0.0006)  # Yoon et al. 2018, Table 2: UCI Breast
 class Config(StudyConfig):
     tables: list[str] = field(default_factory=lambda: list(TABLES))  # UCI tables (breast, wine, digits, housing)
     table_rates: list[float] = field(default_factory=lambda: [0.2, 0.5, 0.8])  # fractions of table entries missing at random
+    max_rows: int = 0  # at most this many rows of a table (a seeded subset; 0 = all rows)
     images: int = 4000  # MNIST training images imputed (0 = no image part)
     image_rates: list[float] = field(default_factory=lambda: [0.2, 0.5, 0.8])  # fractions of MNIST pixels missing at random
     image_block: int = 14  # side of one missing square per MNIST image (0 = no block pattern)
@@ -59,6 +61,7 @@ class Config(StudyConfig):
     image_hidden: int = 256  # MLP width on MNIST (tables use the data dimension, as the paper)
     dae_drop: float = 0.5  # fraction of observed entries the autoencoder hides and must reconstruct
     knn_neighbors: int = 5  # neighbours of the k-NN imputer
+    iterative_rounds: int = 10  # rounds of the iterative imputer over all columns (scikit-learn's max_iter)
     test_fraction: float = 0.3  # rows held out to test the classifier trained on imputed rows
     download: bool = True  # try to download California housing when scikit-learn has no copy
     log_every: int = 500  # training steps per logged epoch (losses are averaged over them)
@@ -67,10 +70,10 @@ class Config(StudyConfig):
 PRESETS = {
     "smoke": {"tables": ["breast"], "table_rates": [0.2], "images": 0, "methods": ["mean", "knn", "gain"],
               "seeds": 1, "iterations": 1000, "log_every": 500},
-    "quick": {"tables": ["breast", "wine", "digits", "housing"], "table_rates": [0.2, 0.5, 0.8],
-              "images": 1000, "image_rates": [0.2, 0.5, 0.8], "image_methods": ["mean", "knn", "dae", "gain"],
-              "seeds": 1, "iterations": 1000, "image_iterations": 300, "image_hidden": 128,
-              "methods": ["mean", "knn", "iterative", "dae", "gain"], "log_every": 250},
+    "quick": {"tables": ["breast", "wine", "digits", "housing"], "table_rates": [0.2, 0.5, 0.8], "max_rows": 2000,
+              "iterative_rounds": 5, "images": 500, "image_rates": [0.5], "image_methods": ["mean", "knn", "dae", "gain"],
+              "seeds": 1, "iterations": 500, "image_iterations": 200, "image_hidden": 64, "batch_size": 64,
+              "log_every": 250},
     "full": {},
 }
 
@@ -207,10 +210,13 @@ def dae_impute(model: ImputerMLP, x: torch.Tensor, m: torch.Tensor) -> torch.Ten
     return torch.where(m.bool(), x, proposal)
 
 
-def sklearn_impute(method: str, x: np.ndarray, m: np.ndarray, *, seed: int = 0, neighbors: int = 5) -> np.ndarray:
+def sklearn_impute(method: str, x: np.ndarray, m: np.ndarray, *, seed: int = 0, neighbors: int = 5,
+                   rounds: int = 10) -> np.ndarray:
     """Mean, k-NN or iterative (chained regressions) imputation from scikit-learn."""
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers IterativeImputer)
     from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
+
+    from threadpoolctl import threadpool_limits
 
     holes = np.where(m > 0, x, np.nan)
     if method == "mean":
@@ -218,10 +224,11 @@ def sklearn_impute(method: str, x: np.ndarray, m: np.ndarray, *, seed: int = 0, 
     elif method == "knn":
         imputer = KNNImputer(n_neighbors=neighbors, keep_empty_features=True)
     elif method == "iterative":
-        imputer = IterativeImputer(max_iter=10, random_state=seed, keep_empty_features=True)
+        imputer = IterativeImputer(max_iter=rounds, random_state=seed, keep_empty_features=True)
     else:
         raise UsageError(f"unknown imputer {method!r}; valid: {', '.join(METHODS)}")
-    out = imputer.fit_transform(holes)
+    with threadpool_limits(1, user_api="blas"):  # small matrices: BLAS threads only add waiting
+        out = imputer.fit_transform(holes)
     return np.where(m > 0, x, out)
 
 
@@ -288,8 +295,11 @@ def _accuracy(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> 
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
+    from threadpoolctl import threadpool_limits
+
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
-    clf = LogisticRegression(max_iter=500).fit(xtr, ytr)
+    with threadpool_limits(1, user_api="blas"):
+        clf = LogisticRegression(max_iter=500).fit(xtr, ytr)
     return float(clf.score(xte, yte))
 
 
@@ -298,6 +308,27 @@ def impute_setting(cfg: Config, run: Run, key: str, x: np.ndarray, y: np.ndarray
                    keep: int = 0) -> dict[str, Any]:
     """Every method on one (data, missing mask): RMSE on missing entries, accuracy, seconds,
     the final GAIN losses, and the first `keep` imputed rows (for figures)."""
+    with few_threads(x.shape[1]):
+        return _impute_setting(cfg, run, key, x, y, m, methods, seed, iterations=iterations, hidden=hidden,
+                               keep=keep)
+
+
+@contextlib.contextmanager
+def few_threads(dim: int) -> Iterator[None]:
+    """One torch thread for tables of at most 128 columns: splitting a 128 x 30 matmul over
+    threads costs more than it saves, and far more on a busy machine."""
+    before = torch.get_num_threads()
+    if dim <= 128:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _impute_setting(cfg: Config, run: Run, key: str, x: np.ndarray, y: np.ndarray | None, m: np.ndarray,
+                    methods: list[str], seed: int, *, iterations: int, hidden: int | None,
+                    keep: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     xt = torch.from_numpy(x).float().to(run.device)
     mt = torch.from_numpy(m).float().to(run.device)
@@ -317,7 +348,8 @@ def impute_setting(cfg: Config, run: Run, key: str, x: np.ndarray, y: np.ndarray
                                  name=f"dae-{key}")
             imputed = dae_impute(model, xt, mt).double().cpu()
         else:
-            imputed = torch.from_numpy(sklearn_impute(method, x, m, seed=seed, neighbors=cfg.knn_neighbors))
+            imputed = torch.from_numpy(sklearn_impute(method, x, m, seed=seed, neighbors=cfg.knn_neighbors,
+                                                            rounds=cfg.iterative_rounds))
         seconds = time.perf_counter() - t0
         row = {"rmse": rmse_missing(imputed, truth, torch.from_numpy(m)), "seconds": seconds, **extra}
         if y is not None:
@@ -398,6 +430,10 @@ def run(cfg: Config, run: Run) -> dict:
             not_run.append({"data": name, "status": "not run: needs network", "reason": str(exc)})
             run.info(f"[{name}] not run: {exc}")
             continue
+        if cfg.max_rows and len(table.x) > cfg.max_rows:
+            keep = np.random.default_rng(cfg.seed).permutation(len(table.x))[: cfg.max_rows]
+            table = Table(name, f"{table.title}, {cfg.max_rows} rows used", table.x[keep],
+                          None if table.y is None else table.y[keep])
         titles[name] = table.title
         patterns = {_pattern_name(r): (lambda seed, r=r, shape=table.x.shape, name=name: mcar_mask(
             shape, r, torch.Generator().manual_seed(_mask_seed(name, r, seed))).numpy()) for r in cfg.table_rates}

@@ -1,0 +1,41 @@
+"""outpaint: the smoke preset trains both variants, keeps the patch exactly, learns, and
+the report judges collapse from the logged numbers."""
+
+from __future__ import annotations
+
+import json
+
+from dlslab import runner
+from dlslab.studies.outpaint import _collapse
+
+
+def test_collapse_is_detected_from_logged_numbers() -> None:
+    winning = [{"train_d_real_acc": 1.0, "train_d_fake_acc": 0.99}] * 3
+    healthy = [{"train_d_real_acc": 0.7, "train_d_fake_acc": 0.6}] * 3
+    found = _collapse(winning, diversity=0.0001, border_l1=0.1, top_class_share=0.9)
+    assert len(found) == 3
+    assert any("discriminator always winning" in f for f in found)
+    assert any("no diversity" in f for f in found)
+    assert any("mode collapse" in f for f in found)
+    assert _collapse(healthy, diversity=0.05, border_l1=0.1, top_class_share=0.15) == []
+
+
+def test_smoke_run_keeps_the_patch_and_learns(tmp_path, data_root) -> None:
+    plan = runner.plan_study("outpaint", "smoke", {})
+    outcome = runner.execute(plan, out=tmp_path, device="cpu", quiet=True)
+    assert outcome.status == "finished", outcome.message
+    metrics = json.loads((outcome.dir / "metrics.json").read_text())
+    head = metrics["headline"]
+    assert head["patch_kept_exactly"] is True
+    assert all(metrics["patch_exact"].values())
+    assert set(head["collapsed"]) == {"cgan"}
+    for variant in ("recon", "cgan"):
+        hist = metrics["history"][variant]
+        assert hist[-1]["val_border_l1"] < hist[0]["val_border_l1"]  # the border gets better
+        assert hist[-1]["val_border_l1"] < head["border_l1"]["mean image"] * 1.2
+    cgan = metrics["history"]["cgan"]
+    assert all({"train_d_loss", "train_g_adv", "train_rec"} <= e.keys() for e in cgan)
+    items = {i["key"]: i for i in json.loads((outcome.dir / "report.json").read_text())["items"]}
+    assert "image:completions.png" in items and "image:samples_cgan.png" in items
+    assert (outcome.dir / "completions.png").stat().st_size > 0
+    assert "patch is kept exactly" in items["text:Findings"]["text"]
