@@ -9,7 +9,7 @@ import torch
 
 from dlslab.data.images import load_images
 from dlslab.metrics.orientation import (angle_difference, heldout_r2, orientation, pearson, rotate,
-                                        rotation_regression)
+                                        rotation_regression, traversal_rotation)
 from dlslab.models.vae import MLPVAE
 
 
@@ -61,3 +61,15 @@ def test_an_untrained_vae_has_no_strong_rotation_dimension(data_root) -> None:
             scores = rotation_regression(lambda x: model.encode(x)[0], digits, [-45.0, -15.0, 0.0, 15.0, 45.0])
         best.append(scores["r2"].max().item())
     assert max(best) < 0.3, best
+
+
+def test_traversal_finds_the_dimension_that_turns_the_image() -> None:
+    # a toy decoder: z0 tilts a bar by 10 degrees per unit, z1 changes its length, z2 does nothing
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([bar(10.0 * float(a), half_length=8.0 + float(b)) for a, b, _ in z.tolist()])
+
+    base = torch.tensor([[0.5, 0.0, 0.0], [-1.0, 1.0, 2.0]])
+    result = traversal_rotation(decode, base, torch.linspace(-2, 2, 5))
+    assert abs(result["slope"][0].item() - 10.0) < 0.5
+    assert abs(result["slope"][1].item()) < 0.5 and abs(result["slope"][2].item()) < 0.5
+    assert result["abs_corr"][0] > 0.99 and result["angles"].shape == (3, 2, 5)

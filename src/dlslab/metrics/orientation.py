@@ -82,20 +82,25 @@ def heldout_r2(target: torch.Tensor, features: torch.Tensor, groups: torch.Tenso
     return 1.0 - ss_res / ss_tot
 
 
-def traversal_correlation(decode, base: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a) Traverse every latent dimension: for each base code (M, D) and each value (V,),
-    set dimension d to the value, decode (`decode(z) -> images in [0, 1]`), and measure the
-    orientation. Returns (|corr| per dimension (D,), angles (D, M, V)); the correlation is
-    between the traversal value and the angle relative to that base code's mean angle."""
+def traversal_rotation(decode, base: torch.Tensor, values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(a) Traverse every latent dimension: for each base code (M, D) and each value (V,), set
+    dimension d to the value, decode (`decode(z) -> images in [0, 1]`) and measure the
+    orientation. Per dimension, pooled over the bases with each base's mean angle removed:
+    `slope`, the tilt in degrees per unit of the dimension, and `abs_corr`, |correlation| of
+    angle with value. A rotation dimension turns every digit the same way, so it has a large
+    slope; a dimension that reshapes digits can have a high |corr| with a small slope.
+    Also returns `angles` (D, M, V)."""
     m, d = base.shape
     v = len(values)
     z = base.view(1, m, 1, d).repeat(d, 1, v, 1)  # (D, M, V, D)
     dims = torch.arange(d, device=base.device)
     z[dims, :, :, dims] = values.to(base).view(1, 1, v).expand(d, m, v)
     angles = orientation(decode(z.view(-1, d))).view(d, m, v)
-    centred = angle_difference(angles, circular_axis_mean(angles).unsqueeze(-1))  # (D, M, V)
-    corr = pearson(values.to(centred).repeat(m), centred.reshape(d, m * v).T)  # (D,)
-    return corr.abs(), angles
+    centred = angle_difference(angles, circular_axis_mean(angles).unsqueeze(-1)).double()  # (D, M, V)
+    x = values.double().to(angles.device).repeat(m)  # (M*V,)
+    y = centred.reshape(d, m * v).T  # (M*V, D)
+    slope = ((x - x.mean()) @ (y - y.mean(0))) / (x - x.mean()).pow(2).sum().clamp_min(1e-12)
+    return {"slope": slope, "abs_corr": pearson(x, y).abs(), "angles": angles}
 
 
 def circular_axis_mean(angles: torch.Tensor) -> torch.Tensor:
