@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import math
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -424,6 +425,7 @@ def _run_on_ray(groups: Sequence[GroupSpec], run: Run | None, address: str, cpus
         import ray
     except ImportError:
         raise UsageError("--ray needs the 'ray' package: pip install 'ray>=2.30,<3'") from None
+    _check_reachable(address)
     started_here = not ray.is_initialized()
     if started_here:
         try:
@@ -439,6 +441,18 @@ def _run_on_ray(groups: Sequence[GroupSpec], run: Run | None, address: str, cpus
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when nothing listens at HOST:PORT (ray.init would retry for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # 'auto' and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"no Ray cluster answers at {address} ({exc}); start one with "
+                         "`ray start --head --port=PORT` and pass HOST:PORT") from None
 
 
 def data_specs(data_dir: str | Path | None, *, train_size: int, val_size: int,
