@@ -11,7 +11,7 @@ from dlslab.models.resnet import ResNetFast, SmallCNN
 from dlslab.studies.transfer import FrozenBackbone, transfer_weights
 
 
-def _check_exact(source_state, before, target, report, name_of=lambda n: n):
+def _check_exact(source_state, before, target, report):
     after = target.state_dict()
     copied = dict(report.copied)
     assert set(copied) | set(report.new) == set(after) and not set(copied) & set(report.new)

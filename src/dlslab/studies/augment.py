@@ -65,8 +65,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"policies": ["none", "flip-crop"], "fractions": [0.02], "seeds": 1, "arch": "small-cnn",
               "widths": [16], "epochs": 4, "min_steps": 60, "batch_size": 64, "lr": 0.05,
               "eval_size": 500, "test_size": 1000, "tta": False},
-    "quick": {"policies": ["none", "flip-crop", "flip-crop-cutout", "mixup", "trivial"], "fractions": [0.02, 0.1],
-              "seeds": 1, "widths": [16, 32, 64, 128], "blocks": [0, 0, 1], "epochs": 8, "min_steps": 80,
+    "quick": {"policies": ["none", "flip-crop", "flip-crop-cutout", "mixup", "trivial"], "fractions": [0.01, 0.05],
+              "seeds": 1, "widths": [16, 32, 64, 128], "blocks": [0, 0, 1], "epochs": 6, "min_steps": 60,
               "batch_size": 128, "lr": 0.2, "eval_size": 500, "test_size": 2000},
     "full": {},
 }
