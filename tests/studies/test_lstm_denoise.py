@@ -17,7 +17,9 @@ from dlslab.studies import lstm_denoise
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict:
     out = tmp_path_factory.mktemp("runs")
-    outcome = runner.execute(runner.plan_study("lstm-denoise", "smoke"), out=out, device="cpu", quiet=True)
+    with pytest.MonkeyPatch.context() as mp:  # the session's cache (conftest's is per test)
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        outcome = runner.execute(runner.plan_study("lstm-denoise", "smoke"), out=out, device="cpu", quiet=True)
     assert outcome.status == "finished", outcome.message
     return {"dir": outcome.dir, "metrics": outcome.metrics}
 
