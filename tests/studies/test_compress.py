@@ -12,7 +12,7 @@ import torch
 from dlslab import runner
 from dlslab.cli import main
 from dlslab.compress.packed import load_packed, read_packed
-from dlslab.studies.compress import MNIST_MEAN, MNIST_STD, load_mnist, test_error
+from dlslab.studies.compress import MNIST_MEAN, MNIST_STD, error_percent, load_mnist
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_deep_compression_is_large_and_its_error_is_measured_after_loading(smoke
         assert row["bytes"] < fixed["bytes"]  # Huffman pays off
         model, header = load_packed(smoke_run / row["file"])
         assert header["model"] == net
-        assert abs(test_error(model, data) - row["test_error_%"]) < 0.01
+        assert abs(error_percent(model, data) - row["test_error_%"]) < 0.01
         assert abs(head["compressed_error_pct"][net] - row["test_error_%"]) < 0.01
         # the model learned something even at smoke size (chance is 90% error)
         assert head["baseline_error_pct"][net] < 40

@@ -39,7 +39,7 @@ from dlslab.models import build_model
 from dlslab.report.plots import pyplot
 from dlslab.report.run import Run
 from dlslab.train.engine import classifier_eval, clone_model, fit
-from dlslab.train.optim import make_optimizer, one_cycle
+from dlslab.train.optim import linear_decay, make_optimizer, one_cycle
 
 NETWORKS = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5"}
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -53,7 +53,7 @@ class Config(StudyConfig):
     batch_size: int = 128  # minibatch size of every training stage
     epochs: int = 30  # epochs of the uncompressed baseline (Adam, one-cycle LR)
     lr: float = 2e-3  # peak learning rate of the baseline
-    finetune_lr: float = 5e-4  # peak learning rate of every retraining / fine-tuning stage
+    finetune_lr: float = 1e-3  # starting learning rate of every retraining / fine-tuning stage (decays linearly)
     prune_rounds: int = 5  # rounds of iterative pruning (sparsity rises cubically), each retrained
     prune_epochs: int = 3  # retraining epochs after each pruning round
     lenet300_density: list[float] = field(default_factory=lambda: [0.04, 0.07, 0.3])  # LeNet-300-100 weights kept per layer (fc1, fc2, fc3)
@@ -107,19 +107,23 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return nn.functional.cross_entropy(model(x), y)
 
 
-def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epochs: int, lr: float) -> nn.Module:
-    """Train the trainable tensors of `model` (weights, or centroids after sharing) with Adam
-    and a one-cycle schedule; resumable under `name`."""
+def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epochs: int, *,
+          finetune: bool = True) -> nn.Module:
+    """Train the trainable tensors of `model` (weights, or centroids after sharing) with Adam;
+    resumable under `name`. From scratch: a one-cycle schedule to `lr`. Fine-tuning: start at
+    `finetune_lr` with no warm-up (the network is already good) and decay linearly to zero."""
     if epochs <= 0:
         return model
+    lr = cfg.finetune_lr if finetune else cfg.lr
     opt = make_optimizer("adam", trainable(model), lr=lr)
     steps = epochs * math.ceil(len(data.train[0]) / cfg.batch_size)
+    schedule = linear_decay(opt, steps) if finetune else one_cycle(opt, lr, steps)
     fit(model, data.train, cross_entropy, optimizer=opt, epochs=epochs, batch_size=cfg.batch_size,
-        scheduler=one_cycle(opt, lr, steps), seed=cfg.seed, run=run, name=name)
+        scheduler=schedule, seed=cfg.seed, run=run, name=name)
     return model
 
 
-def test_error(model: nn.Module, data: Mnist) -> float:
+def error_percent(model: nn.Module, data: Mnist) -> float:
     """Test error in percent."""
     return 100.0 * (1.0 - classifier_eval(*data.test, prefix="")(model)["acc"])
 
@@ -157,7 +161,7 @@ class Bench:
                             entropy=entropy, meta={"study": "compress", "label": label},
                             reference_bytes=self.dense_bytes)
         loaded, _ = load_packed(report.path, self.run.device)
-        result = Measured(label, kind, report, test_error(loaded, self.data), rel)
+        result = Measured(label, kind, report, error_percent(loaded, self.data), rel)
         self.results.append(result)
         self.run.info(f"[{self.net}] {label}: {report.file_bytes} bytes, {report.ratio:.1f}x, "
                       f"error {result.error:.2f}%")
@@ -183,12 +187,11 @@ def layer_settings(cfg: Config, net: str, model: nn.Module) -> tuple[dict[str, f
 def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     base = build_model(net).to(run.device)
-    train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, cfg.lr)
-    base_error = test_error(base, data)
+    train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, finetune=False)
+    base_error = error_percent(base, data)
     bench = Bench(net, data, run, base)
     bench.measure(clone_model(base), "baseline float32", "technique")
     sparsity, bits = layer_settings(cfg, net, base)
-    ft = cfg.finetune_lr
 
     # pruning: one-shot with a global threshold, at the same overall sparsity as the target
     sizes = {n: m.weight.numel() for n, m in weight_layers(base).items()}
@@ -201,7 +204,7 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     pruned = clone_model(base)
     for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
         prune_magnitude(pruned, round_sparsity)
-        train(pruned, data, cfg, run, f"{net}-prune{r}", cfg.prune_epochs, ft)
+        train(pruned, data, cfg, run, f"{net}-prune{r}", cfg.prune_epochs)
         bake(pruned)  # parametrized models are baked before copying: copies share their class
         last = r == cfg.prune_rounds
         bench.measure(clone_model(pruned), "prune iterative" if last else f"prune round {r}",
@@ -212,23 +215,23 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
 
     # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
     deep = share_weights(clone_model(pruned), bits, cfg.bias_bits)
-    train(deep, data, cfg, run, f"{net}-share", cfg.share_epochs, ft)
+    train(deep, data, cfg, run, f"{net}-share", cfg.share_epochs)
     deep_result = bench.measure(deep, "deep compression (prune + k-means + Huffman)", "pipeline")
     fixed = bench.measure(deep, "prune + k-means, fixed-width codes", "pipeline", entropy="fixed")
 
     # weight sharing alone, then uniform quantisation
     m = share_weights(clone_model(base), dict.fromkeys(bits, cfg.dense_share_bits), cfg.bias_bits)
-    train(m, data, cfg, run, f"{net}-kmeans", cfg.technique_epochs, ft)
+    train(m, data, cfg, run, f"{net}-kmeans", cfg.technique_epochs)
     bench.measure(m, f"k-means {cfg.dense_share_bits}-bit + centroid fine-tuning", "technique")
     for b in (8, 4):
         bench.measure(quantise_ptq(clone_model(base), b), f"int{b} post-training", "technique")
     m = prepare_qat(clone_model(base), 4)
-    train(m, data, cfg, run, f"{net}-qat4", cfg.technique_epochs, ft)
+    train(m, data, cfg, run, f"{net}-qat4", cfg.technique_epochs)
     bench.measure(m, "int4 quantisation-aware", "technique")
 
     # structured pruning: a smaller dense network; then chained with int8
     small, small_kwargs = structured_prune(base, net, {}, cfg.structured_keep)
-    train(small, data, cfg, run, f"{net}-structured", cfg.technique_epochs, ft)
+    train(small, data, cfg, run, f"{net}-structured", cfg.technique_epochs)
     bench.measure(small, f"structured keep {cfg.structured_keep:.0%}", "technique", kwargs=small_kwargs)
     bench.measure(quantise_ptq(small, 8), "structured + int8", "pipeline", kwargs=small_kwargs)
 
@@ -237,7 +240,7 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     linears = [n for n, mod in weight_layers(base).items() if isinstance(mod, nn.Linear)][:-1]
     ranks = low_rank_factorise(lr_model, {n: max(1, round(cfg.lowrank_keep * min(base.get_submodule(n).weight.shape)))
                                           for n in linears})
-    train(lr_model, data, cfg, run, f"{net}-lowrank", cfg.technique_epochs, ft)
+    train(lr_model, data, cfg, run, f"{net}-lowrank", cfg.technique_epochs)
     structure = {"lowrank": ranks}
     bench.measure(lr_model, "low rank (SVD) " + ", ".join(f"{k} r={v}" for k, v in ranks.items()),
                   "technique", structure=structure)
@@ -276,7 +279,8 @@ def layer_rows(out: dict[str, Any]) -> list[dict[str, Any]]:
 
 def histogram_figure(net: str, out: dict[str, Any]) -> Any:
     plt = pyplot()
-    first = next(iter(weight_layers(out["base"])))
+    layers = weight_layers(out["base"])
+    first = max(layers, key=lambda n: layers[n].weight.numel())  # the layer that dominates the size
     base_w = out["base"].get_submodule(first).weight.detach().flatten().cpu()
     deep_layer = out["deep_model"].get_submodule(first)
     deep_w = deep_layer.weight.detach().flatten().cpu()
@@ -294,8 +298,8 @@ def histogram_figure(net: str, out: dict[str, Any]) -> Any:
 
 def curve_figure(outs: dict[str, dict[str, Any]], tolerance: float) -> Any:
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(outs), figsize=(6 * len(outs), 4.5), squeeze=False)
-    for ax, (net, out) in zip(axes[0], outs.items()):
+    fig, axes = plt.subplots(len(outs), 1, figsize=(9, 4.5 * len(outs)), squeeze=False)
+    for ax, (net, out) in zip(axes[:, 0], outs.items()):
         results = out["bench"].results
         prune_pts = [r for r in results if r.label.startswith("prune round") and "k-means" not in r.label
                      or r.label == "prune iterative"]
@@ -305,16 +309,16 @@ def curve_figure(outs: dict[str, dict[str, Any]], tolerance: float) -> Any:
             ax.plot([p.report.ratio for p in pts], [p.error for p in pts], marker="o", label=name)
         others = [r for r in results if r not in prune_pts and r not in share_pts]
         for r in others:
-            ax.scatter(r.report.ratio, r.error, marker="s" if r.kind == "pipeline" else "^", zorder=3)
-            ax.annotate(r.label.split(" (")[0], (r.report.ratio, r.error), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.scatter(r.report.ratio, r.error, marker="s" if r.kind == "pipeline" else "^", zorder=3,
+                       label=r.label)
         ax.axhline(out["base_error"], color="k", lw=0.8, ls="--", label="uncompressed")
         ax.axhline(out["base_error"] + tolerance, color="gray", lw=0.8, ls=":", label=f"+{tolerance} pp")
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set(title=f"{NETWORKS[net]}: test error vs compression", xlabel="compression ratio (file bytes)",
                ylabel="test error (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
