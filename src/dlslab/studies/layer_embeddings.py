@@ -56,9 +56,9 @@ class Config(StudyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"networks": ["relu-2"], "width": 64, "epochs": 2, "train_size": 4000, "val_size": 1000,
-              "eval_points": 1000, "tsne_points": 300, "folds": 3},
-    "quick": {"networks": ["relu-2", "sigmoid-2", "relu-4"], "width": 128, "epochs": 3, "train_size": 12000,
-              "val_size": 2000, "eval_points": 3000, "tsne_points": 1000},
+              "eval_points": 800, "tsne_points": 200, "folds": 3},
+    "quick": {"networks": ["relu-2", "sigmoid-4"], "width": 128, "epochs": 3, "train_size": 12000,
+              "val_size": 2000, "eval_points": 2000, "tsne_points": 600},
     "full": {},
 }
 
@@ -162,7 +162,7 @@ def tsne(z: torch.Tensor, *, perplexity: float, seed: int) -> torch.Tensor:
     x = z.double() - z.double().mean(0)
     if x.shape[1] > 50:
         x = x @ torch.linalg.svd(x, full_matrices=False).Vh[:50].T
-    threads = max(1, torch.get_num_threads())
+    threads = max(1, torch.get_num_threads()) if len(x) >= 5000 else 1  # small maps: threads cost more than they save
     model = TSNE(n_components=2, perplexity=min(perplexity, (len(x) - 1) / 3), random_state=seed,
                  n_jobs=threads, verbose=False)
     return torch.from_numpy(np.asarray(model.fit(x.cpu().numpy()), dtype=np.float32))
@@ -232,12 +232,12 @@ def conclusions(table: dict[str, list[dict[str, float]]]) -> list[str]:
     for net, rows in table.items():
         first, last = rows[0], rows[-1]
         steps = [(rows[i]["layer"], rows[i]["probe_acc"] - rows[i - 1]["probe_acc"]) for i in range(1, len(rows))]
-        layer, gain = max(steps, key=lambda s: s[1])
+        layer, gain = max(steps, key=lambda s: abs(s[1]))
         out.append(f"{net}: from input to last hidden layer, linear-probe accuracy {100 * first['probe_acc']:.1f} -> "
                    f"{100 * last['probe_acc']:.1f} %, k-NN {100 * first['knn_acc']:.1f} -> {100 * last['knn_acc']:.1f} %, "
                    f"silhouette {first['silhouette']:.3f} -> {last['silhouette']:.3f}, Fisher ratio "
                    f"{first['fisher_ratio']:.3f} -> {last['fisher_ratio']:.3f} ({last['fisher_ratio'] / first['fisher_ratio']:.1f}x); "
-                   f"the largest single-layer gain in probe accuracy is at layer {layer} ({100 * gain:+.1f} points).")
+                   f"the largest single-layer change in probe accuracy is at layer {layer} ({100 * gain:+.1f} points).")
     trained = {n: r for n, r in table.items() if not n.endswith("-untrained")}
     if len(trained) > 1:
         ranked = sorted(trained, key=lambda n: trained[n][-1]["fisher_ratio"], reverse=True)
