@@ -51,7 +51,7 @@ class Config(StudyConfig):
 PRESETS = {
     "smoke": {"epochs": 2, "lr": 1e-2, "train_size": 2000, "val_size": 200, "test_size": 300, "hidden": 64, "layers": 1,
               "samples_per_input": 2},
-    "quick": {"epochs": 2, "train_size": 15000, "test_size": 2000, "hidden": 128, "layers": 1},
+    "quick": {"epochs": 3, "lr": 5e-3, "train_size": 15000, "test_size": 2000, "hidden": 128, "layers": 1},
     "full": {},
 }
 
