@@ -61,7 +61,7 @@ def test_gain_uses_the_relation_between_columns(tmp_path) -> None:
     errors = {}
     for method in ("gain", "mean"):
         out = tmp_path / f"{method}.csv"
-        assert main(["impute", str(src), "-o", str(out), "--method", method, "--iterations", "1500"]) == 0
+        assert main(["impute", str(src), "-o", str(out), "--method", method, "--iterations", "800"]) == 0
         _, filled = _read(out)
         holes = [(i, 1) for i, r in enumerate(rows) if r[1] in ("", "NA") and r[0] not in ("", "NA")]
         errors[method] = np.mean([abs(float(filled[i][j]) - float(truth[i][j])) for i, j in holes])

@@ -58,7 +58,7 @@ class Config(StudyConfig):
 
 PRESETS = {
     "smoke": {"train_images": 1024, "epochs": 2, "width": 8, "eval_images": 256, "samples": 3, "judge": False},
-    "quick": {"train_images": 4000, "epochs": 3, "width": 12, "eval_images": 1000, "samples": 4},
+    "quick": {"train_images": 3000, "epochs": 3, "width": 12, "eval_images": 600, "samples": 4},
     "full": {},
 }
 
