@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -123,8 +124,6 @@ def test_a_consistent_but_wrong_header_is_a_data_error(compressed_lenet300, tmp_
         load_packed(tmp_path / "m.dlz")
     # a header that lies about a tensor's stream, with valid checksums
     hlen = struct.unpack_from("<I", blob, 5)[0]
-    import json
-
     header = json.loads(zlib.decompress(blob[9:9 + hlen]))
     header["tensors"][0]["nnz"] += 1
     head = zlib.compress(json.dumps(header).encode())

@@ -30,7 +30,7 @@ from dlslab.compress.lowrank import low_rank_factorise
 from dlslab.compress.packed import PackReport, dense_bytes, load_packed, pack_model
 from dlslab.compress.prune import layer_density, prune_magnitude, sparsity_schedule
 from dlslab.compress.quant import prepare_qat, quantise_ptq
-from dlslab.compress.share import SharedWeight, share_weights
+from dlslab.compress.share import share_weights
 from dlslab.compress.structured import structured_prune
 from dlslab.config import StudyConfig
 from dlslab.data.images import load_images, subset_fraction
@@ -298,6 +298,8 @@ def histogram_figure(net: str, out: dict[str, Any]) -> Any:
 
 def curve_figure(outs: dict[str, dict[str, Any]], tolerance: float) -> Any:
     plt = pyplot()
+    from matplotlib.ticker import ScalarFormatter
+
     fig, axes = plt.subplots(len(outs), 1, figsize=(9, 4.5 * len(outs)), squeeze=False)
     for ax, (net, out) in zip(axes[:, 0], outs.items()):
         results = out["bench"].results
@@ -315,6 +317,8 @@ def curve_figure(outs: dict[str, dict[str, Any]], tolerance: float) -> Any:
         ax.axhline(out["base_error"] + tolerance, color="gray", lw=0.8, ls=":", label=f"+{tolerance} pp")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
         ax.set(title=f"{NETWORKS[net]}: test error vs compression", xlabel="compression ratio (file bytes)",
                ylabel="test error (%)")
         ax.grid(alpha=0.3)
