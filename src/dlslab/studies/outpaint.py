@@ -290,8 +290,11 @@ def _evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, Out
         if found:
             findings.append(f"The {variant} run shows: " + "; ".join(found) + ".")
         elif variant == "cgan":
-            findings.append("The cgan run shows no sign of collapse (discriminator not always winning, samples "
-                            "differ, completions spread over classes).")
+            row = by_name[variant]
+            findings.append("The cgan run shows no sign of collapse: the discriminator is not always winning, "
+                            f"completions spread over classes, and noise samples differ by {row['diversity']:.2g} "
+                            f"per border pixel ({row['diversity'] / max(row['border L1'], 1e-12):.1%} of the border "
+                            "error; below 10% counts as no diversity).")
     if "recon" in models and "cgan" in models:
         r, gn = by_name["recon"], by_name["cgan"]
         findings.append(f"Reconstruction-only vs cGAN: border L1 {r['border L1']:.4f} vs {gn['border L1']:.4f}, "
