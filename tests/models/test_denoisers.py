@@ -15,17 +15,32 @@ FAMILIES = {"denoise_mlp": 0, "denoise_cnn1d": 4, "denoise_cnn2d": 20}
 def test_output_is_a_non_negative_frame(name, output):
     torch.manual_seed(0)
     model = build_model(name, bins=129, output=output).eval()
-    window = torch.rand(6, FAMILIES[name] + 1, 129) * 3
-    est = model(window)
+    run = torch.rand(6, FAMILIES[name] + 5, 129) * 3  # context + 5 frames
+    est = model(run)
     assert model.context == FAMILIES[name]
-    assert est.shape == (6, 129) and torch.all(est >= 0)
-    if output == "mask":  # a mask can only remove energy from the current noisy frame
-        assert torch.all(est <= window[:, -1] + 1e-6)
+    assert est.shape == (6, 5, 129) and torch.all(est >= 0)
+    if output == "mask":  # a mask can only remove energy from each noisy frame
+        assert torch.all(est <= run[:, model.context:] + 1e-6)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_a_run_of_frames_equals_each_frame_alone(name):
+    torch.manual_seed(1)
+    model = build_model(name, bins=129).eval()
+    ctx = model.context
+    run = torch.rand(2, ctx + 6, 129)
+    together = model(run)
+    alone = torch.stack([model(run[:, t:t + ctx + 1])[:, 0] for t in range(6)], 1)
+    assert torch.allclose(together, alone, atol=1e-5)
+    frames = torch.rand(40, 129)
+    blocked = model.denoise_frames(frames, block=7)
+    padded = torch.cat([torch.zeros(ctx, 129), frames])[None]
+    assert torch.allclose(blocked, model(padded)[0], atol=1e-5)
 
 
 def test_context_is_configurable_and_normalisation_is_fitted():
     model = build_model("denoise_cnn2d", bins=65, context=6, channels=[4, 8]).eval()
-    assert model(torch.rand(3, 7, 65)).shape == (3, 65)
+    assert model(torch.rand(3, 7, 65)).shape == (3, 1, 65)
     noisy = torch.rand(500, 65) * torch.linspace(0.1, 5, 65)
     model.fit_norm(noisy, noisy / 2)
     feats = model.norm(noisy)

@@ -66,15 +66,12 @@ def denoise_blocks(model: Any, wave: np.ndarray, n_fft: int, hop: int, block_fra
     margin = -(-n_fft // hop) * hop  # overlap (whole hops) so frames at a block edge see all their input
     ctx = model.context * hop
     out = np.zeros(n, dtype=np.float32)
-    offsets = torch.arange(-model.context, 1)
     for start in range(0, n, block):
         lo = max(0, start - ctx - margin)
         hi = min(n, start + block + margin)
         spec = stft(torch.from_numpy(np.ascontiguousarray(wave[lo:hi])), n_fft, hop)
         mag, phase = magphase(spec)  # (bins, frames)
-        frames = torch.cat([torch.zeros(model.context, mag.shape[0]), mag.T])  # (context + frames, bins)
-        idx = torch.arange(model.context, len(frames))
-        est = torch.cat([model(frames[i[:, None] + offsets]) for i in idx.split(1024)])  # (frames, bins)
+        est = model.denoise_frames(mag.T)  # (frames, bins)
         piece = reconstruct(est.T, phase, n_fft, hop, length=hi - lo).numpy()
         out[start:min(n, start + block)] = piece[start - lo:start - lo + min(block, n - start)]
     return out

@@ -1,15 +1,18 @@
 """Frame-wise speech denoisers on STFT magnitudes: an MLP, a 1-D CNN and a 2-D CNN.
 
-Each model reads a window of noisy magnitudes |X| (B, context + 1, bins), the current frame
-last, and returns the estimated clean magnitude of the current frame (B, bins), never
-negative: either a sigmoid mask times the noisy |X| ("mask"), or a softplus magnitude
-("magnitude"). Inputs are log-compressed and standardised per frequency bin inside the
+Each model estimates the clean magnitude of a frame from that noisy frame |X| and the
+`context` frames before it. It reads a run of frames (B, context + L, bins) and returns the
+estimates of its last L frames (B, L, bins), never negative: either a sigmoid mask times the
+noisy |X| ("mask"), or a softplus magnitude ("magnitude"). The 2-D CNN convolves along time
+without padding, so it computes a run of L frames in one pass instead of L windows (this is
+what makes training and denoising fast); the others see each frame's window. Inputs are log-compressed and standardised per frequency bin inside the
 model (statistics set from training frames with `fit_norm`), so a checkpoint holds all a
 user needs to denoise a new file.
 
 - MLP: the window flattened (context 0 is the classic single-frame MLP).
 - 1-D CNN: convolutions along frequency, the window's frames as input channels.
-- 2-D CNN: convolutions over (time, frequency) of the window (default: 20 previous frames).
+- 2-D CNN: convolutions over (time, frequency) of the window (default: 20 previous frames),
+  strided along frequency; the time kernels add up to the window.
 """
 
 from __future__ import annotations
@@ -94,28 +97,36 @@ class CNN1dBody(nn.Module):
 
 
 class CNN2dBody(nn.Module):
-    """Strided 2-D convolutions over (time, frequency), mean over the remaining time steps,
-    then a linear map back to every bin."""
+    """Convolutions over (time, frequency): unpadded along time, with time kernels that add up
+    to the window (so one output frame sees exactly context + 1 input frames), strided by 2
+    along frequency. Their features and the current frame at full resolution go through a
+    hidden layer to every bin, so fine spectral detail is not lost to the striding."""
 
-    def __init__(self, bins: int, context: int, channels: list[int], kernel: tuple[int, int], dropout: float):
+    sequential = True  # reads (B, context + L, bins) runs, not single windows
+
+    def __init__(self, bins: int, context: int, channels: list[int], freq_kernel: int, hidden: int,
+                 dropout: float):
         super().__init__()
+        self.context = context
+        shares = [context // len(channels) + (i < context % len(channels)) for i in range(len(channels))]
         layers: list[nn.Module] = []
         c_in, length = 1, bins
-        pad = (kernel[0] // 2, kernel[1] // 2)
-        for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=pad), nn.BatchNorm2d(c_out), nn.ReLU()]
+        for c_out, share in zip(channels, shares):
+            layers += [nn.Conv2d(c_in, c_out, (share + 1, freq_kernel), stride=(1, 2),
+                                 padding=(0, freq_kernel // 2)), nn.ReLU()]
             c_in, length = c_out, (length - 1) // 2 + 1
         self.conv = nn.Sequential(*layers)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * length, bins))
+        self.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in * length + bins, hidden), nn.ReLU(),
+                                nn.Dropout(dropout), nn.Linear(hidden, bins))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, context + 1, bins)
-        h = self.conv(x.unsqueeze(1))  # (B, C, frames', bins')
-        return self.fc(h.mean(2))  # (B, C, bins') -> (B, bins)
+        # x: (B, context + L, bins)
+        h = self.conv(x.unsqueeze(1)).permute(0, 2, 1, 3).flatten(2)  # (B, C, L, bins') -> (B, L, C * bins')
+        return self.fc(torch.cat([h, x[:, self.context:]], 2))  # (B, L, C * bins' + bins) -> (B, L, bins)
 
 
 class FrameDenoiser(nn.Module):
-    """Shared wrapper: normalise the window, run `body` to per-bin values, apply the head."""
+    """Normalise a run of frames, estimate each of its last L frames, apply the output head."""
 
     def __init__(self, body: nn.Module, bins: int, context: int, output: Output):
         super().__init__()
@@ -127,28 +138,41 @@ class FrameDenoiser(nn.Module):
     def fit_norm(self, noisy: torch.Tensor, clean: torch.Tensor) -> None:
         self.norm.fit(noisy, clean)
 
-    def forward(self, window: torch.Tensor) -> torch.Tensor:
-        # window: (B, context + 1, bins) of noisy |X|, current frame last
-        raw = self.body(self.norm(window))  # (B, bins)
-        return self.head(raw, window[:, -1], self.norm)  # (B, bins)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, context + L, bins) of noisy |X|
+        feats = self.norm(x)
+        if getattr(self.body, "sequential", False):
+            raw = self.body(feats)  # (B, L, bins)
+        else:
+            windows = feats.unfold(1, self.context + 1, 1).transpose(2, 3)  # (B, L, context + 1, bins)
+            raw = self.body(windows.flatten(0, 1)).view(x.shape[0], -1, self.bins)  # (B, L, bins)
+        return self.head(raw, x[:, self.context:], self.norm)  # (B, L, bins)
+
+    @torch.no_grad()
+    def denoise_frames(self, mag: torch.Tensor, block: int = 1024) -> torch.Tensor:
+        """Estimates (T, bins) for noisy frames `mag` (T, bins), silence before the first,
+        `block` frames per pass so memory stays bounded."""
+        x = torch.cat([mag.new_zeros(self.context, self.bins), mag])  # (context + T, bins)
+        return torch.cat([self(x[s:s + self.context + block][None])[0]
+                          for s in range(0, len(mag), block)])  # (T, bins)
 
 
-@register_model("denoise_mlp", example=lambda: torch.rand(4, 1, 513))
+@register_model("denoise_mlp", example=lambda: torch.rand(4, 3, 513))
 def denoise_mlp(bins: int = 513, context: int = 0, hidden: int = 1024, layers: int = 2,
                 dropout: float = 0.2, output: Output = "mask") -> FrameDenoiser:
     return FrameDenoiser(MLPBody(bins, context, hidden, layers, dropout), bins, context, output)
 
 
-@register_model("denoise_cnn1d", example=lambda: torch.rand(4, 5, 513))
+@register_model("denoise_cnn1d", example=lambda: torch.rand(4, 7, 513))
 def denoise_cnn1d(bins: int = 513, context: int = 4, channels: list[int] | None = None, kernel: int = 9,
                   dropout: float = 0.2, output: Output = "mask") -> FrameDenoiser:
-    body = CNN1dBody(bins, context, channels or [32, 64, 64], kernel, dropout)
+    body = CNN1dBody(bins, context, channels or [16, 32, 32], kernel, dropout)
     return FrameDenoiser(body, bins, context, output)
 
 
-@register_model("denoise_cnn2d", example=lambda: torch.rand(4, 21, 513))
+@register_model("denoise_cnn2d", example=lambda: torch.rand(4, 23, 513))
 def denoise_cnn2d(bins: int = 513, context: int = 20, channels: list[int] | None = None,
-                  kernel: tuple[int, int] = (5, 7), dropout: float = 0.2,
+                  freq_kernel: int = 5, hidden: int = 512, dropout: float = 0.2,
                   output: Output = "mask") -> FrameDenoiser:
-    body = CNN2dBody(bins, context, channels or [16, 32, 32], kernel, dropout)
+    body = CNN2dBody(bins, context, channels or [16, 16, 32], freq_kernel, hidden, dropout)
     return FrameDenoiser(body, bins, context, output)

@@ -70,6 +70,7 @@ class Config(StudyConfig):
     epochs: int = 60  # maximum passes over the training frames
     patience: int = 8  # early stop after this many epochs without a better validation SNR
     batch_size: int = 128  # frames per step
+    chunk_frames: int = 16  # a training sample is a run of this many consecutive frames
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     dropout: float = 0.2  # dropout in every model
@@ -77,9 +78,10 @@ class Config(StudyConfig):
     mlp_layers: int = 2  # MLP hidden layers
     mlp_context: int = 0  # MLP previous frames (0: the classic single-frame MLP)
     cnn1d_context: int = 4  # 1-D CNN previous frames, as input channels
-    cnn1d_channels: list[int] = field(default_factory=lambda: [32, 64, 64])  # 1-D CNN channels per layer
+    cnn1d_channels: list[int] = field(default_factory=lambda: [16, 32, 32])  # 1-D CNN channels per layer
     cnn2d_context: int = 20  # 2-D CNN previous frames N (window N + 1 frames)
-    cnn2d_channels: list[int] = field(default_factory=lambda: [16, 32, 32])  # 2-D CNN channels per layer
+    cnn2d_channels: list[int] = field(default_factory=lambda: [16, 16, 32])  # 2-D CNN channels per layer
+    cnn2d_hidden: int = 512  # 2-D CNN hidden layer between the convolutions and the output
     # evaluation
     max_quality_files: int = 20  # PESQ/STOI (slow) on at most this many test files
     audio_examples: int = 2  # test files whose audio goes into the report
@@ -89,6 +91,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"data": "corpus", "n_train": 8, "n_test": 2, "noise_types": ["white", "pink", "brown"],
               "epochs": 8, "patience": 8,
               "mlp_hidden": 256, "cnn1d_channels": [8, 16], "cnn2d_context": 8, "cnn2d_channels": [8, 16],
+              "cnn2d_hidden": 128,
               "max_quality_files": 2, "audio_examples": 1, "batch_size": 64},
     "quick": {"data": "corpus", "n_train": 60, "n_test": 12, "epochs": 15, "patience": 4,
               "mlp_hidden": 512, "max_quality_files": 6},
@@ -163,29 +166,39 @@ def load_data(cfg: Config, data_dir: Path | None) -> tuple[list[Pair], list[Pair
 
 @dataclass
 class Frames:
-    """Magnitude frames of several pairs in one tensor, each pair preceded by `pad` silent
-    frames, so the window of frame i is rows i - context .. i with no per-sample Python."""
+    """Magnitude frames of several pairs in one tensor. Each pair is preceded by `pad` silent
+    rows (the context of its first frames) and the last by `chunk` more, so the run of rows
+    i - context .. i + chunk - 1 exists for every chunk start i: batches are plain indexing."""
 
     noisy: torch.Tensor  # (rows, bins) noisy |X|
     clean: torch.Tensor  # (rows, bins) clean |S|
-    index: torch.Tensor  # (frames,) row of every real frame
+    real: torch.Tensor  # (rows,) True where a row is a real frame, False for padding
+    starts: torch.Tensor  # (chunks,) first row of every chunk of `chunk` frames
+    chunk: int  # frames per chunk
 
-    def windows(self, idx: torch.Tensor, context: int) -> torch.Tensor:
-        offsets = torch.arange(-context, 1, device=idx.device)
-        return self.noisy[idx[:, None] + offsets]  # (B, context + 1, bins)
+    def runs(self, starts: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy runs (B, context + chunk, bins), clean targets (B, chunk, bins), real (B, chunk))."""
+        rows = starts[:, None] + torch.arange(self.chunk, device=starts.device)  # (B, chunk)
+        ctx = starts[:, None] + torch.arange(-context, self.chunk, device=starts.device)  # (B, context + chunk)
+        return self.noisy[ctx], self.clean[rows], self.real[rows]
 
 
 def frames(pairs: list[Pair], cfg: Config, pad: int, device: torch.device) -> Frames:
-    noisy, clean, index, row = [], [], [], 0
+    noisy, clean, real, starts, row = [], [], [], [], 0
     for p in pairs:
         x = stft(torch.from_numpy(p.noisy), cfg.n_fft, cfg.hop).abs().T  # (frames, bins)
         s = stft(torch.from_numpy(p.clean), cfg.n_fft, cfg.hop).abs().T
-        zeros = torch.zeros(pad, x.shape[1])
-        noisy += [zeros, x]
-        clean += [zeros, s]
-        index.append(torch.arange(row + pad, row + pad + len(x)))
+        noisy += [torch.zeros(pad, x.shape[1]), x]
+        clean += [torch.zeros(pad, x.shape[1]), s]
+        real += [torch.zeros(pad, dtype=torch.bool), torch.ones(len(x), dtype=torch.bool)]
+        starts.append(torch.arange(row + pad, row + pad + len(x), cfg.chunk_frames))
         row += pad + len(x)
-    return Frames(torch.cat(noisy).to(device), torch.cat(clean).to(device), torch.cat(index).to(device))
+    bins = cfg.n_fft // 2 + 1
+    noisy.append(torch.zeros(cfg.chunk_frames, bins))
+    clean.append(torch.zeros(cfg.chunk_frames, bins))
+    real.append(torch.zeros(cfg.chunk_frames, dtype=torch.bool))
+    return Frames(torch.cat(noisy).to(device), torch.cat(clean).to(device), torch.cat(real).to(device),
+                  torch.cat(starts).to(device), cfg.chunk_frames)
 
 
 # --- models, training, evaluation --------------------------------------------------------------
@@ -198,7 +211,8 @@ def model_spec(name: str, cfg: Config) -> tuple[str, dict[str, Any]]:
         return "denoise_mlp", {"hidden": cfg.mlp_hidden, "layers": cfg.mlp_layers, "context": cfg.mlp_context, **common}
     if name == "cnn1d":
         return "denoise_cnn1d", {"context": cfg.cnn1d_context, "channels": list(cfg.cnn1d_channels), **common}
-    return "denoise_cnn2d", {"context": cfg.cnn2d_context, "channels": list(cfg.cnn2d_channels), **common}
+    return "denoise_cnn2d", {"context": cfg.cnn2d_context, "channels": list(cfg.cnn2d_channels),
+                             "hidden": cfg.cnn2d_hidden, **common}
 
 
 def make_model(name: str, cfg: Config) -> FrameDenoiser:
@@ -217,22 +231,25 @@ def save_denoiser(path: Path, family: str, model: FrameDenoiser, cfg: Config) ->
 
 def spectral_snr(model: FrameDenoiser, data: Frames) -> float:
     """SNR of the estimated magnitudes against the clean ones, in dB (a fast validation score)."""
-    est = predict(model, data.index, 2048, fn=lambda m, i: m(data.windows(i, m.context)))
-    ref = data.clean[data.index]
-    return 10 * torch.log10(ref.pow(2).sum() / (est - ref).pow(2).sum().clamp_min(1e-20)).item()
+    noisy, clean, real = data.runs(data.starts, model.context)
+    est = predict(model, noisy, 64)  # (chunks, chunk, bins)
+    err = (est - clean)[real].pow(2).sum().clamp_min(1e-20)
+    return 10 * torch.log10(clean[real].pow(2).sum() / err).item()
 
 
 def train_model(name: str, cfg: Config, train: Frames, val: Frames, run: Run) -> tuple[FrameDenoiser, dict[str, Any]]:
     seed_everything(cfg.seed)
     model = make_model(name, cfg).to(run.device)
-    model.fit_norm(train.noisy[train.index], train.clean[train.index])
+    model.fit_norm(train.noisy[train.real], train.clean[train.real])
     scale2 = model.norm.scale.item() ** 2
 
-    def loss_fn(m: FrameDenoiser, idx: torch.Tensor) -> torch.Tensor:
-        return (m(train.windows(idx, m.context)) - train.clean[idx]).pow(2).mean() / scale2
+    def loss_fn(m: FrameDenoiser, starts: torch.Tensor) -> torch.Tensor:
+        noisy, clean, real = train.runs(starts, m.context)
+        return (m(noisy) - clean)[real].pow(2).mean() / scale2  # MSE over real frames only
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    hist = fit(model, (train.index,), loss_fn, optimizer=opt, epochs=cfg.epochs, batch_size=cfg.batch_size,
+    hist = fit(model, (train.starts,), loss_fn, optimizer=opt, epochs=cfg.epochs,
+               batch_size=max(1, cfg.batch_size // cfg.chunk_frames),
                evaluate=lambda m: {"val_snr": spectral_snr(m, val)}, monitor="val_snr", mode="max",
                patience=cfg.patience, restore_best=True, seed=cfg.seed, run=run, name=f"denoise-{name}")
     model.eval()
@@ -247,10 +264,7 @@ def denoise_wave(model: FrameDenoiser, noisy: np.ndarray, n_fft: int, hop: int,
     """The model's estimate of the clean waveform of `noisy` (same length, same rate)."""
     spec = stft(torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32)).to(device), n_fft, hop)
     mag, phase = magphase(spec)  # (bins, frames)
-    padded = torch.cat([torch.zeros(model.context, mag.shape[0], device=device), mag.T])  # (ctx + frames, bins)
-    idx = torch.arange(model.context, len(padded), device=device)
-    offsets = torch.arange(-model.context, 1, device=device)
-    est = predict(model, idx, 4096, fn=lambda m, i: m(padded[i[:, None] + offsets]))  # (frames, bins)
+    est = model.denoise_frames(mag.T)  # (frames, bins)
     return reconstruct(est.T, phase, n_fft, hop, length=len(noisy)).cpu().numpy()
 
 
@@ -319,9 +333,9 @@ def run(cfg: Config, run: Run) -> dict:
     if unknown or not cfg.models:
         raise UsageError(f"models={cfg.models}: give some of {', '.join(MODELS)}")
     train_pairs, val_pairs, test_pairs = load_data(cfg, run.data_dir)
-    pad = max(cfg.mlp_context, cfg.cnn1d_context, cfg.cnn2d_context)
+    pad = max(cfg.mlp_context, cfg.cnn1d_context, cfg.cnn2d_context, cfg.chunk_frames)
     train, val = frames(train_pairs, cfg, pad, run.device), frames(val_pairs, cfg, pad, run.device)
-    run.info(f"denoise: {len(train.index)} training frames, {len(val.index)} validation frames, "
+    run.info(f"denoise: {int(train.real.sum())} training frames, {int(val.real.sum())} validation frames, "
              f"{len(test_pairs)} test file(s), {sum(len(p.clean) for p in test_pairs) / cfg.sample_rate:.1f} s of test audio")
 
     trained, info = {}, {}
