@@ -263,8 +263,7 @@ def run(cfg: Config, run: Run) -> dict:
 
     # realism, judged against held-out real images
     judge = judge_metrics.reference_classifier("mnist", device, data_dir=run.data_dir)
-    realism = run.cached("realism", lambda: realism_rows(
-        judge, {k: v for k, v in samples.items()}, test_grey, train_x))
+    realism = run.cached("realism", lambda: realism_rows(judge, samples, test_grey, train_x))
     real = realism[0]
     for r in realism:
         r["nn_ratio_to_test"] = r["nn_train_distance"] / real["nn_train_distance"]
