@@ -103,44 +103,79 @@ class MLP(nn.Module):
 
 
 class StackedMLP(nn.Module):
-    """M MLPs of one shape and activation, trained as one batched network.
+    """M MLPs of one shape, trained as one batched network (activations may differ).
 
-    forward takes (M, B, D) — each member its own batch — or (B, D), shared by all members,
-    and returns (M, B, classes). `alive` marks members whose loss stayed finite; `best` holds
-    each member's weights at its best validation accuracy (`best_val`, `best_epoch`).
+    forward takes (B, D), one batch shared by all members — the first layer is then a single
+    (B, D) x (D, M * width) matmul — or (M, B, D), each member its own batch; it returns
+    (M, B, classes). `alive` marks members whose loss stayed finite; `best` holds each member's
+    weights at its best validation accuracy (`best_val`, `best_epoch`); `loss_sum` accumulates
+    each member's training loss until `take_train_loss` reads it.
     """
 
     def __init__(self, members: Sequence[MLP]):
         super().__init__()
         if not members:
             raise ValueError("StackedMLP needs at least one member")
-        shapes = {tuple(p.shape for p in m.parameters()) for m in members}
-        if len(shapes) > 1 or len({m.activation for m in members}) > 1:
-            raise ValueError("StackedMLP members must share layer shapes and activation")
+        if len({tuple(p.shape for p in m.parameters()) for m in members}) > 1:
+            raise ValueError("StackedMLP members must share layer shapes")
         self.members = nn.ModuleList(members)
         self.best = nn.ModuleList(copy.deepcopy(m).requires_grad_(False) for m in members)
-        self.act = members[0].act
+        # runs of consecutive members with the same activation: (activation, start, end)
+        self.segments: list[tuple[nn.Module, int, int]] = []
+        for i, net in enumerate(members):
+            if self.segments and members[self.segments[-1][1]].activation == net.activation:
+                act, start, _ = self.segments[-1]
+                self.segments[-1] = (act, start, i + 1)
+            else:
+                self.segments.append((net.act, i, i + 1))
         m = len(members)
         self.register_buffer("alive", torch.ones(m, dtype=torch.bool))
         self.register_buffer("best_val", torch.full((m,), -math.inf))
         self.register_buffer("best_epoch", torch.zeros(m, dtype=torch.long))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("loss_sum", torch.zeros(m))
+        self.register_buffer("loss_count", torch.zeros(()))
 
     def __len__(self) -> int:
         return len(self.members)
 
+    def activate(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's own activation on its slice of x (M, B, width)."""
+        if len(self.segments) == 1:
+            return self.segments[0][0](x)
+        return torch.cat([act(x[start:end]) for act, start, end in self.segments])
+
     def forward(self, x: torch.Tensor, *, best: bool = False) -> torch.Tensor:
         nets = self.best if best else self.members
         layers = [net.linears for net in nets]
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(len(nets), -1, -1)  # (M, B, D), no copy
-        for i in range(len(layers[0])):
+        first = 0
+        if x.dim() == 2:  # shared batch: one wide matmul for every member's first layer
+            w = torch.cat([ls[0].weight for ls in layers])  # (M * out, D)
+            b = torch.cat([ls[0].bias for ls in layers])  # (M * out,)
+            x = nn.functional.linear(x, w, b).view(len(x), len(nets), -1).transpose(0, 1)  # (M, B, out)
+            if len(layers[0]) > 1:
+                x = self.activate(x)
+            first = 1
+        for i in range(first, len(layers[0])):
             w = torch.stack([ls[i].weight for ls in layers])  # (M, out, in)
             b = torch.stack([ls[i].bias for ls in layers]).unsqueeze(1)  # (M, 1, out)
             x = torch.baddbmm(b, x, w.transpose(1, 2))  # (M, B, out)
             if i < len(layers[0]) - 1:
-                x = self.act(x)
+                x = self.activate(x)
         return x  # (M, B, classes)
+
+    @torch.no_grad()
+    def add_train_loss(self, losses: torch.Tensor, count: int) -> None:
+        self.loss_sum += losses * count
+        self.loss_count += count
+
+    @torch.no_grad()
+    def take_train_loss(self) -> torch.Tensor:
+        """Each member's mean training loss since the last call (M,); resets the sums."""
+        mean = self.loss_sum / self.loss_count.clamp_min(1)
+        self.loss_sum.zero_()
+        self.loss_count.zero_()
+        return mean
 
     @torch.no_grad()
     def keep_best(self, val_acc: torch.Tensor, epoch: int) -> None:

@@ -6,16 +6,17 @@ chosen factors; `lr_per_optimizer` runs every optimizer at every learning rate s
 `best_lr_per_optimizer` can compare optimizers each at its own best rate (the learning rate is
 a nuisance parameter there). Each point runs once per seed: a `Trial`.
 
-Training. Trials that share a shape (dataset, activation, width, depth) are trained together
-as one `StackedMLP` by a `step` passed to `train.engine.fit`, so checkpoints and resume come
-from the engine. Every member keeps its own optimizer (one torch optimizer per (name, lr)
-over the members that share it), its own initial weights (seeded by the trial's seed) and its
-own data order: member m sees the training set permuted by a fixed permutation drawn from its
-seed, composed with the engine's per-epoch shuffle. So a trial's result does not depend on
-which other trials share its group, and training it alone with
-`fit(mlp, (x[order], y[order]), seed=order_seed)` gives the same numbers (up to float
-summation order). A member whose loss turns non-finite is marked dead and stops updating
-without stopping its group.
+Training. Trials that share layer shapes and seed (dataset, width, depth, seed; activations
+may differ) are trained together as one `StackedMLP` by a `step` passed to `train.engine.fit`,
+so checkpoints and resume come from the engine. Every member keeps its own optimizer (one
+torch optimizer per (name, lr) over the members that share it), its own initial weights and its
+own data order, both drawn from its seed: the order is a fixed permutation of the training set
+composed with the engine's per-epoch shuffle. Members of a group share the seed, hence the
+batch, so the group's first layer is one wide (B, D) x (D, M * width) matmul (groups of mixed
+seeds also work, with a batched matmul per member). A trial's result does not depend on which
+other trials share its group: training it alone with `fit(mlp, (x[order], y[order]),
+seed=order_seed)` gives the same numbers up to float summation order. A member whose loss
+turns non-finite is marked dead and stops updating without stopping its group.
 
 Scale-out. Groups are independent: `run_groups` trains them in this process, in worker
 processes (`workers`), or as tasks on a Ray cluster (`ray_address`).
@@ -77,10 +78,6 @@ class Trial:
     @property
     def key(self) -> str:
         return f"{self.dataset} {self.config} seed={self.seed}"
-
-    @property
-    def shape(self) -> tuple[str, str, int, int]:
-        return (self.dataset, self.activation, self.width, self.depth)
 
 
 def check_levels(levels: dict[str, Sequence[Any]]) -> None:
@@ -216,8 +213,8 @@ class GroupSpec:
         """A stable checkpoint name: the same trials and settings resume the same training."""
         text = repr((sorted(t.key for t in self.trials), asdict(self.data) | {"data_dir": None},
                      self.epochs, self.batch_size, self.schedule, self.order_seed))
-        d, act, w, depth = self.trials[0].shape
-        return f"sweep-{d}-{act}-{depth}x{w}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+        t = self.trials[0]
+        return f"sweep-{t.dataset}-{t.depth}x{t.width}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def build_member(trial: Trial, in_features: int, num_classes: int) -> MLP:
@@ -239,9 +236,8 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     raise UsageError(f"unknown schedule {schedule!r}; valid: constant, cosine")
 
 
-def member_losses(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each member on its own batch: x (M, B, D), y (M, B) -> (M,)."""
-    logits = stack(x)  # (M, B, C)
+def per_member_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each member: logits (M, B, C), labels (M, B) -> (M,)."""
     m, b, c = logits.shape
     return nn.functional.cross_entropy(logits.reshape(m * b, c), y.reshape(m * b),
                                        reduction="none").view(m, b).mean(1)
@@ -261,8 +257,7 @@ def gradient_ratio(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> list[
     """Per member, |grad of the first layer's weights| / |grad of the last layer's| on one
     batch at the current weights: far below 1 means the gradient vanishes on its way down."""
     stack.zero_grad(set_to_none=True)
-    member_losses(stack, x.unsqueeze(0).expand(len(stack), -1, -1),
-                  y.unsqueeze(0).expand(len(stack), -1)).sum().backward()
+    per_member_cross_entropy(stack(x), y.expand(len(stack), -1)).sum().backward()
     ratios = []
     for net in stack.members:
         first, last = net.linears[0].weight.grad.norm().item(), net.linears[-1].weight.grad.norm().item()
@@ -299,13 +294,20 @@ def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.dev
                                       [p for i in idx for p in stack.members[i].parameters()], trials[idx[0]].lr)
                   for key, idx in by_rule.items()}
     base_lr = {key: trials[idx[0]].lr for key, idx in by_rule.items()}
-    orders = torch.stack([member_order(t, n) for t in trials]).to(device)  # (M, n)
+    shared = len({t.seed for t in trials}) == 1  # one data order: every member sees the same batch
+    orders = torch.stack([member_order(t, n) for t in (trials[:1] if shared else trials)]).to(device)  # (1 or M, n)
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total_steps = spec.epochs * steps_per_epoch
 
     def step(model: StackedMLP, batch: Sequence[torch.Tensor]) -> dict[str, Any]:
-        idx = orders[:, batch[0]]  # (M, B): each member's own examples
-        losses = member_losses(model, data.x_train[idx], data.y_train[idx])  # (M,)
+        idx = orders[:, batch[0]]  # (1 or M, B): the examples each member sees
+        x, y = data.x_train[idx], data.y_train[idx]
+        if shared:
+            logits = model(x[0])  # (M, B, C)
+            y = y.expand(len(model), -1)
+        else:
+            logits = model(x)
+        losses = per_member_cross_entropy(logits, y)  # (M,)
         model.alive &= torch.isfinite(losses)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
@@ -317,13 +319,15 @@ def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.dev
             opt.step()
         model.steps += 1
         kept = torch.where(model.alive, losses.detach(), 0.0)
-        return {"loss": kept.sum() / model.alive.sum().clamp_min(1),
-                **{f"loss/{i}": v for i, v in enumerate(kept.unbind())}}
+        model.add_train_loss(kept, len(batch[0]))
+        return {"loss": kept.sum() / model.alive.sum().clamp_min(1)}
 
     def evaluate(model: StackedMLP) -> dict[str, float]:
         acc = stacked_accuracy(model, data.x_val, data.y_val)
         model.keep_best(acc, int(model.steps) // steps_per_epoch)
-        return {f"val_acc/{i}": float(a) for i, a in enumerate(acc.tolist())}
+        loss = model.take_train_loss().tolist()
+        return ({f"val_acc/{i}": float(a) for i, a in enumerate(acc.tolist())}
+                | {f"train_loss/{i}": v for i, v in enumerate(loss)})
 
     def report(epoch: int, record: dict[str, float]) -> None:
         if on_epoch is not None:
@@ -371,10 +375,11 @@ def make_groups(trials: Sequence[Trial], data: Callable[[str], DataSpec], *, epo
     if max_stack < 1:
         raise UsageError(f"max_stack={max_stack}: must be at least 1")
     by_shape: dict[tuple, list[Trial]] = {}
-    for t in trials:
-        by_shape.setdefault(t.shape, []).append(t)
+    for t in trials:  # same layer shapes and seed: one data order, one wide first-layer matmul
+        by_shape.setdefault((t.dataset, t.width, t.depth, t.seed), []).append(t)
     groups = []
     for shape, members in by_shape.items():
+        members.sort(key=lambda t: t.activation)  # contiguous activation segments
         for k in range(0, len(members), max_stack):
             groups.append(GroupSpec(tuple(members[k:k + max_stack]), data(shape[0]), epochs, batch_size,
                                     schedule, order_seed))
