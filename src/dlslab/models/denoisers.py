@@ -5,9 +5,9 @@ Each model estimates the clean magnitude of a frame from that noisy frame |X| an
 estimates of its last L frames (B, L, bins), never negative: either a sigmoid mask times the
 noisy |X| ("mask"), or a softplus magnitude ("magnitude"). The 2-D CNN convolves along time
 without padding, so it computes a run of L frames in one pass instead of L windows (this is
-what makes training and denoising fast); the others see each frame's window. Inputs are log-compressed and standardised per frequency bin inside the
-model (statistics set from training frames with `fit_norm`), so a checkpoint holds all a
-user needs to denoise a new file.
+what makes training and denoising fast); the others see each frame's window. Inputs are
+log-compressed and standardised per frequency bin inside the model (statistics set from
+training frames with `fit_norm`), so a checkpoint holds all a user needs to denoise a file.
 
 - MLP: the window flattened (context 0 is the classic single-frame MLP).
 - 1-D CNN: convolutions along frequency, the window's frames as input channels.

@@ -93,8 +93,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "mlp_hidden": 256, "cnn1d_channels": [8, 16], "cnn2d_context": 8, "cnn2d_channels": [8, 16],
               "cnn2d_hidden": 128,
               "max_quality_files": 2, "audio_examples": 1, "batch_size": 64},
-    "quick": {"data": "corpus", "n_train": 60, "n_test": 12, "epochs": 15, "patience": 4,
-              "mlp_hidden": 512, "max_quality_files": 6},
+    "quick": {"data": "corpus", "n_train": 60, "n_test": 12, "epochs": 10, "patience": 4,
+              "mlp_hidden": 512, "cnn2d_channels": [8, 16, 16], "cnn2d_hidden": 256, "max_quality_files": 6},
     "full": {},
 }
 
@@ -320,7 +320,8 @@ def conclusions(test: dict[str, dict[str, float]], train: dict[str, dict[str, fl
              f"{test['oracle']['snr_db']:.1f} dB."]
     for m in models:
         lines.append(f"{m}: {test[m]['snr_db']:.1f} dB held out ({test[m]['snr_db'] - base:+.1f} dB over the input), "
-                     f"{train[m]['snr_db']:.1f} dB on its training audio (gap {train[m]['snr_db'] - test[m]['snr_db']:.1f} dB).")
+                     f"{train[m]['snr_db']:.1f} dB on its training audio "
+                     f"(gap {train[m]['snr_db'] - test[m]['snr_db']:.1f} dB).")
     lines.append(f"Best on held-out audio: {best}.")
     if "mlp" in models and "cnn2d" in models:
         diff = test["cnn2d"]["snr_db"] - test["mlp"]["snr_db"]
@@ -336,7 +337,8 @@ def run(cfg: Config, run: Run) -> dict:
     pad = max(cfg.mlp_context, cfg.cnn1d_context, cfg.cnn2d_context, cfg.chunk_frames)
     train, val = frames(train_pairs, cfg, pad, run.device), frames(val_pairs, cfg, pad, run.device)
     run.info(f"denoise: {int(train.real.sum())} training frames, {int(val.real.sum())} validation frames, "
-             f"{len(test_pairs)} test file(s), {sum(len(p.clean) for p in test_pairs) / cfg.sample_rate:.1f} s of test audio")
+             f"{len(test_pairs)} test file(s), "
+             f"{sum(len(p.clean) for p in test_pairs) / cfg.sample_rate:.1f} s of test audio")
 
     trained, info = {}, {}
     for name in cfg.models:
