@@ -52,6 +52,7 @@ def test_separation_metrics_tell_separated_from_random_points():
     assert separation.fisher_ratio(3 * separated, y) == pytest.approx(separation.fisher_ratio(separated, y))
 
 
+@pytest.mark.slow
 def test_reuses_the_best_network_of_a_finished_mlp_hparams_run(data_root, tmp_path):
     sweep_run = _execute("mlp-hparams", tmp_path, {"factors": "width", "widths": "32", "width": "32",
                                                    "train_size": "1000", "epochs": "1"})

@@ -109,6 +109,7 @@ def ray_head(data_root):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_grid_runs_as_ray_tasks_on_a_local_head(ray_head, tmp_path):
     t0 = time.perf_counter()
     outcome = _execute(tmp_path / "runs", {"design": "grid", "factors": "init,width", "inits": "default",

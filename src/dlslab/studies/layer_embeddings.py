@@ -36,7 +36,7 @@ METRICS = ("silhouette", "knn_acc", "probe_acc", "fisher_ratio")
 @dataclass
 class Config(StudyConfig):
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"  # dataset the networks learn and are embedded on
-    networks: list[str] = field(default_factory=lambda: ["relu-2", "tanh-2", "sigmoid-2", "relu-6", "sigmoid-6"])  # networks as ACTIVATION-DEPTH (hidden layers)
+    networks: list[str] = field(default_factory=lambda: ["relu-2", "tanh-2", "sigmoid-2", "relu-6", "sigmoid-6"])  # ACTIVATION-DEPTH
     untrained: bool = True  # also embed the first network at its initial weights
     width: int = 256  # hidden width of every network
     optimizer: Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"] = "adam"  # optimizer
@@ -45,13 +45,13 @@ class Config(StudyConfig):
     batch_size: int = 128  # examples per step
     train_size: int = 0  # training examples used (0: all not held out)
     val_size: int = 5000  # training examples held out to pick the best epoch
-    pre_activation: bool = False  # embed each layer's pre-activation (Linear output) instead of its output
+    pre_activation: bool = False  # embed each layer's Linear output instead of its activation
     eval_points: int = 10000  # test points (stratified) embedded and scored
     tsne_points: int = 10000  # points per t-SNE map (a stratified subsample of eval_points)
     perplexity: float = 30.0  # t-SNE perplexity
     knn_k: int = 5  # neighbours for the k-NN accuracy
     folds: int = 5  # cross-validation folds for the k-NN accuracy
-    from_run: str | None = None  # a finished mlp-hparams run folder: embed its best network on `dataset` instead of training
+    from_run: str | None = None  # a finished mlp-hparams run folder: embed its best network instead of training
 
 
 PRESETS: dict[str, dict[str, Any]] = {

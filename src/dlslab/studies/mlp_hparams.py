@@ -23,6 +23,11 @@ from dlslab.report.plots import line_plot, pyplot
 from dlslab.report.run import Run
 from dlslab.train import sweep
 
+FACTORS = list(sweep.FACTORS)
+OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
+INITS = ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "normal",
+         "zeros"]
+ACTIVATIONS = ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]
 Dataset = Literal["mnist", "fashion-mnist"]
 Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
 Init = Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
@@ -33,29 +38,29 @@ Factor = Literal["optimizer", "init", "activation", "lr", "width", "depth"]
 
 @dataclass
 class Config(StudyConfig):
-    datasets: list[Dataset] = field(default_factory=lambda: ["mnist", "fashion-mnist"])  # datasets, each swept with the same design
-    design: Literal["ofat", "grid"] = "ofat"  # ofat: each factor swept alone around the baseline; grid: every combination of `factors`
-    factors: list[Factor] = field(default_factory=lambda: ["optimizer", "init", "activation", "lr", "width", "depth"])  # factors to sweep
-    optimizers: list[Optimizer] = field(default_factory=lambda: ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"])  # optimizer values (momentum: SGD with momentum 0.9; nesterov: with Nesterov momentum 0.9)
-    inits: list[Init] = field(default_factory=lambda: ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "normal", "zeros"])  # initializer values (default: PyTorch's; normal: N(0, 0.01); zeros: shows the symmetry failure)
-    activations: list[Activation] = field(default_factory=lambda: ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"])  # activation values
-    lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0])  # learning-rate values (log grid)
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024])  # hidden-layer width values
-    depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # number-of-hidden-layers values
+    datasets: list[Dataset] = field(default_factory=lambda: ["mnist", "fashion-mnist"])  # datasets, same design each
+    design: Literal["ofat", "grid"] = "ofat"  # ofat: each factor alone around the baseline; grid: all combinations
+    factors: list[Factor] = field(default_factory=lambda: list(FACTORS))  # factors to sweep
+    optimizers: list[Optimizer] = field(default_factory=lambda: list(OPTIMIZERS))  # optimizer values (momentum: SGD + 0.9)
+    inits: list[Init] = field(default_factory=lambda: list(INITS))  # initializers (default: PyTorch's; normal: N(0, 0.01))
+    activations: list[Activation] = field(default_factory=lambda: list(ACTIVATIONS))  # activation values
+    lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0])  # learning rates
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024])  # hidden widths
+    depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # numbers of hidden layers
     optimizer: Optimizer = "adam"  # baseline optimizer
     init: Init = "default"  # baseline initializer
     activation: Activation = "relu"  # baseline activation
     lr: float = 1e-3  # baseline learning rate
     width: int = 512  # baseline hidden width
     depth: int = 2  # baseline number of hidden layers
-    tune_lr: bool = True  # compare optimizers each at its best learning rate out of `tune_lrs` (chosen on validation accuracy)
-    tune_lrs: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 0.1])  # learning rates tried per optimizer when tune_lr (the baseline lr is added)
-    deep_activations: bool = True  # also sweep the activations at the deepest depth (exposes vanishing gradients)
+    tune_lr: bool = True  # compare optimizers each at its best lr of `tune_lrs` (chosen on validation accuracy)
+    tune_lrs: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 0.1])  # lrs per optimizer (+ baseline lr)
+    deep_activations: bool = True  # also sweep activations at the deepest depth (vanishing gradients)
     seeds: int = 3  # seeds per configuration (weights and data order)
     epochs: int = 20  # passes over the training set
     batch_size: int = 128  # examples per step
     schedule: Literal["constant", "cosine"] = "cosine"  # learning-rate schedule over training (per step)
-    train_size: int = 0  # training examples used (0: all 55,000 not held out for validation)
+    train_size: int = 0  # training examples used (0: all not held out for validation)
     val_size: int = 5000  # training examples held out (stratified) to pick each trial's best epoch
     max_stack: int = 32  # most configurations trained together in one batched pass
     workers: int = 1  # worker processes training groups in parallel (CPU)
