@@ -53,6 +53,7 @@ class LSTMDenoiser(nn.Module):
         super().__init__()
         self.bidirectional = bidirectional
         self.norm = BinNorm(bins, log_input)
+        self.drop = nn.Dropout(dropout)  # on the standardised input features (training only)
         self.lstm = nn.LSTM(bins, hidden, num_layers=layers, batch_first=True,
                             bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), bins)
@@ -63,9 +64,9 @@ class LSTMDenoiser(nn.Module):
         of logits), starting from `state` (zeros when None), and the state after the last frame."""
         if isinstance(mag, PackedSequence):
             # Normalisation and head act per frame, so they run on the packed frames directly.
-            out, state = self.lstm(mag._replace(data=self.norm(mag.data)), state)
+            out, state = self.lstm(mag._replace(data=self.drop(self.norm(mag.data))), state)
             return out._replace(data=self.head(out.data)), state  # data (frames, bins)
-        out, state = self.lstm(self.norm(mag), state)  # (B, T, hidden * directions)
+        out, state = self.lstm(self.drop(self.norm(mag)), state)  # (B, T, hidden * directions)
         return self.head(out), state  # (B, T, bins)
 
     def forward(self, mag: torch.Tensor | PackedSequence) -> torch.Tensor | PackedSequence:

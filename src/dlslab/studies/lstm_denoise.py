@@ -43,6 +43,7 @@ from dlslab.models.lstm_denoiser import LSTMDenoiser
 from dlslab.report.plots import bar_chart, line_plot, pyplot
 from dlslab.report.run import Run
 from dlslab.train.engine import History, batch_indices, fit, seed_everything
+from dlslab.train.optim import one_cycle
 
 STRATEGIES = ("pad", "chunk", "tbptt", "packed")
 
@@ -64,13 +65,14 @@ class Config(StudyConfig):
     hidden: int = 256  # LSTM units per direction
     layers: int = 2  # stacked LSTM layers
     bidirectional: bool = False  # bidirectional LSTM (not with tbptt: no state to carry backwards)
-    dropout: float = 0.0  # dropout between LSTM layers
+    dropout: float = 0.0  # dropout on the input features and between LSTM layers
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))  # batching strategies compared: pad, chunk, tbptt, packed
     chunk: int = 10  # frames per chunk (chunk and tbptt)
     batch_frames: int = 640  # real frames per update, the same for every strategy
     tbptt_group: int = 8  # utterances per tbptt stream in one group (more: less padding at stream ends)
     epochs: int = 20  # passes over the training frames, the same for every strategy
-    lr: float = 1e-3  # Adam learning rate
+    lr: float = 1e-3  # Adam learning rate (the peak one with one_cycle)
+    one_cycle: bool = False  # warm up to lr then anneal over the whole training (train.optim.one_cycle)
     grad_clip: float = 1.0  # gradient-norm clipping
     n_seeds: int = 1  # training seeds per strategy (seed, seed + 1, ...): tables show mean ± std
     stoi_utterances: int = 0  # validation utterances STOI is measured on (0: all; STOI is slow)
@@ -81,8 +83,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"n_train": 24, "n_test": 6, "min_seconds": [1.0, 4.0], "max_seconds": 6.0, "hidden": 64,
               "layers": 1, "batch_frames": 320, "epochs": 3, "lr": 3e-3, "stoi_utterances": 2,
               "audio_examples": 1},
-    "quick": {"n_train": 120, "n_test": 30, "hidden": 128, "layers": 1, "epochs": 6, "lr": 3e-3,
-              "stoi_utterances": 10},
+    "quick": {"n_train": 240, "n_test": 30, "hidden": 128, "layers": 1, "epochs": 5, "lr": 1e-2,
+              "one_cycle": True, "batch_frames": 1280, "stoi_utterances": 10},
     "full": {"n_seeds": 3},
 }
 
@@ -356,6 +358,10 @@ def train_one(name: str, cfg: Config, seed: int, train: Frames, val: Frames,
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     strategy = make_strategy(name, cfg, train, seed, optimizer)
 
+    # The scheduler steps once per fit batch (for tbptt: once per group of streams).
+    fit_batches = -(-len(strategy.tensors[0]) // strategy.batch_size)
+    scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * fit_batches) if cfg.one_cycle else None
+
     def evaluate(m: nn.Module) -> dict[str, float]:
         t0 = time.perf_counter()
         loss = float(mask_loss(infer_logits(m, name, val, cfg.chunk), val.target, None, _weight(val.noisy, cfg)))
@@ -363,7 +369,7 @@ def train_one(name: str, cfg: Config, seed: int, train: Frames, val: Frames,
 
     history = fit(model, strategy.tensors, strategy.loss_fn, step=strategy.step, optimizer=optimizer,
                   epochs=cfg.epochs, batch_size=strategy.batch_size, transform=strategy.transform,
-                  evaluate=evaluate, grad_clip=cfg.grad_clip if strategy.step is None else None,
+                  evaluate=evaluate, scheduler=scheduler, grad_clip=cfg.grad_clip if strategy.step is None else None,
                   seed=seed, run=run, name=f"{name}-seed{seed}")
     return model, history, strategy
 
