@@ -53,10 +53,11 @@ class Config(StudyConfig):
     batch_size: int = 128  # minibatch size of every training stage
     epochs: int = 30  # epochs of the uncompressed baseline (Adam, one-cycle LR)
     lr: float = 2e-3  # peak learning rate of the baseline
+    weight_decay: float = 1e-4  # L2 weight decay (Adam) of the baseline and of every retraining / fine-tuning stage
     finetune_lr: float = 1e-3  # starting learning rate of every retraining / fine-tuning stage (decays linearly)
     prune_rounds: int = 5  # rounds of iterative pruning (sparsity rises cubically), each retrained
     prune_epochs: int = 3  # retraining epochs after each pruning round
-    lenet300_density: list[float] = field(default_factory=lambda: [0.04, 0.07, 0.3])  # LeNet-300-100 weights kept per layer (fc1, fc2, fc3)
+    lenet300_density: list[float] = field(default_factory=lambda: [0.08, 0.09, 0.26])  # LeNet-300-100 weights kept per layer (fc1, fc2, fc3)
     lenet5_density: list[float] = field(default_factory=lambda: [0.6, 0.1, 0.03, 0.15])  # LeNet-5 weights kept per layer (conv1, conv2, fc1, fc2)
     lenet300_bits: list[int] = field(default_factory=lambda: [5, 5, 5])  # k-means bits per layer, deep compression of LeNet-300-100
     lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
@@ -115,7 +116,7 @@ def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epoch
     if epochs <= 0:
         return model
     lr = cfg.finetune_lr if finetune else cfg.lr
-    opt = make_optimizer("adam", trainable(model), lr=lr)
+    opt = make_optimizer("adam", trainable(model), lr=lr, weight_decay=cfg.weight_decay)
     steps = epochs * math.ceil(len(data.train[0]) / cfg.batch_size)
     schedule = linear_decay(opt, steps) if finetune else one_cycle(opt, lr, steps)
     fit(model, data.train, cross_entropy, optimizer=opt, epochs=epochs, batch_size=cfg.batch_size,
