@@ -30,6 +30,21 @@ def fixed_binarization(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return binarize(x, torch.Generator().manual_seed(seed))
 
 
+def binarized_splits(train_grey: torch.Tensor, test_grey: torch.Tensor, *, seed: int, val_size: int,
+                     train_size: int = 0, test_size: int | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train, val, test) from grey-level images in [0, 1]: a seeded validation hold-out of
+    `val_size` images binarized once, the rest kept grey for dynamic binarization (capped at
+    `train_size` when it is > 0), and the test set's fixed binarization (first `test_size`)."""
+    perm = torch.randperm(len(train_grey), generator=torch.Generator().manual_seed(seed)).to(train_grey.device)
+    val = fixed_binarization(train_grey[perm[:val_size]], seed + 1)
+    train_idx = perm[val_size:]
+    if train_size:
+        train_idx = train_idx[:train_size]
+    test = fixed_binarization(test_grey, seed + 2)[:test_size]
+    return train_grey[train_idx], val, test
+
+
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log p(x) in nats per image, for Bernoulli pixels with `logits`: (B, ...) -> (B,)."""
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)

@@ -22,7 +22,8 @@ from dlslab.config import StudyConfig
 from dlslab.data.images import load_images
 from dlslab.errors import UsageError
 from dlslab.metrics import judge as judge_metrics
-from dlslab.metrics.likelihood import bernoulli_nll, binarize, evaluate_in_batches, fixed_binarization
+from dlslab.metrics.likelihood import (bernoulli_nll, binarize, binarized_splits, evaluate_in_batches,
+                                       fixed_binarization)
 from dlslab.models.pixel_lstm import RowLSTM
 from dlslab.report.plots import line_plot
 from dlslab.report.run import Run
@@ -82,14 +83,9 @@ def run(cfg: Config, run: Run) -> dict:
     g = cfg.given_rows
     data = load_images("mnist", run.data_dir)
     train_all = data.train_x.to(device).float().squeeze(1) / 255  # (60000, 28, 28) grey levels
-    perm = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    val_x = fixed_binarization(train_all[perm[:cfg.val_size]], cfg.seed + 1)
-    train_idx = perm[cfg.val_size:]
-    if cfg.train_size:
-        train_idx = train_idx[:cfg.train_size]
-    train_x = train_all[train_idx]
     test_grey = data.test_x.to(device).float().squeeze(1) / 255
-    test_x = fixed_binarization(test_grey, cfg.seed + 2)[:cfg.test_size]  # (N, 28, 28) binary
+    train_x, val_x, test_x = binarized_splits(train_all, test_grey, seed=cfg.seed, val_size=cfg.val_size,
+                                              train_size=cfg.train_size, test_size=cfg.test_size)
     test_y = data.test_y.to(device)[:cfg.test_size]
     run.info(f"pixel-lstm: {len(train_x)} training images (dynamically binarized), {len(test_x)} test images "
              f"(one fixed binarization); the model is given {g} rows and writes {28 - g}")
