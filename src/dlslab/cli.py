@@ -65,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.target:
             raise UsageError("which study? give a STUDY name or 'all' (see `dlslab list`)")
         overrides = config.parse_set_args(args.set or [])
+        if args.ray:
+            overrides["ray"] = args.ray
         names = runner.study_names(args.target)
         if args.target == "all":
             runner.check_overrides_for_all(overrides)
@@ -86,6 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for o in outcomes:
         if o.dir is not None and o.status in ("finished", "reused"):
             print(f"run: {o.dir}")
+    if len(outcomes) == 1 and outcomes[0].status == "failed":
+        return outcomes[0].exit_code
     if any(o.status == "failed" for o in outcomes):
         return 1
     if len(outcomes) == 1 and outcomes[0].status == "no-data":
@@ -171,6 +175,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     p.add_argument("--config", help="repeat a run: path to RUN_DIR/config.yaml")
     p.add_argument("--data-dir", help="look for datasets here first")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--ray", metavar="ADDRESS", help="run a sweep's configurations as tasks on this Ray "
+                   "cluster (HOST:PORT; studies with a `ray` field)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="build the HTML report site over a runs folder")

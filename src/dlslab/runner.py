@@ -40,6 +40,7 @@ class Outcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     message: str = ""
     seconds: float = 0.0
+    exit_code: int = 0  # for a failure: 2 when the study was given bad input, else 1
 
 
 @dataclass
@@ -192,7 +193,7 @@ def execute(plan: Plan, *, out: str | Path = "runs", device: str = "auto", force
             return Outcome(name, "no-data", run_dir, message=str(exc))
         except DlsError as exc:
             run.log(event="failed", error=str(exc))
-            return Outcome(name, "failed", run_dir, message=str(exc))
+            return Outcome(name, "failed", run_dir, message=str(exc), exit_code=exc.exit_code)
         seconds = time.perf_counter() - t0
         if "headline" not in metrics:
             raise DlsError(f"study {name} returned no 'headline' metrics")
