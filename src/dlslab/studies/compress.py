@@ -58,7 +58,7 @@ class Config(StudyConfig):
     prune_rounds: int = 5  # rounds of iterative pruning (sparsity rises cubically), each retrained
     prune_epochs: int = 3  # retraining epochs after each pruning round
     lenet300_density: list[float] = field(default_factory=lambda: [0.08, 0.09, 0.26])  # LeNet-300-100 weights kept per layer (fc1, fc2, fc3)
-    lenet5_density: list[float] = field(default_factory=lambda: [0.6, 0.1, 0.03, 0.15])  # LeNet-5 weights kept per layer (conv1, conv2, fc1, fc2)
+    lenet5_density: list[float] = field(default_factory=lambda: [0.66, 0.12, 0.05, 0.19])  # LeNet-5 weights kept per layer (conv1, conv2, fc1, fc2)
     lenet300_bits: list[int] = field(default_factory=lambda: [5, 5, 5])  # k-means bits per layer, deep compression of LeNet-300-100
     lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
     bias_bits: int = 5  # k-means bits of the biases (shared too, so they are not stored as floats)
