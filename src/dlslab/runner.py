@@ -118,23 +118,24 @@ def environment(device: torch.device, seed: int) -> dict[str, Any]:
     }
 
 
-class _RunLock:
-    """An exclusive lock on a run folder, so two processes never write the same run."""
+class _ConfigLock:
+    """An exclusive lock per (study, config hash) under the runs folder, held from looking for
+    an earlier run to writing metrics.json: two processes never write the same run, and a
+    second process asking for the same config waits, then reuses (or resumes) the first's."""
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
+    def __init__(self, study_dir: Path, digest: str):
+        study_dir.mkdir(parents=True, exist_ok=True)
+        self.path = study_dir / f".{digest}.lock"
         self.fd: int | None = None
 
-    def __enter__(self) -> _RunLock:
+    def __enter__(self) -> _ConfigLock:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(self.fd)
-            raise DlsError(f"another dlslab process is running this same run in {self.path.parent}; "
-                           "wait for it to finish, or pass --force for a separate run") from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, str(os.getpid()).encode())
+            print(f"dlslab: another process is running this same config ({self.path.parent.name}, "
+                  f"hash {self.path.stem[1:]}); waiting for it to finish", file=sys.stderr, flush=True)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -167,6 +168,13 @@ def execute(plan: Plan, *, out: str | Path = "runs", device: str = "auto", force
     out = Path(out)
     dev = resolve_device(device)
     digest = run_hash(name, plan.cfg, dev)
+    with _ConfigLock(out / name, digest):
+        return _execute_locked(plan, out, dev, digest, force, data_dir, quiet)
+
+
+def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force: bool,
+                    data_dir: str | Path | None, quiet: bool) -> Outcome:
+    name = plan.info.name
     existing = find_runs(out, name, digest)
     finished = [d for d in existing if is_finished(d)]
     if finished and not force:
@@ -177,36 +185,35 @@ def execute(plan: Plan, *, out: str | Path = "runs", device: str = "auto", force
     run_dir = unfinished[-1] if unfinished and not force else _new_run_dir(out, name, digest)
     resumed = run_dir in unfinished and not force
 
-    with _RunLock(run_dir):
-        run = Run(run_dir, name, plan.cfg, dev, resumed=resumed, quiet=quiet,
-                  data_dir=Path(data_dir) if data_dir else None)
-        atomic.write_text(run_dir / "config.yaml", config.dump_yaml(name, plan.preset, plan.cfg))
-        atomic.write_json(run_dir / "env.json", environment(dev, plan.cfg.seed))
-        run.log(event="resume" if resumed else "start", preset=plan.preset)
-        run.info(f"== {name} ({plan.preset or 'custom'}) -> {run_dir}" + ("  [resuming]" if resumed else ""))
-        seed_everything(plan.cfg.seed)
-        t0 = time.perf_counter()
-        try:
-            metrics = plan.module.run(plan.cfg, run)
-        except DataError as exc:
-            run.log(event="no-data", error=str(exc))
-            return Outcome(name, "no-data", run_dir, message=str(exc))
-        except DlsError as exc:
-            run.log(event="failed", error=str(exc))
-            return Outcome(name, "failed", run_dir, message=str(exc), exit_code=exc.exit_code)
-        seconds = time.perf_counter() - t0
-        if "headline" not in metrics:
-            raise DlsError(f"study {name} returned no 'headline' metrics")
-        record = {"study": name, "status": "finished", "preset": plan.preset,
-                  "seconds": round(seconds, 2), **metrics}
-        atomic.write_json(run_dir / "metrics.json", record)
-        run.log(event="finished", seconds=seconds)
-        from dlslab.report.html import render_index, render_run
-        from dlslab.report.site import render_compare
+    run = Run(run_dir, name, plan.cfg, dev, resumed=resumed, quiet=quiet,
+              data_dir=Path(data_dir) if data_dir else None)
+    atomic.write_text(run_dir / "config.yaml", config.dump_yaml(name, plan.preset, plan.cfg))
+    atomic.write_json(run_dir / "env.json", environment(dev, plan.cfg.seed))
+    run.log(event="resume" if resumed else "start", preset=plan.preset)
+    run.info(f"== {name} ({plan.preset or 'custom'}) -> {run_dir}" + ("  [resuming]" if resumed else ""))
+    seed_everything(plan.cfg.seed)
+    t0 = time.perf_counter()
+    try:
+        metrics = plan.module.run(plan.cfg, run)
+    except DataError as exc:
+        run.log(event="no-data", error=str(exc))
+        return Outcome(name, "no-data", run_dir, message=str(exc))
+    except DlsError as exc:
+        run.log(event="failed", error=str(exc))
+        return Outcome(name, "failed", run_dir, message=str(exc), exit_code=exc.exit_code)
+    seconds = time.perf_counter() - t0
+    if "headline" not in metrics:
+        raise DlsError(f"study {name} returned no 'headline' metrics")
+    record = {"study": name, "status": "finished", "preset": plan.preset,
+              "seconds": round(seconds, 2), **metrics}
+    atomic.write_json(run_dir / "metrics.json", record)
+    run.log(event="finished", seconds=seconds)
+    from dlslab.report.html import render_index, render_run
+    from dlslab.report.site import render_compare
 
-        render_run(run_dir)
-        render_compare(out / name)
-        render_index(out)
+    render_run(run_dir)
+    render_compare(out / name)
+    render_index(out)
     return Outcome(name, "finished", run_dir, record, seconds=seconds)
 
 

@@ -27,7 +27,7 @@ def toy_runs(tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs"
     for extra in ([], ["--set", "lr=0.3"]):
         assert cli.main(["run", "toy", "--preset", "smoke", "--out", str(out), "--device", "cpu", *extra]) == 0
-    run_dir = sorted((out / "toy").iterdir())[0]
+    run_dir = sorted(p for p in (out / "toy").iterdir() if p.is_dir())[0]
     run = Run(run_dir, "toy", None, quiet=True)
     t = np.linspace(0, 1, 8000, dtype=np.float32)
     run.add_audio(0.3 * np.sin(2 * np.pi * 440 * t), 8000, "tone", title="A tone")
@@ -58,7 +58,7 @@ def test_site_in_a_real_browser(toy_runs, tmp_path) -> None:
 
 def test_browser_check_catches_broken_pages(toy_runs, tmp_path) -> None:
     cli.main(["report", str(toy_runs)])
-    run_dir = sorted((toy_runs / "toy").iterdir())[0]
+    run_dir = sorted(p for p in (toy_runs / "toy").iterdir() if p.is_dir())[0]
     (run_dir / "val_acc.png").write_bytes(b"not a png")
     (run_dir / "tone.wav").write_bytes(b"RIFF garbage")
     shutil.copy(run_dir / "report.html", run_dir / "report.bak")

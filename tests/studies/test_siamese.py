@@ -27,7 +27,7 @@ def smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     code = cli.main(["run", "siamese", "--preset", "smoke", "--out", str(out), "--device", "cpu", "--quiet"])
     assert code == 0
-    return next((out / "siamese").iterdir())
+    return next(p for p in (out / "siamese").iterdir() if p.is_dir())
 
 
 def test_smoke_training_separates_unseen_speakers(smoke_run: Path) -> None:
