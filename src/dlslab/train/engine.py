@@ -212,6 +212,7 @@ def fit(
     transform: Callable[[Batch], Batch] | None = None,
     step: Callable[[nn.Module, Batch], dict[str, Any]] | None = None,
     amp: bool = True,
+    cpu_bf16: bool = False,
     seed: int = 0,
     run: Run | None = None,
     name: str = "train",
@@ -225,6 +226,8 @@ def fit(
 
     With `run`, checkpoints go to `run/checkpoints/{name}.pt` and the finished training to
     `{name}.done.pt`: calling `fit` again with the same name resumes or returns at once.
+    `cpu_bf16` trains under bf16 autocast on the CPU too (fast where the CPU has bf16 matrix
+    units, e.g. AMX; weights and optimizer state stay float32).
     `monitor` names a metric from `evaluate` (or 'train_loss') for early stopping
     (`patience` epochs without improvement) and for `restore_best`.
     """
@@ -238,7 +241,8 @@ def fit(
     check_finite(train, "training data")
     optimizers = optimizer if isinstance(optimizer, dict) else {"main": optimizer}
     device = next(model.parameters()).device
-    use_amp = amp and device.type == "cuda"
+    # bf16 autocast: always on CUDA (with `amp`); on CPUs with bf16 matrix units only when asked
+    use_amp = amp and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16))
     sign = 1.0 if mode == "max" else -1.0
 
     ckpt = done = None
@@ -301,7 +305,7 @@ def fit(
                 if step is not None:
                     stats = step(model, batch)
                 else:
-                    with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
+                    with torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
                         out = loss_fn(model, *batch)
                     loss, stats = out if isinstance(out, tuple) else (out, {})
                     opt = optimizers["main"]

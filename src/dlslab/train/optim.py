@@ -1,4 +1,4 @@
-"""Optimizers and LR schedules by name, with the fast (fused / foreach) kernels where they exist."""
+"""Optimizers and LR schedules by name, with the fast (fused, else foreach) kernels."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter] | Iterable[di
                    weight_decay: float = 0.0, momentum: float = 0.9) -> torch.optim.Optimizer:
     """`sgd`, `momentum` (SGD, momentum 0.9), `nesterov`, `adam`, `adamw`, `rmsprop`, `adagrad`."""
     params = list(params)
-    fast = {"foreach": True}
+    # fused kernels (one op for every parameter's update) where torch has them, else foreach
+    fast = {"fused": True}
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, **fast)
     if name == "momentum":
@@ -28,7 +29,7 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter] | Iterable[di
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2, **fast)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, **fast)
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, foreach=True)
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay, **fast)
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
