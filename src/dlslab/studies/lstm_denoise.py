@@ -83,7 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"n_train": 24, "n_test": 6, "min_seconds": [1.0, 4.0], "max_seconds": 6.0, "hidden": 64,
               "layers": 1, "batch_frames": 320, "epochs": 3, "lr": 3e-3, "stoi_utterances": 2,
               "audio_examples": 1},
-    "quick": {"n_train": 240, "n_test": 30, "hidden": 128, "layers": 1, "epochs": 5, "lr": 1e-2,
+    "quick": {"n_train": 600, "n_test": 30, "hidden": 128, "layers": 1, "epochs": 5, "lr": 1e-2,
               "one_cycle": True, "batch_frames": 1280, "stoi_utterances": 10},
     "full": {"n_seeds": 3},
 }
