@@ -93,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "mlp_hidden": 256, "cnn1d_channels": [8, 16], "cnn2d_context": 8, "cnn2d_channels": [8, 16],
               "cnn2d_hidden": 128,
               "max_quality_files": 2, "audio_examples": 1, "batch_size": 64},
-    "quick": {"data": "corpus", "n_train": 60, "n_test": 12, "epochs": 10, "patience": 4,
+    "quick": {"data": "corpus", "n_train": 200, "n_test": 12, "epochs": 20, "patience": 6,
               "mlp_hidden": 512, "cnn2d_channels": [8, 16, 16], "cnn2d_hidden": 256, "max_quality_files": 6},
     "full": {},
 }
