@@ -17,9 +17,7 @@ Prints images/s of each and the ratio ours/plain; `--json PATH` writes the figur
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 
 import torch
@@ -30,6 +28,7 @@ from dlslab.data.images import load_images
 from dlslab.studies.augment import CifarRecipe, build_model, make_loss
 from dlslab.train.augment import CIFAR10_MEAN, CIFAR10_STD, Augmenter
 from dlslab.train.engine import fit
+from common import machine, write_json
 
 RECIPE = dict(widths=[16, 32, 64, 128], blocks=[1, 0, 1], batch_size=256, lr=0.2)
 
@@ -100,8 +99,7 @@ def main() -> None:
         times[key] = epoch()
         cpu[key] = time.process_time() - cpu0
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"{torch.get_num_threads()} torch threads",
+        "machine": machine(),
         "images": n, "load_average_1min": round(os.getloadavg()[0], 2),
         **{f"{k}_images_per_s": round(n / t) for k, t in times.items()},
         **{f"{k}_s": round(t, 2) for k, t in times.items()},
@@ -110,9 +108,7 @@ def main() -> None:
         "ratio_pipeline_only": round(times["plain"] / times["ours_fp32"], 2),
         "ratio_cpu_time": round(cpu["plain"] / cpu["ours"], 2),
     }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     print(f"machine: {result['machine']}; 1-min load average {result['load_average_1min']} "
           f"(above the core count means other jobs shared the CPU)")
     print(f"{'pipeline':<37} {'seconds':>8} {'CPU s':>7} {'images/s':>9}")

@@ -19,9 +19,7 @@ baseline (the same network through a per-sample DataLoader pipeline, float32) is
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 
 import torch
@@ -31,6 +29,7 @@ from cifar_epoch import RECIPE, PerSampleCifar
 from dlslab.data.images import load_images
 from dlslab.studies.augment import CifarRecipe, accuracy, build_model, device_tensors, train_cifar
 from dlslab.train.ddp import init_process_group, launched_by_torchrun
+from common import machine, write_json
 
 TARGET_ACC, TARGET_S = 0.85, 600.0
 
@@ -85,8 +84,7 @@ def main() -> None:
     test_acc = accuracy(model, test[0], test[1], cfg)
     images = out.steps * min(cfg.batch_size, len(train[0]))
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"{torch.get_num_threads()} torch threads, {device.type}",
+        "machine": f"{machine()}, {device.type}",
         "processes": int(os.environ.get("WORLD_SIZE", "1")), "epochs": args.epochs, "policy": args.policy,
         "data_note": data.note, "test_acc": round(test_acc, 4), "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu, 1), "load_average_1min": round(os.getloadavg()[0], 2),
@@ -97,9 +95,7 @@ def main() -> None:
         per_image = plain_seconds_per_image(data.train_x, data.train_y, args.baseline_steps)
         result["plain_projected_seconds"] = round(per_image * images, 1)
         result["ratio"] = round(result["plain_projected_seconds"] / seconds, 2)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     print(f"machine: {result['machine']}; 1-min load average {result['load_average_1min']}; data: {data.note or 'canonical'}")
     print(f"{'path':<30} {'seconds':>8} {'test acc':>9}")
     print(f"{'ours':<30} {seconds:>8.1f} {test_acc:>9.4f}")

@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import io
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +31,7 @@ from dlslab.compress.prune import prune_magnitude
 from dlslab.compress.share import share_weights
 from dlslab.models import build_model
 from dlslab.studies.compress import Config
+from common import machine, matmul_peak_gflops, write_json
 
 
 class SparseLinear(nn.Module):
@@ -87,15 +85,6 @@ def seconds(model: nn.Module, x: torch.Tensor, repeats: int) -> float:
     return best
 
 
-def peak_gflops() -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    return 2 * 1024**3 * 10 / (time.perf_counter() - t0) / 1e9
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50, help="forward passes per timing (best of 3)")
@@ -103,8 +92,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
-    result: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                               f"{torch.get_num_threads()} torch threads", "peak_gflops": round(peak_gflops(), 1),
+    result: dict = {"machine": machine(), "peak_gflops": round(matmul_peak_gflops(), 1),
                     "models": {}}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,8 +133,7 @@ def main() -> None:
     sparse_ok = all(v["max_abs_diff"] < 1e-3 for e in result["models"].values()
                     for k, v in e["paths"].items() if k.startswith("sparse"))
     result["accuracy_check"] = "sparse outputs match dense to 1e-3" if sparse_ok else "SPARSE OUTPUTS DIFFER"
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     print(f"machine: {result['machine']}; peak {result['peak_gflops']} GFLOP/s (1024^2 float32 matmul)")
     for name, e in result["models"].items():
         print(f"{name}: load packed {1e3 * e['load_packed_s']:.1f} ms ({e['packed_bytes']:,} B) vs dense "

@@ -14,10 +14,6 @@ and checks the two outputs agree.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import time
 
 import numpy as np
 import torch
@@ -25,6 +21,7 @@ import torch
 from dlslab.audio.stft import magphase, reconstruct, stft
 from dlslab.commands.denoise import denoise_blocks
 from dlslab.models import build_model
+from common import machine, timed, write_json
 
 RATE, N_FFT, HOP = 16000, 1024, 512
 FAMILIES = ("denoise_mlp", "denoise_cnn1d", "denoise_cnn2d")
@@ -39,12 +36,6 @@ def plain(model: torch.nn.Module, wave: np.ndarray) -> np.ndarray:
     return reconstruct(est, phase, N_FFT, HOP, length=len(wave)).numpy()
 
 
-def timed(fn, *args) -> tuple[float, np.ndarray]:
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - t0, out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of audio to denoise")
@@ -52,8 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     wave = (0.1 * np.random.default_rng(0).standard_normal(int(args.seconds * RATE))).astype(np.float32)
-    result: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                               f"{torch.get_num_threads()} torch threads", "audio_seconds": args.seconds}
+    result: dict = {"machine": machine(), "audio_seconds": args.seconds}
     for name in FAMILIES:
         torch.manual_seed(0)
         model = build_model(name).eval()
@@ -65,9 +55,7 @@ def main() -> None:
                         "plain_x_realtime": round(args.seconds / t_plain, 1),
                         "ratio": round(t_plain / t_ours, 1),
                         "max_abs_diff": float(np.max(np.abs(ours - base)))}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     print(f"machine: {result['machine']}; {args.seconds:.0f} s of 16 kHz audio")
     print(f"{'model':<15} {'ours x RT':>10} {'plain x RT':>11} {'ratio':>7} {'max |diff|':>11}")
     for name in FAMILIES:

@@ -13,10 +13,6 @@ ratio and a short table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import time
 
 import numpy as np
 import torch
@@ -25,6 +21,7 @@ from threadpoolctl import threadpool_info
 from dlslab.metrics.image import rmse_missing
 from dlslab.studies.gan_impute import (few_threads, gain_impute, load_table, mcar_mask, sklearn_impute,
                                        train_gain)
+from common import machine, timed, write_json
 
 
 def gain_rmse(x: np.ndarray, m: np.ndarray, steps: int) -> float:
@@ -43,12 +40,6 @@ def iterative_default(x: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.where(m > 0, x, out)
 
 
-def timed(fn, *args):
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - t0, out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="GAIN training steps")
@@ -59,8 +50,7 @@ def main() -> None:
     x = table.x
     m = mcar_mask(x.shape, 0.2, torch.Generator().manual_seed(0)).numpy().astype(np.float64)
     blas = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
-    result: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                               f"{torch.get_num_threads()} torch threads, {blas} BLAS threads",
+    result: dict = {"machine": f"{machine()}, {blas} BLAS threads",
                     "table": table.title, "steps": args.steps}
 
     t_default, r_default = timed(gain_rmse, x, m, args.steps)
@@ -75,9 +65,7 @@ def main() -> None:
                            "max_abs_diff": float(np.abs(out_default - out_one).max()),
                            "agree": bool(np.allclose(out_default, out_one, atol=1e-6))}
 
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     print(f"machine: {result['machine']}; {result['table']}, 20% missing")
     print(f"{'what':<28}{'default s':>11}{'1 thread s':>12}{'ratio':>8}")
     for name, r in (("GAIN, " + str(args.steps) + " steps", result["gain"]), ("IterativeImputer", result["iterative"])):

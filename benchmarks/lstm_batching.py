@@ -15,9 +15,6 @@ seconds per epoch and padded-frame fraction of each, the ratio, and a short tabl
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import torch
@@ -25,6 +22,7 @@ import torch
 from dlslab.audio.batching import stack_sequences
 from dlslab.studies.lstm_denoise import Config, Frames, LSTMDenoiser, make_strategy
 from dlslab.train.engine import fit
+from common import machine, write_json
 
 FRAMES_PER_SECOND = 16000 / 512  # hop 512 at 16 kHz
 
@@ -73,15 +71,12 @@ def main() -> None:
     names = ["pad", "chunk"] + (["tbptt", "packed"] if args.all else [])
     rows = {name: time_strategy(name, cfg, data) for name in names}
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"{torch.get_num_threads()} torch threads",
+        "machine": machine(),
         "utterances": args.utterances, "frames": len(data.noisy), "hidden": args.hidden, "layers": args.layers,
         "batch_frames": args.batch_frames, "strategies": rows,
         "ratio": rows["pad"]["epoch_s"] / rows["chunk"]["epoch_s"],
     }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     print(f"machine: {result['machine']}; {args.utterances} utterances, {len(data.noisy)} frames, "
           f"LSTM {args.layers}x{args.hidden}, {args.batch_frames} real frames per update")
     print(f"ratio pad/chunk seconds per epoch: {result['ratio']:.2f}x")

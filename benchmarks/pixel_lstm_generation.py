@@ -11,14 +11,12 @@ deterministic (mean) variant, so their outputs must agree; the check is printed.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import torch
 
 from dlslab.models.pixel_lstm import RowLSTM
+from common import machine, write_json
 
 
 def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
@@ -50,17 +48,14 @@ def main() -> None:
     t_plain, plain = timed(lambda: torch.cat([model.complete(upper[i:i + 1], 14, sample=False)
                                               for i in range(args.images)]), args.repeats)
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"{torch.get_num_threads()} torch threads",
+        "machine": machine(),
         "images": args.images, "hidden": args.hidden, "layers": args.layers, "repeats": args.repeats,
         "plain_images_per_s": round(args.images / t_plain, 1), "ours_images_per_s": round(args.images / t_ours, 1),
         "plain_s": round(t_plain, 3), "ours_s": round(t_ours, 3), "ratio": round(t_plain / t_ours, 1),
         "max_abs_difference": float((ours - plain).abs().max()),
     }
     result["outputs_agree"] = result["max_abs_difference"] < 1e-4
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     print(f"machine: {result['machine']}; {args.images} images, LSTM {args.layers}x{args.hidden}, 14 rows written")
     print(f"{'path':<22} {'seconds':>8} {'images/s':>10}")
     print(f"{'plain (per image)':<22} {t_plain:>8.3f} {result['plain_images_per_s']:>10,.1f}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import time
 
@@ -26,6 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dlslab import config
 from dlslab.studies import mlp_hparams
 from dlslab.train import sweep
+from common import matmul_peak_gflops, write_json
 
 PLAIN_OPTIMIZERS = {
     "sgd": lambda p, lr: torch.optim.SGD(p, lr=lr),
@@ -70,15 +70,6 @@ def plain_train(trial: sweep.Trial, data: sweep.SweepData, epochs: int, batch_si
     return accuracy(model, data.x_test, data.y_test)
 
 
-def measured_peak_gflops(n: int = 1024, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=0, help="only the first N configurations (0: all)")
@@ -96,7 +87,7 @@ def main() -> None:
     data = sweep.load_sweep_data(spec_of("fashion-mnist"))
     groups = sweep.make_groups(trials, spec_of, epochs=cfg.epochs, batch_size=cfg.batch_size, schedule="cosine",
                                order_seed=cfg.seed, max_stack=cfg.max_stack)
-    peak = measured_peak_gflops()
+    peak = matmul_peak_gflops()
     plain_train(trials[0], data, 1, cfg.batch_size)  # warm-up: lazy imports, allocator
     print(f"{len(trials)} configurations in {len(groups)} groups; {cfg.epochs} epochs on {len(data.y_train)} "
           f"examples; {torch.get_num_threads()} threads; matmul peak {peak:.1f} GFLOP/s")
@@ -127,9 +118,7 @@ def main() -> None:
     print(f"\n{'path':<34} {'seconds':>8} {'ratio':>7}")
     print(f"{'plain DataLoader, one by one':<34} {plain_s:8.1f} {1.0:7.2f}")
     print(f"{'dlslab sweep (batched groups)':<34} {ours_s:8.1f} {plain_s / ours_s:7.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,6 @@ a float32 matmul peak measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import torch
@@ -24,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dlslab.data.images import load_images
 from dlslab.train.engine import classifier_eval, fit
 from dlslab.train.optim import make_optimizer
+from common import machine, matmul_peak_gflops, write_json
 
 SIZES = (784, 256, 256, 10)
 BATCH = 128
@@ -39,16 +37,6 @@ def train_flops_per_sample() -> float:
     """Multiply-adds of the three layers, x2 for FLOPs, x3 for forward + two backward matmuls."""
     macs = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
     return 2 * macs * 3
-
-
-def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
 def ours(x, y, xt, yt, epochs: int) -> tuple[float, float]:
@@ -92,8 +80,7 @@ def main() -> None:
     t_ours, acc_ours = ours(x, data.train_y, xt, data.test_y, args.epochs)
     flops = train_flops_per_sample()
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"{torch.get_num_threads()} torch threads",
+        "machine": machine(),
         "matmul_peak_gflops": round(peak, 1),
         "plain_samples_per_s": round(n / t_plain), "ours_samples_per_s": round(n / t_ours),
         "ratio": round(t_plain / t_ours, 2),
@@ -102,9 +89,7 @@ def main() -> None:
         "accuracy_agrees": abs(acc_plain - acc_ours) <= 0.01,
     }
     result["ours_fraction_of_peak"] = round(result["ours_gflops"] / peak, 3)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     print(f"machine: {result['machine']}; float32 matmul peak {peak:.1f} GFLOP/s")
     print(f"{'loop':<8} {'samples/s':>10} {'GFLOP/s':>8} {'% peak':>7} {'test acc':>9}")
     for name in ("plain", "ours"):
