@@ -29,9 +29,11 @@ def data_root() -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the user's cache out of tests, but share one cache across the session."""
-    cache = tmp_path_factory.getbasetemp() / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the user's cache out of tests: one cache for the whole session, set before any
+    fixture runs (module-scoped study runs and subprocesses included)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        yield

@@ -24,8 +24,7 @@ def smoke_all(tmp_path_factory, data_root):
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "dlslab", "run", "all", "--preset", "smoke", "--out", str(out),
                            "--device", "cpu"], capture_output=True, text=True, timeout=900,
-                          env=os.environ | {"DLSLAB_DATA": str(data_root),
-                                            "XDG_CACHE_HOME": str(tmp_path_factory.getbasetemp() / "xdg-cache")})
+                          env=os.environ | {"DLSLAB_DATA": str(data_root)})
     seconds = time.monotonic() - t0
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "smoke-all.log").write_text(proc.stderr + proc.stdout + f"\nwall time: {seconds:.1f} s\n")

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from study_runs import run_smoke
 
 from dlslab import runner
 from dlslab.cli import main
@@ -18,9 +19,7 @@ from dlslab.studies.compress import MNIST_MEAN, MNIST_STD, error_percent, load_m
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("runs")
-    outcome = runner.execute(runner.plan_study("compress", "smoke"), out=out, device="cpu", quiet=True)
-    assert outcome.status == "finished", outcome.message
-    return outcome.dir
+    return run_smoke("compress", out).dir
 
 
 def _table(run_dir, title_start):

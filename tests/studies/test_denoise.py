@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from study_runs import run_smoke
 
 from dlslab import runner
 from dlslab.audio.io import read_audio, resample, write_audio
@@ -19,9 +20,7 @@ from dlslab.studies.denoise import denoise_wave, load_data
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("runs")
-    outcome = runner.execute(runner.plan_study("denoise", "smoke"), out=out, device="cpu", quiet=True)
-    assert outcome.status == "finished", outcome.message
-    return outcome.dir
+    return run_smoke("denoise", out).dir
 
 
 def test_every_model_raises_snr_by_3_db_on_held_out_audio(smoke_run):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from study_runs import run_smoke
 
-from dlslab import runner
 from dlslab.errors import ConfigError
 from dlslab.studies import lstm_denoise
 
@@ -17,10 +17,7 @@ from dlslab.studies import lstm_denoise
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict:
     out = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as mp:  # the session's cache (conftest's is per test)
-        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
-        outcome = runner.execute(runner.plan_study("lstm-denoise", "smoke"), out=out, device="cpu", quiet=True)
-    assert outcome.status == "finished", outcome.message
+    outcome = run_smoke("lstm-denoise", out)
     return {"dir": outcome.dir, "metrics": outcome.metrics}
 
 
