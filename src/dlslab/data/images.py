@@ -84,15 +84,8 @@ def _load_cifar(folder: Path) -> ImageData:
     key = hashlib.sha256(f"{archive.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
     cached = cache_dir() / "tensors" / f"cifar10-{key}.npz"
     ds = get_dataset("cifar10")
-    if cached.exists():
-        try:
-            with np.load(cached, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError):
-            arrays = {}
-    else:
-        arrays = {}
-    if not arrays:
+    arrays = _read_npz(cached)
+    if arrays is None:
         parsed = read_cifar10_tar(archive)
         digest = sha256_file(archive)
         arrays = {k: parsed[k] for k in ("train_x", "train_y", "test_x", "test_y")}
@@ -111,6 +104,15 @@ def _load_cifar(folder: Path) -> ImageData:
     t = lambda k: torch.from_numpy(np.ascontiguousarray(arrays[k]))  # noqa: E731
     return ImageData("cifar10", t("train_x"), t("train_y"), t("test_x"), t("test_y"),
                      classes=[str(c) for c in arrays["classes"]], source=folder, note=note)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or None if it is missing or unreadable (then rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=4)

@@ -293,8 +293,8 @@ def fit(
             break
         t0 = time.perf_counter()
         parts = batch_indices(n, batch_size, seed=seed, epoch=epoch, drop_last=drop_last, device=device)
+        seen = int(partial.pop("_seen", 0))  # samples already seen by a mid-epoch checkpoint
         sums = {k: torch.tensor(v, device=device) for k, v in partial.items()}
-        seen = int(partial.get("_seen", 0))
         bar = _Progress(progress and verbose, len(parts), f"{name} {epoch + 1}/{epochs}")
         try:
             for bi in range(start_batch, len(parts)):
