@@ -109,7 +109,8 @@ def classifier_eval(x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048,
 def check_finite(tensors: Sequence[torch.Tensor], what: str) -> None:
     """A clear error if floating-point data holds NaN or inf (it would poison training)."""
     for i, t in enumerate(tensors):
-        if t.is_floating_point() and not torch.isfinite(t).all():
+        # min and max propagate NaN and show inf: one pass, no mask the size of the data
+        if t.is_floating_point() and t.numel() and not torch.isfinite(torch.stack(torch.aminmax(t))).all():
             bad = (~torch.isfinite(t)).flatten(1).any(1).nonzero().flatten() if t.ndim > 1 else \
                 (~torch.isfinite(t)).nonzero().flatten()
             raise UsageError(f"{what}: tensor {i} holds NaN or infinite values in {len(bad)} rows "
@@ -239,6 +240,7 @@ def fit(
     if n == 0:
         raise DlsError("fit(): the training set is empty")
     check_finite(train, "training data")
+    torch.set_flush_denormal(True)  # see dlslab/train/__init__.py
     optimizers = optimizer if isinstance(optimizer, dict) else {"main": optimizer}
     device = next(model.parameters()).device
     # bf16 autocast: always on CUDA (with `amp`); on CPUs with bf16 matrix units only when asked
@@ -299,7 +301,7 @@ def fit(
         try:
             for bi in range(start_batch, len(parts)):
                 idx = parts[bi]
-                batch = [t[idx] for t in train]
+                batch = [t.index_select(0, idx) for t in train]
                 if transform is not None:
                     batch = transform(batch)
                 if step is not None:
@@ -318,8 +320,8 @@ def fit(
                 if scheduler is not None:
                     scheduler.step()
                 for k, v in stats.items():
-                    v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v), device=device)
-                    sums[k] = sums.get(k, torch.zeros((), device=device)) + v * len(idx)
+                    v = v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v), device=device)
+                    sums[k] = sums[k].add(v, alpha=len(idx)) if k in sums else v.float() * len(idx)
                 seen += len(idx)
                 if ckpt is not None and time.monotonic() - last_save > checkpoint_every_s and bi + 1 < len(parts):
                     part = {k: float(v) for k, v in sums.items()} | {"_seen": seen}
