@@ -44,6 +44,19 @@ def test_smoke_sweep_learns_and_catches_the_zeros_init(data_root, tmp_path):
     assert (outcome.dir / "curves-mnist-width.png").exists()
 
 
+def test_smoke_sweep_with_halving_stops_the_zeros_init_and_keeps_the_best(data_root, tmp_path):
+    outcome = _execute(tmp_path, {"halving": "true", "halving_rate": "2", "epochs": "3"})
+    metrics = json.loads((outcome.dir / "metrics.json").read_text())
+    rows = {r["config"]: r for r in metrics["configs"]}
+    zeros = next(r for r in rows.values() if r["init"] == "zeros")
+    assert zeros["stopped"] == 1 and zeros["epochs_trained"] == 1  # stopped at the first rung
+    best = rows[metrics["best_config"]["mnist"]]
+    assert best["stopped"] == 0 and best["epochs_trained"] == 3 and best["test_acc"] > 0.7
+    halving = metrics["halving"]
+    assert halving["stopped"]["1"] >= 1 and halving["epochs_trained"] < halving["epochs_full"]
+    assert metrics["headline"]["halving_epochs_saved"] > 0
+
+
 def test_bad_factor_names_and_values_are_clear_errors():
     with pytest.raises(ConfigError, match="factors"):
         runner.plan_study("mlp-hparams", "smoke", {"factors": "optimizer,colour"})

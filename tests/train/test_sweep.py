@@ -105,3 +105,37 @@ def test_worker_processes_give_the_inline_results(data_root):
     assert inline.keys() == parallel.keys()
     for key in inline:
         assert abs(inline[key] - parallel[key]) <= 0.003
+
+
+def test_halving_keeps_the_top_share_of_each_rung():
+    halving = sweep.Halving(rate=2, min_epochs=1)
+    assert halving.rungs(8) == [1, 2, 4] and sweep.Halving(3, 2).rungs(20) == [2, 6, 18]
+    assert halving.stops("mnist", 1, [0.9, 0.1, 0.8, 0.2]) == [False, True, False, True]
+    # a later group is judged against everything recorded at that rung so far
+    assert halving.stops("mnist", 1, [0.5, 0.95]) == [True, False]
+    with pytest.raises(UsageError, match="rate"):
+        sweep.Halving(rate=1)
+
+
+def test_halving_stops_a_bad_config_early_and_survivors_are_unchanged(data_root):
+    """sgd at lr 1e-4 barely moves: halving (rate 2, so one rung, at epoch 1) stops it there. The
+    survivors train exactly as they would without halving (removal from the stack does not
+    touch them)."""
+    trials = (TRIALS[0], sweep.Trial("mnist", "sgd", "default", "relu", 1e-4, 32, 2, 0),
+              sweep.Trial("mnist", "adam", "xavier_uniform", "relu", 3e-3, 32, 2, 0))
+    spec = sweep.GroupSpec(trials, sweep.DataSpec("mnist", None, 1500, 500), epochs=2, batch_size=100)
+    full = sweep.train_group(spec)
+    halved = sweep.train_group(spec, halving=sweep.Halving(rate=2, min_epochs=1))
+    assert [r["stopped_epoch"] for r in halved] == [None, 1, None]
+    assert [r["epochs_trained"] for r in halved] == [2, 1, 2]
+    assert halved[1]["val_curve"] == full[1]["val_curve"][:1]
+    for a, b in [(full[0], halved[0]), (full[2], halved[2])]:
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-3)
+        assert a["val_curve"] == pytest.approx(b["val_curve"], abs=1e-3)
+    best = max(halved, key=lambda r: r["val_acc"])
+    assert best["stopped_epoch"] is None and best["test_acc"] > 0.8
+
+
+def test_halving_needs_the_inline_runner(data_root):
+    with pytest.raises(UsageError, match="workers=1"):
+        sweep.run_groups([], workers=2, halving=sweep.Halving())

@@ -5,16 +5,15 @@ batched network (`StackedMLP`) so a sweep trains them together.
 Linear -> activation; `layer_outputs` returns what every hidden layer computes, with the input
 pixels as layer 0, for the layer-embeddings study.
 
-`StackedMLP` holds M member MLPs (their parameters stay separate leaf tensors, so each member
-keeps its own optimizer and can be taken out and used alone). Its forward stacks the members'
-weights layer by layer into (M, out, in) and runs one batched matmul per layer: for narrow
-networks this removes the per-model launch overhead that dominates training one at a time.
-It also keeps, per member, a copy of the weights at its best validation accuracy.
+`StackedMLP` holds M member MLPs as one network: each layer's weights of all members are one
+(M, out, in) parameter, so a forward is one batched matmul per layer and an optimizer updates
+a layer of every member at once. For narrow networks this removes the per-model launch
+overhead that dominates training them one at a time. Members can be taken out as MLPs, and
+the stack keeps, per member, a copy of the weights at its best validation accuracy.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 
@@ -105,11 +104,18 @@ class MLP(nn.Module):
 class StackedMLP(nn.Module):
     """M MLPs of one shape, trained as one batched network (activations may differ).
 
-    forward takes (B, D), one batch shared by all members — the first layer is then a single
-    (B, D) x (D, M * width) matmul — or (M, B, D), each member its own batch; it returns
-    (M, B, classes). `alive` marks members whose loss stayed finite; `best` holds each member's
-    weights at its best validation accuracy (`best_val`, `best_epoch`); `loss_sum` accumulates
-    each member's training loss until `take_train_loss` reads it.
+    Layer l's weights of all members live in one parameter `weights[l]` (M, out, in) and its
+    biases in `biases[l]` (M, out), copied from the member MLPs it is built from: no per-step
+    stacking, and an optimizer updates a whole layer of every member in one fused call (see
+    `train.sweep.StackedOptimizer`). Activations are kept feature-major, (M, features, B), so
+    every layer is one batched matmul and no transposes are needed.
+
+    forward takes (B, D), one batch shared by all members -- the first layer is then a single
+    (M * width, D) x (D, B) matmul -- or (M, B, D), each member its own batch; it returns
+    logits (M, classes, B). `alive` marks members whose loss stayed finite; `best_weights` and
+    `best_biases` hold each member's weights at its best validation accuracy (`best_val`,
+    `best_epoch`); `loss_sum` accumulates each member's training loss until `take_train_loss`
+    reads it. `member(i)` gives member i back as a standalone MLP.
     """
 
     def __init__(self, members: Sequence[MLP]):
@@ -118,16 +124,20 @@ class StackedMLP(nn.Module):
             raise ValueError("StackedMLP needs at least one member")
         if len({tuple(p.shape for p in m.parameters()) for m in members}) > 1:
             raise ValueError("StackedMLP members must share layer shapes")
-        self.members = nn.ModuleList(members)
-        self.best = nn.ModuleList(copy.deepcopy(m).requires_grad_(False) for m in members)
-        # runs of consecutive members with the same activation: (activation, start, end)
-        self.segments: list[tuple[nn.Module, int, int]] = []
-        for i, net in enumerate(members):
-            if self.segments and members[self.segments[-1][1]].activation == net.activation:
-                act, start, _ = self.segments[-1]
-                self.segments[-1] = (act, start, i + 1)
-            else:
-                self.segments.append((net.act, i, i + 1))
+        first = members[0]
+        self.in_features, self.num_classes = first.linears[0].in_features, first.head.out_features
+        self.widths = [layer.out_features for layer in first.hidden]
+        self.activations = [m.activation for m in members]
+        self.inits = [m.init for m in members]
+        with torch.no_grad():
+            self.weights = nn.ParameterList(torch.stack([m.linears[i].weight for m in members]).clone()
+                                            for i in range(len(first.linears)))  # (M, out, in) each
+            self.biases = nn.ParameterList(torch.stack([m.linears[i].bias for m in members]).clone()
+                                           for i in range(len(first.linears)))  # (M, out) each
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            self.register_buffer(f"best_weight{i}", w.detach().clone())
+            self.register_buffer(f"best_bias{i}", b.detach().clone())
+        self.segments = self._segments()
         m = len(members)
         self.register_buffer("alive", torch.ones(m, dtype=torch.bool))
         self.register_buffer("best_val", torch.full((m,), -math.inf))
@@ -137,32 +147,77 @@ class StackedMLP(nn.Module):
         self.register_buffer("loss_count", torch.zeros(()))
 
     def __len__(self) -> int:
-        return len(self.members)
+        return len(self.activations)
+
+    @property
+    def best_weights(self) -> list[torch.Tensor]:
+        return [getattr(self, f"best_weight{i}") for i in range(len(self.weights))]
+
+    @property
+    def best_biases(self) -> list[torch.Tensor]:
+        return [getattr(self, f"best_bias{i}") for i in range(len(self.biases))]
 
     def activate(self, x: torch.Tensor) -> torch.Tensor:
-        """Each member's own activation on its slice of x (M, B, width)."""
+        """Each member's own activation on its slice of x (M, width, B)."""
         if len(self.segments) == 1:
             return self.segments[0][0](x)
-        return torch.cat([act(x[start:end]) for act, start, end in self.segments])
+        # split, not slices: a slice's backward writes into a zero tensor the size of x
+        parts = x.split([end - start for _, start, end in self.segments])
+        return torch.cat([act(part) for (act, _, _), part in zip(self.segments, parts)])
 
-    def forward(self, x: torch.Tensor, *, best: bool = False) -> torch.Tensor:
-        nets = self.best if best else self.members
-        layers = [net.linears for net in nets]
-        first = 0
+    def forward(self, x: torch.Tensor, *, best: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Logits (M, classes, B). `dtype` (e.g. bfloat16) runs the matmuls in that type while
+        the weights stay float32 (the casts are differentiable: gradients come back float32)."""
+        ws, bs = (self.best_weights, self.best_biases) if best else (list(self.weights), list(self.biases))
+        if dtype is not None:
+            ws, bs, x = [w.to(dtype) for w in ws], [b.to(dtype) for b in bs], x.to(dtype)
+        m = len(self)
         if x.dim() == 2:  # shared batch: one wide matmul for every member's first layer
-            w = torch.cat([ls[0].weight for ls in layers])  # (M * out, D)
-            b = torch.cat([ls[0].bias for ls in layers])  # (M * out,)
-            x = nn.functional.linear(x, w, b).view(len(x), len(nets), -1).transpose(0, 1)  # (M, B, out)
-            if len(layers[0]) > 1:
-                x = self.activate(x)
-            first = 1
-        for i in range(first, len(layers[0])):
-            w = torch.stack([ls[i].weight for ls in layers])  # (M, out, in)
-            b = torch.stack([ls[i].bias for ls in layers]).unsqueeze(1)  # (M, 1, out)
-            x = torch.baddbmm(b, x, w.transpose(1, 2))  # (M, B, out)
-            if i < len(layers[0]) - 1:
-                x = self.activate(x)
-        return x  # (M, B, classes)
+            w0 = ws[0].reshape(-1, ws[0].shape[-1])  # (M * out, D)
+            x = torch.addmm(bs[0].reshape(-1, 1), w0, x.flatten(1).T).view(m, -1, len(x))  # (M, out, B)
+        else:  # (M, B, D): each member its own batch
+            x = torch.baddbmm(bs[0].unsqueeze(-1), ws[0], x.transpose(1, 2))  # (M, out, B)
+        for i in range(1, len(ws)):
+            x = self.activate(x)
+            x = torch.baddbmm(bs[i].unsqueeze(-1), ws[i], x)  # (M, out, B)
+        return x if dtype is None else x.float()  # (M, classes, B)
+
+    def member(self, i: int, *, best: bool = False) -> MLP:
+        """Member i as a standalone MLP (a copy of its current or best weights)."""
+        net = MLP(self.in_features, self.widths, self.num_classes, self.activations[i], "default")
+        net.init = self.inits[i]
+        ws, bs = (self.best_weights, self.best_biases) if best else (self.weights, self.biases)
+        with torch.no_grad():
+            for layer, w, b in zip(net.linears, ws, bs):
+                layer.weight.copy_(w[i])
+                layer.bias.copy_(b[i])
+        return net.to(ws[0].device)
+
+    @torch.no_grad()
+    def keep_(self, index: Sequence[int]) -> StackedMLP:
+        """Keep only the members at `index` (in that order), in place; parameters are replaced,
+        so an optimizer over them must follow (`StackedOptimizer.keep_`)."""
+        idx = torch.as_tensor(list(index), dtype=torch.long, device=self.alive.device)
+        for params in (self.weights, self.biases):
+            for i, p in enumerate(params):
+                params[i] = nn.Parameter(p.detach()[idx].clone())
+        for name, buf in list(self.named_buffers()):
+            if buf.dim() > 0:  # per-member buffers; `steps` and `loss_count` are shared
+                setattr(self, name, buf[idx].clone())
+        self.activations = [self.activations[i] for i in index]
+        self.inits = [self.inits[i] for i in index]
+        self.segments = self._segments()
+        return self
+
+    def _segments(self) -> list[tuple[nn.Module, int, int]]:
+        """Runs of consecutive members with the same activation: (activation, start, end)."""
+        segments: list[tuple[nn.Module, int, int]] = []
+        for i, act in enumerate(self.activations):
+            if segments and self.activations[segments[-1][1]] == act:
+                segments[-1] = (segments[-1][0], segments[-1][1], i + 1)
+            else:
+                segments.append((ACTIVATIONS[act](), i, i + 1))
+        return segments
 
     @torch.no_grad()
     def add_train_loss(self, losses: torch.Tensor, count: int) -> None:
@@ -181,8 +236,9 @@ class StackedMLP(nn.Module):
     def keep_best(self, val_acc: torch.Tensor, epoch: int) -> None:
         """Snapshot the members whose validation accuracy `val_acc` (M,) improved."""
         better = (val_acc > self.best_val) & self.alive
-        for i in torch.nonzero(better).flatten().tolist():
-            self.best[i].load_state_dict(self.members[i].state_dict())
+        if better.any():
+            for src, dst in zip([*self.weights, *self.biases], [*self.best_weights, *self.best_biases]):
+                dst[better] = src[better]
         self.best_epoch[better] = epoch
         self.best_val[better] = val_acc[better]
 

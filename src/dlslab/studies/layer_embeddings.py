@@ -127,13 +127,12 @@ def networks_from_run(cfg: Config, run: Run) -> tuple[dict[str, MLP], sweep.Data
         raise DataError(f"{ckpt}: the finished run's checkpoint is missing; run mlp-hparams again or train here "
                         "(leave from_run unset)")
     state = safe_torch_load(ckpt, map_location=run.device)["model"]
-    prefix = f"best.{trial['member']}."
     t = sweep.Trial(cfg.dataset, best["optimizer"], best["init"], best["activation"], best["lr"], best["width"],
                     best["depth"], trial["seed"])
     data = sweep.load_sweep_data(spec, str(run.device))
     dims = (data.x_train.shape[1], len(data.classes))
     net = sweep.build_member(t, *dims).to(run.device)
-    net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    net.load_state_dict(sweep.best_member_state(state, trial["member"]))
     name = f"{best['activation']}-{best['depth']}"
     run.info(f"reusing {best['config']} (seed {trial['seed']}) from {folder}")
     nets = {name: net.eval()}

@@ -62,7 +62,11 @@ class Config(StudyConfig):
     schedule: Literal["constant", "cosine"] = "cosine"  # learning-rate schedule over training (per step)
     train_size: int = 0  # training examples used (0: all not held out for validation)
     val_size: int = 5000  # training examples held out (stratified) to pick each trial's best epoch
-    max_stack: int = 32  # most configurations trained together in one batched pass
+    max_stack: int = 64  # most configurations trained together in one batched pass
+    precision: Literal["fp32", "bf16"] = "fp32"  # matmul precision (bf16: fast on CPUs with AMX; weights stay fp32)
+    halving: bool = False  # successive halving (ASHA's rule): stop trials outside the top 1/halving_rate at each rung
+    halving_rate: int = 3  # reduction factor between rungs
+    halving_min_epochs: int = 1  # first rung; later rungs at min_epochs * rate^k before the last epoch
     workers: int = 1  # worker processes training groups in parallel (CPU)
     ray: str | None = None  # address of a Ray cluster (host:port): train groups as Ray tasks there
 
@@ -163,6 +167,8 @@ def aggregate(results: list[dict[str, Any]], classes: int) -> dict[tuple[str, st
                "units_identical": all(r["units_identical"] for r in rs),
                "grad_ratio": statistics.median(r["grad_ratio"] for r in rs),
                "val_curve": [statistics.fmean(c[i] for c in curves) for i in range(length)],
+               "stopped": sum(r["stopped_epoch"] is not None for r in rs),
+               "epochs_trained": statistics.fmean(r["epochs_trained"] for r in rs),
                "trials": [{"seed": r["seed"], "group": r["group"], "member": r["member"]} for r in rs]}
         rows[key] = row
     best = {d: max(r["val_acc"] for (dd, _), r in rows.items() if dd == d) for d, _ in rows}
@@ -183,7 +189,14 @@ def _pct(row: dict[str, Any]) -> str:
 def _table_row(label: str, value: Any, row: dict[str, Any]) -> dict[str, Any]:
     return {label: value, "test acc % (mean ± std)": _pct(row), "n": row["n"],
             "final train loss": row["final_train_loss"], "train s": row["train_s"],
-            "best val epoch": row["best_epoch"], "status": row["why"] or "learned"}
+            "best val epoch": row["best_epoch"], "status": _status(row)}
+
+
+def _status(row: dict[str, Any]) -> str:
+    status = row["why"] or "learned"
+    if row["stopped"]:
+        status += f"; stopped early by halving ({row['stopped']}/{row['n']} seeds, {row['epochs_trained']:g} epochs)"
+    return status
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -349,6 +362,36 @@ def _report_tuned(cfg: Config, run: Run, dataset: str, entries: list[dict[str, A
     return _tuned_sentence(best)
 
 
+def report_halving(cfg: Config, run: Run, results: list[dict[str, Any]],
+                   summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How many trials successive halving stopped at each rung, and the epochs it saved."""
+    trained = sum(r["epochs_trained"] for r in results)
+    full = len(results) * cfg.epochs
+    rungs = sweep.Halving(cfg.halving_rate, cfg.halving_min_epochs).rungs(cfg.epochs)
+    table = []
+    for d in cfg.datasets:
+        mine = [r for r in results if r["dataset"] == d]
+        for e in rungs:
+            table.append({"dataset": d, "rung (epoch)": e,
+                          "trials reaching it": sum(r["epochs_trained"] >= e for r in mine),
+                          "stopped there": sum(r["stopped_epoch"] == e for r in mine)})
+        table.append({"dataset": d, "rung (epoch)": f"{cfg.epochs} (end)",
+                      "trials reaching it": sum(r["stopped_epoch"] is None for r in mine), "stopped there": 0})
+    run.add_table("successive halving", table,
+                  caption=f"Reduction factor {cfg.halving_rate}: at each rung a trial goes on only if its validation "
+                          "accuracy is in the top 1/rate of the results recorded at that rung so far.")
+    saved = 1 - trained / full if full else 0.0
+    best = []
+    for d, summary in summaries.items():
+        config = summary["best"]["config"]
+        ran = all(r["stopped_epoch"] is None for r in results if r["dataset"] == d and r["config"] == config)
+        best.append(f"best on {d}: {config} ({'trained to the end' if ran else 'stopped early'})")
+    run.add_text("successive halving: compute",
+                 f"Trained {trained} of {full} trial-epochs ({100 * saved:.0f} % saved); " + "; ".join(best) + ".")
+    return {"epochs_trained": trained, "epochs_full": full, "saved": saved,
+            "stopped": {str(e): sum(r["stopped_epoch"] == e for r in results) for e in rungs}}
+
+
 # --- run ----------------------------------------------------------------------------------------
 
 
@@ -362,7 +405,9 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
     for name in cfg.datasets:
         sweep.load_sweep_data(spec_of(name), str(run.device))  # a missing dataset fails here, before any work
     groups = sweep.make_groups(trials, spec_of, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                               schedule=cfg.schedule, order_seed=cfg.seed, max_stack=cfg.max_stack)
+                               schedule=cfg.schedule, order_seed=cfg.seed, max_stack=cfg.max_stack,
+                               precision=cfg.precision)
+    halving = sweep.Halving(cfg.halving_rate, cfg.halving_min_epochs) if cfg.halving else None
     run.info(f"mlp-hparams: {len(trials)} trials ({len(trials) // len(seeds)} configurations x {len(seeds)} seeds) "
              f"in {len(groups)} batched groups" + (f" on Ray at {cfg.ray}" if cfg.ray else
                                                      f", {cfg.workers} worker(s)" if cfg.workers > 1 else ""))
@@ -376,22 +421,26 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
 
     def on_epoch(name: str, epoch: int, record: dict[str, float]) -> None:
         accs = [v for k, v in record.items() if k.startswith("val_acc/")]
+        if not accs:  # successive halving stopped the whole group
+            return
         run.info(f"  {name} epoch {epoch}/{cfg.epochs}: loss {record.get('train_loss', math.nan):.4f}  "
                  f"val acc mean {statistics.fmean(accs):.4f} max {max(accs):.4f}  ({record['epoch_s']:.1f} s)")
 
     results = sweep.run_groups(groups, run=run, device=run.device, workers=cfg.workers, ray_address=cfg.ray,
-                               on_group=on_group, on_epoch=on_epoch)
+                               on_group=on_group, on_epoch=on_epoch, halving=halving)
     classes = len(sweep.load_sweep_data(spec_of(cfg.datasets[0]), str(run.device)).classes)
     rows = aggregate(results, classes)
     summaries = {d: report_dataset(cfg, run, d, points, rows, classes) for d in cfg.datasets}
     sweep_s = sum(r["train_s"] for r in results)
+    halving_summary = report_halving(cfg, run, results, summaries) if halving is not None else None
     return {
         "headline": {
             "best_test_acc": {d: s["best"]["test_acc"] for d, s in summaries.items()},
             "baseline_test_acc": {d: s["baseline_test_acc"] for d, s in summaries.items()},
             "failed_configs": {d: s["failed"] for d, s in summaries.items()},
             "configs": len(rows), "trials": len(results), "train_s": sweep_s,
-        },
+        } | ({"halving_epochs_saved": halving_summary["saved"]} if halving_summary else {}),
+        "halving": halving_summary,
         "best_config": {d: s["best"]["config"] for d, s in summaries.items()},
         "configs": list(rows.values()),
     }

@@ -6,17 +6,26 @@ chosen factors; `lr_per_optimizer` runs every optimizer at every learning rate s
 `best_lr_per_optimizer` can compare optimizers each at its own best rate (the learning rate is
 a nuisance parameter there). Each point runs once per seed: a `Trial`.
 
-Training. Trials that share layer shapes and seed (dataset, width, depth, seed; activations
-may differ) are trained together as one `StackedMLP` by a `step` passed to `train.engine.fit`,
-so checkpoints and resume come from the engine. Every member keeps its own optimizer (one
-torch optimizer per (name, lr) over the members that share it), its own initial weights and its
-own data order, both drawn from its seed: the order is a fixed permutation of the training set
-composed with the engine's per-epoch shuffle. Members of a group share the seed, hence the
-batch, so the group's first layer is one wide (B, D) x (D, M * width) matmul (groups of mixed
-seeds also work, with a batched matmul per member). A trial's result does not depend on which
-other trials share its group: training it alone with `fit(mlp, (x[order], y[order]),
-seed=order_seed)` gives the same numbers up to float summation order. A member whose loss
-turns non-finite is marked dead and stops updating without stopping its group.
+Training. Trials that share layer shapes and seed (dataset, width, depth, seed; optimizer,
+learning rate, initializer and activation may differ) are trained together as one `StackedMLP`
+by a `step` passed to `train.engine.fit`, so checkpoints and resume come from the engine. Each
+layer of the stack is one (M, out, in) parameter, so a step is one batched matmul per layer
+and, per run of members sharing (optimizer, lr), one fused optimizer call over slices of the
+stacked tensors (`StackedOptimizer`). Every member keeps its own optimizer state, its own
+initial weights and its own data order, both drawn from its seed: the order is a fixed
+permutation of the training set composed with the engine's per-epoch shuffle. Members of a
+group share the seed, hence the batch, so the group's first layer is one wide
+(M * width, D) x (D, B) matmul (groups of mixed seeds also work, with a batched matmul per
+member). A trial's result does not depend on which other trials share its group: training it
+alone with `fit(mlp, (x[order], y[order]), seed=order_seed)` and its own torch optimizer
+gives the same numbers up to float summation order. `precision='bf16'` runs the matmuls in
+bfloat16 (weights, gradients and optimizer state stay float32): several times faster on CPUs
+with AMX. A member whose loss turns non-finite is marked dead and stops updating without
+stopping its group.
+
+Successive halving. With a `Halving`, trials whose validation accuracy falls outside the top
+1/rate of the results recorded at a rung (ASHA's rule) stop there and leave their stack, so
+the rest of the group trains faster; survivors train exactly as without it.
 
 Scale-out. Groups are independent: `run_groups` trains them in this process, in worker
 processes (`workers`), or as tasks on a Ray cluster (`ray_address`).
@@ -24,6 +33,7 @@ processes (`workers`), or as tasks on a Ray cluster (`ray_address`).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import math
@@ -32,22 +42,23 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch.optim import adagrad, adam, rmsprop, sgd
 
 from dlslab.data.images import load_images, stratified_indices
 from dlslab.errors import UsageError
 from dlslab.models.mlp import ACTIVATIONS, INITS, MLP, StackedMLP
 from dlslab.report.run import Run
 from dlslab.train.engine import fit
-from dlslab.train.optim import OPTIMIZERS, make_optimizer
+from dlslab.train.optim import OPTIMIZERS
 
 FACTORS: tuple[str, ...] = ("optimizer", "init", "activation", "lr", "width", "depth")
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
 
 # --- designs ---------------------------------------------------------------------------------
@@ -207,12 +218,14 @@ class GroupSpec:
     batch_size: int
     schedule: str = "cosine"  # 'constant' or 'cosine' (per step, to zero at the end)
     order_seed: int = 0  # the engine's per-epoch shuffle seed, shared by the group
+    precision: str = "fp32"  # matmuls in 'fp32' or 'bf16' (weights and optimizer state stay float32)
 
     @property
     def name(self) -> str:
         """A stable checkpoint name: the same trials and settings resume the same training."""
         text = repr((sorted(t.key for t in self.trials), asdict(self.data) | {"data_dir": None},
-                     self.epochs, self.batch_size, self.schedule, self.order_seed))
+                     self.epochs, self.batch_size, self.schedule, self.order_seed)
+                    + ((self.precision,) if self.precision != "fp32" else ()))
         t = self.trials[0]
         return f"sweep-{t.dataset}-{t.depth}x{t.width}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
@@ -237,19 +250,19 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 def per_member_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each member: logits (M, B, C), labels (M, B) -> (M,)."""
-    m, b, c = logits.shape
-    return nn.functional.cross_entropy(logits.reshape(m * b, c), y.reshape(m * b),
-                                       reduction="none").view(m, b).mean(1)
+    """Mean cross-entropy of each member: logits (M, C, B), labels (B,) shared or (M, B) -> (M,)."""
+    y = y.expand(len(logits), -1) if y.dim() == 1 else y
+    logp = logits.log_softmax(1)  # (M, C, B)
+    return -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)
 
 
 @torch.no_grad()
 def stacked_accuracy(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor, *, best: bool = False,
-                     chunk: int = 2048) -> torch.Tensor:
+                     dtype: torch.dtype | None = None, chunk: int = 2048) -> torch.Tensor:
     """Accuracy of each member on the shared (x, y): (M,)."""
     correct = torch.zeros(len(stack), device=x.device)
     for xb, yb in zip(x.split(chunk), y.split(chunk)):
-        correct += (stack(xb, best=best).argmax(-1) == yb).sum(1)
+        correct += (stack(xb, best=best, dtype=dtype).argmax(1) == yb).sum(1)
     return correct / len(y)
 
 
@@ -257,28 +270,156 @@ def gradient_ratio(stack: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> list[
     """Per member, |grad of the first layer's weights| / |grad of the last layer's| on one
     batch at the current weights: far below 1 means the gradient vanishes on its way down."""
     stack.zero_grad(set_to_none=True)
-    per_member_cross_entropy(stack(x), y.expand(len(stack), -1)).sum().backward()
-    ratios = []
-    for net in stack.members:
-        first, last = net.linears[0].weight.grad.norm().item(), net.linears[-1].weight.grad.norm().item()
-        ratios.append(first / last if last > 0 else 0.0)
+    per_member_cross_entropy(stack(x), y).sum().backward()
+    first, last = stack.weights[0].grad.flatten(1).norm(dim=1), stack.weights[-1].grad.flatten(1).norm(dim=1)
+    ratios = torch.where(last > 0, first / last, 0.0).tolist()
     stack.zero_grad(set_to_none=True)
     return ratios
 
 
-def units_identical(net: MLP) -> bool:
-    """True when every unit of the first hidden layer has the same incoming weights and bias:
-    the units compute the same function, so the layer acts as one unit."""
-    layer = net.linears[0]
-    w = torch.cat([layer.weight, layer.bias.unsqueeze(1)], 1)
+def units_identical(weight: torch.Tensor, bias: torch.Tensor) -> bool:
+    """True when every unit of a layer (weight (out, in), bias (out,)) has the same incoming
+    weights and bias: the units compute the same function, so the layer acts as one unit."""
+    w = torch.cat([weight, bias.unsqueeze(1)], 1)
     return bool((w - w[:1]).abs().max() <= 1e-6 * (1.0 + w.abs().max()))
+
+
+class StackedOptimizer(torch.optim.Optimizer):
+    """Per-member optimizers over a StackedMLP's stacked parameters.
+
+    Members are grouped into `runs` (name, lr, start, end) of consecutive members that share an
+    optimizer and learning rate; each run's slice of every layer is updated by torch's own
+    functional kernel for that optimizer (fused where torch has one, else foreach), with the
+    hyperparameters `make_optimizer` uses. So a member is updated exactly as a torch optimizer of
+    its own would update it, but a whole stack takes one kernel call per run instead of one per
+    member and tensor. `param_groups[0]['lr']` is the schedule's factor: a run's step size is
+    its lr times that factor.
+    """
+
+    MOMENTUM, BETAS, RMS_ALPHA, ADAMW_DECAY = 0.9, (0.9, 0.999), 0.99, 1e-2
+
+    def __init__(self, params: Sequence[torch.Tensor], runs: Sequence[tuple[str, float, int, int]]):
+        unknown = {name for name, *_ in runs} - set(OPTIMIZERS)
+        if unknown:
+            raise UsageError(f"unknown optimizer(s) {', '.join(sorted(unknown))}; valid: {', '.join(OPTIMIZERS)}")
+        super().__init__(list(params), {"lr": 1.0, "runs": [tuple(r) for r in runs]})
+        for p in self.param_groups[0]["params"]:  # every state starts at zero (as torch's do)
+            self.state[p] = {"step": torch.zeros(len(runs)), "exp_avg": torch.zeros_like(p),
+                             "exp_avg_sq": torch.zeros_like(p)}
+
+    @torch.no_grad()
+    def keep_(self, index: Sequence[int], params: Sequence[torch.Tensor],
+              runs: Sequence[tuple[str, float, int, int]]) -> None:
+        """Follow `StackedMLP.keep_(index)`: `params` are the stack's new parameters and `runs`
+        the runs of the members kept; each keeps its own optimizer state."""
+        idx = torch.as_tensor(list(index), dtype=torch.long)
+        group = self.param_groups[0]
+        steps = next(iter(self.state.values()))["step"][:1]  # every run has taken the same steps
+        new = {}
+        for old, p in zip(group["params"], params):
+            st = self.state[old]
+            new[p] = {"step": steps.expand(len(runs)).clone(), "exp_avg": st["exp_avg"][idx].clone(),
+                      "exp_avg_sq": st["exp_avg_sq"][idx].clone()}
+        self.state.clear()
+        self.state.update(new)
+        group["params"], group["runs"] = list(params), [tuple(r) for r in runs]
+        self._views = None
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._views = None  # the state tensors were replaced
+
+    def _run_views(self) -> list[tuple[list[torch.Tensor], ...]]:
+        """Per run: its slices of the parameters and of their state (views, made once)."""
+        if getattr(self, "_views", None) is None:
+            params = self.param_groups[0]["params"]
+            self._views = [([p[a:b] for p in params], [self.state[p]["exp_avg"][a:b] for p in params],
+                            [self.state[p]["exp_avg_sq"][a:b] for p in params],
+                            [self.state[p]["step"][r] for p in params])
+                           for r, (_, _, a, b) in enumerate(self.param_groups[0]["runs"])]
+        return self._views
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:
+        group = self.param_groups[0]
+        grads = [p.grad for p in group["params"]]
+        if any(g is None for g in grads):
+            raise RuntimeError("StackedOptimizer.step: every stacked parameter needs a gradient")
+        for (name, lr, a, b), (ps, first, second, steps) in zip(group["runs"], self._run_views()):
+            lr = lr * group["lr"]
+            gs = [g[a:b] for g in grads]
+            # `first` holds the momentum / first moment, `second` the second moment / squared sum
+            if name in ("sgd", "momentum", "nesterov"):
+                momentum = 0.0 if name == "sgd" else self.MOMENTUM
+                sgd.sgd(ps, gs, first, fused=True, weight_decay=0.0, momentum=momentum, lr=lr,
+                        dampening=0.0, nesterov=name == "nesterov", maximize=False)
+            elif name in ("adam", "adamw"):
+                adam.adam(ps, gs, first, second, [], steps, fused=True, amsgrad=False,
+                          beta1=self.BETAS[0], beta2=self.BETAS[1], lr=lr,
+                          weight_decay=self.ADAMW_DECAY if name == "adamw" else 0.0, eps=1e-8,
+                          maximize=False, decoupled_weight_decay=name == "adamw")
+            elif name == "rmsprop":
+                rmsprop.rmsprop(ps, gs, second, [], [], steps, foreach=True, lr=lr, alpha=self.RMS_ALPHA,
+                                eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False)
+            else:  # adagrad
+                adagrad.adagrad(ps, gs, second, steps, fused=True, lr=lr, weight_decay=0.0, lr_decay=0.0,
+                                eps=1e-10, maximize=False)
+
+
+def optimizer_runs(trials: Sequence[Trial]) -> list[tuple[str, float, int, int]]:
+    """(optimizer, lr, start, end) for each run of consecutive trials that share both."""
+    runs: list[tuple[str, float, int, int]] = []
+    for i, t in enumerate(trials):
+        if runs and runs[-1][:2] == (t.optimizer, t.lr):
+            runs[-1] = (t.optimizer, t.lr, runs[-1][2], i + 1)
+        else:
+            runs.append((t.optimizer, t.lr, i, i + 1))
+    return runs
+
+
+@dataclass
+class Halving:
+    """Successive halving with ASHA's stopping rule, shared by the groups of one sweep.
+
+    At each rung (epochs min_epochs, min_epochs * rate, ... below the last epoch) a trial goes on
+    only if its validation accuracy is in the top 1/rate of every result recorded at that rung so
+    far on its dataset (its group's and earlier groups'); the others stop there and are removed
+    from their stack, so the compute they would have used is saved. Groups run largest first,
+    so the first record is a broad one. The rule needs the record of every earlier group, so it
+    trains groups in this process (no workers, no Ray).
+    """
+
+    rate: int = 3  # reduction factor: keep the top 1/rate at each rung
+    min_epochs: int = 1  # the first rung
+    recorded: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rate < 2 or self.min_epochs < 1:
+            raise UsageError(f"halving_rate={self.rate}, halving_min_epochs={self.min_epochs}: "
+                             "need a rate of at least 2 and a first rung of at least 1 epoch")
+
+    def rungs(self, epochs: int) -> list[int]:
+        out, e = [], self.min_epochs
+        while e < epochs:
+            out.append(e)
+            e *= self.rate
+        return out
+
+    def stops(self, dataset: str, epoch: int, val_acc: Sequence[float]) -> list[bool]:
+        """Record `val_acc` at this rung; True for each trial below the top 1/rate so far."""
+        record = self.recorded.setdefault((dataset, epoch), [])
+        record.extend(val_acc)
+        cutoff = torch.tensor(record, dtype=torch.float64).quantile(1 - 1 / self.rate).item()
+        return [a < cutoff for a in val_acc]
 
 
 def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.device = "cpu", *,
                 on_epoch: Callable[[str, int, dict[str, float]], None] | None = None,
-                keep_models: bool = False) -> list[dict[str, Any]]:
-    """Train the group's trials together; one result dict per trial (see `_result`).
-    With `keep_models`, each result carries its best-validation MLP under 'model'."""
+                keep_models: bool = False, halving: Halving | None = None) -> list[dict[str, Any]]:
+    """Train the group's trials together; one result dict per trial (see `_result`), in the
+    group's order. With `keep_models`, each result carries its best-validation MLP under
+    'model'. With `halving`, trials below the cut at a rung stop there (see `Halving`); the
+    group is then not checkpointed (the cut depends on the other groups' results)."""
     device = torch.device(device)
     data = load_sweep_data(spec.data, str(device))
     n, d = data.x_train.shape
@@ -286,103 +427,141 @@ def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.dev
     trials = list(spec.trials)
     stack = StackedMLP([build_member(t, d, classes) for t in trials]).to(device)
     grad_ratios = gradient_ratio(stack, data.x_train[:256], data.y_train[:256])
-
-    by_rule: dict[str, list[int]] = {}
-    for i, t in enumerate(trials):
-        by_rule.setdefault(f"{t.optimizer}@{t.lr:g}", []).append(i)
-    optimizers = {key: make_optimizer(trials[idx[0]].optimizer,
-                                      [p for i in idx for p in stack.members[i].parameters()], trials[idx[0]].lr)
-                  for key, idx in by_rule.items()}
-    base_lr = {key: trials[idx[0]].lr for key, idx in by_rule.items()}
+    optimizer = StackedOptimizer(stack.parameters(), optimizer_runs(trials))
+    dtype = PRECISIONS[spec.precision]
     shared = len({t.seed for t in trials}) == 1  # one data order: every member sees the same batch
     orders = torch.stack([member_order(t, n) for t in (trials[:1] if shared else trials)]).to(device)  # (1 or M, n)
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total_steps = spec.epochs * steps_per_epoch
+    ids = list(range(len(trials)))  # each stack member's index in `trials`
+    rungs = halving.rungs(spec.epochs) if halving is not None else []
+    stopped: dict[int, dict[str, Any]] = {}  # trial index -> what `_result` needs, for trials stopped early
 
     def step(model: StackedMLP, batch: Sequence[torch.Tensor]) -> dict[str, Any]:
+        if not ids:  # successive halving stopped every member
+            return {}
         idx = orders[:, batch[0]]  # (1 or M, B): the examples each member sees
-        x, y = data.x_train[idx], data.y_train[idx]
         if shared:
-            logits = model(x[0])  # (M, B, C)
-            y = y.expand(len(model), -1)
+            x, y = data.x_train[idx[0]], data.y_train[idx[0]]  # (B, D), (B,)
         else:
-            logits = model(x)
-        losses = per_member_cross_entropy(logits, y)  # (M,)
-        model.alive &= torch.isfinite(losses)
-        for opt in optimizers.values():
-            opt.zero_grad(set_to_none=True)
+            x, y = data.x_train[idx], data.y_train[idx]  # (M, B, D), (M, B)
+        losses = per_member_cross_entropy(model(x, dtype=dtype), y)  # (M,)
+        model.alive.logical_and_(torch.isfinite(losses))  # in place: no Module.__setattr__ per step
+        optimizer.zero_grad(set_to_none=True)
         torch.where(model.alive, losses, 0.0).sum().backward()
-        factor = lr_factor(spec.schedule, int(model.steps), total_steps)
-        for key, opt in optimizers.items():
-            for group in opt.param_groups:
-                group["lr"] = base_lr[key] * factor
-            opt.step()
-        model.steps += 1
+        optimizer.param_groups[0]["lr"] = lr_factor(spec.schedule, int(model.steps), total_steps)
+        optimizer.step()
+        model.steps.add_(1)
         kept = torch.where(model.alive, losses.detach(), 0.0)
         model.add_train_loss(kept, len(batch[0]))
         return {"loss": kept.sum() / model.alive.sum().clamp_min(1)}
 
     def evaluate(model: StackedMLP) -> dict[str, float]:
-        acc = stacked_accuracy(model, data.x_val, data.y_val)
-        model.keep_best(acc, int(model.steps) // steps_per_epoch)
+        nonlocal orders
+        if not ids:
+            return {}
+        acc = stacked_accuracy(model, data.x_val, data.y_val, dtype=dtype)
+        epoch = int(model.steps) // steps_per_epoch
+        model.keep_best(acc, epoch)
         loss = model.take_train_loss().tolist()
-        return ({f"val_acc/{i}": float(a) for i, a in enumerate(acc.tolist())}
-                | {f"train_loss/{i}": v for i, v in enumerate(loss)})
+        record = ({f"val_acc/{i}": float(a) for i, a in zip(ids, acc.tolist())}
+                  | {f"train_loss/{i}": v for i, v in zip(ids, loss)})
+        if epoch in rungs:
+            stop = halving.stops(spec.data.dataset, epoch, acc.tolist())
+            if any(stop):
+                out = [j for j, s in enumerate(stop) if s]
+                gone = copy.deepcopy(model).keep_(out)
+                test = stacked_accuracy(gone, data.x_test, data.y_test, best=True, dtype=dtype).tolist()
+                for k, j in enumerate(out):
+                    stopped[ids[j]] = _member_state(gone, k, test[k], keep_models) | {"stopped_epoch": epoch}
+                keep = [j for j, s in enumerate(stop) if not s]
+                model.keep_(keep)
+                ids[:] = [ids[j] for j in keep]
+                optimizer.keep_(keep, list(model.parameters()), optimizer_runs([trials[i] for i in ids]))
+                if not shared:
+                    orders = orders[keep]
+        return record
 
     def report(epoch: int, record: dict[str, float]) -> None:
         if on_epoch is not None:
             on_epoch(spec.name, epoch, record)
 
-    history = fit(stack, (torch.arange(n, device=device),), step=step, optimizer=optimizers,
+    history = fit(stack, (torch.arange(n, device=device),), step=step, optimizer={"stack": optimizer},
                   epochs=spec.epochs, batch_size=spec.batch_size, evaluate=evaluate, seed=spec.order_seed,
-                  run=run, name=spec.name, progress=False, verbose=False, on_epoch_end=report)
-    test_acc = stacked_accuracy(stack, data.x_test, data.y_test, best=True).tolist()
-    results = []
-    for i, t in enumerate(trials):
-        res = _result(t, i, spec, history.epochs, stack, test_acc[i], grad_ratios[i], history.seconds / len(trials))
-        if keep_models:
-            res["model"] = stack.best[i].requires_grad_(True)
-        results.append(res)
-    return results
+                  run=run if halving is None else None, name=spec.name, progress=False, verbose=False,
+                  on_epoch_end=report)
+    test_acc = stacked_accuracy(stack, data.x_test, data.y_test, best=True, dtype=dtype).tolist() if ids else []
+    for k, i in enumerate(ids):
+        stopped[i] = _member_state(stack, k, test_acc[k], keep_models) | {"stopped_epoch": None}
+    return [_result(t, i, spec, history.epochs, stopped[i], grad_ratios[i], history.seconds / len(trials))
+            for i, t in enumerate(trials)]
 
 
-def _result(trial: Trial, i: int, spec: GroupSpec, epochs: list[dict[str, float]], stack: StackedMLP,
-            test_acc: float, grad_ratio: float, seconds: float) -> dict[str, Any]:
-    alive = bool(stack.alive[i])
-    return {
+def best_member_state(stack_state: dict[str, torch.Tensor], member: int) -> dict[str, torch.Tensor]:
+    """The state dict of an `MLP` holding member `member`'s best weights, taken from a saved
+    StackedMLP state dict (e.g. a finished group's checkpoint)."""
+    layers = sum(k.startswith("best_weight") for k in stack_state)
+    names = [f"hidden.{i}" for i in range(layers - 1)] + ["head"]
+    return {f"{name}.{kind}": stack_state[f"best_{kind}{i}"][member]
+            for i, name in enumerate(names) for kind in ("weight", "bias")}
+
+
+def _member_state(stack: StackedMLP, k: int, test_acc: float, keep_model: bool) -> dict[str, Any]:
+    """What a trial's result needs from stack member k, at the end of its training."""
+    state = {"test_acc": test_acc, "alive": bool(stack.alive[k]), "best_val": float(stack.best_val[k]),
+             "best_epoch": int(stack.best_epoch[k]),
+             "units_identical": units_identical(stack.weights[0][k].detach(), stack.biases[0][k].detach())}
+    if keep_model:
+        state["model"] = stack.member(k, best=True)
+    return state
+
+
+def _result(trial: Trial, i: int, spec: GroupSpec, epochs: list[dict[str, float]], state: dict[str, Any],
+            grad_ratio: float, seconds: float) -> dict[str, Any]:
+    val_curve = [e[f"val_acc/{i}"] for e in epochs if f"val_acc/{i}" in e]
+    loss_curve = [e[f"train_loss/{i}"] for e in epochs if f"train_loss/{i}" in e]
+    res = {
         "key": trial.key, "config": trial.config, "dataset": trial.dataset, **trial.settings, "seed": trial.seed,
-        "test_acc": test_acc,  # at the epoch of best validation accuracy
-        "val_acc": max(float(stack.best_val[i]), 0.0),  # -inf when it never had a finite loss
-        "best_epoch": int(stack.best_epoch[i]),
-        "final_train_loss": epochs[-1][f"train_loss/{i}"] if alive else math.nan,
+        "test_acc": state["test_acc"],  # at the epoch of best validation accuracy
+        "val_acc": max(state["best_val"], 0.0),  # -inf when it never had a finite loss
+        "best_epoch": state["best_epoch"],
+        "final_train_loss": loss_curve[-1] if state["alive"] else math.nan,
         "train_s": seconds,  # the group's time divided by its members
-        "diverged": not alive,
-        "units_identical": units_identical(stack.members[i]),
+        "diverged": not state["alive"],
+        "units_identical": state["units_identical"],
         "grad_ratio": grad_ratio,
-        "val_curve": [e[f"val_acc/{i}"] for e in epochs],
-        "loss_curve": [e[f"train_loss/{i}"] for e in epochs],
+        "val_curve": val_curve,
+        "loss_curve": loss_curve,
+        "epochs_trained": len(val_curve),
+        "stopped_epoch": state["stopped_epoch"],  # the rung where successive halving stopped it, or None
         "group": spec.name, "member": i,
     }
+    if "model" in state:
+        res["model"] = state["model"]
+    return res
 
 
 # --- many groups: inline, worker processes, Ray ------------------------------------------------
 
 
 def make_groups(trials: Sequence[Trial], data: Callable[[str], DataSpec], *, epochs: int, batch_size: int,
-                schedule: str, order_seed: int, max_stack: int) -> list[GroupSpec]:
+                schedule: str, order_seed: int, max_stack: int, precision: str = "fp32") -> list[GroupSpec]:
     """Trials grouped by shape, each group at most `max_stack` members, largest first (so
     parallel workers finish together)."""
     if max_stack < 1:
         raise UsageError(f"max_stack={max_stack}: must be at least 1")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     by_shape: dict[tuple, list[Trial]] = {}
     for t in trials:  # same layer shapes and seed: one data order, one wide first-layer matmul
         by_shape.setdefault((t.dataset, t.width, t.depth, t.seed), []).append(t)
     groups = []
     for shape, members in by_shape.items():
-        members.sort(key=lambda t: t.activation)  # contiguous activation segments
+        # contiguous (optimizer, lr) runs, one optimizer call each; then activation segments
+        members.sort(key=lambda t: (t.optimizer, t.lr, t.activation))
         for k in range(0, len(members), max_stack):
             groups.append(GroupSpec(tuple(members[k:k + max_stack]), data(shape[0]), epochs, batch_size,
-                                    schedule, order_seed))
+                                    schedule, order_seed, precision))
     cost = lambda g: len(g.trials) * g.trials[0].width * (784 + g.trials[0].width * (g.trials[0].depth - 1))  # noqa: E731
     return sorted(groups, key=cost, reverse=True)
 
@@ -395,9 +574,14 @@ def _worker_train(spec: GroupSpec, run: Run | None, threads: int) -> list[dict[s
 def run_groups(groups: Sequence[GroupSpec], *, run: Run | None = None, device: str | torch.device = "cpu",
                workers: int = 1, ray_address: str | None = None,
                on_group: Callable[[GroupSpec, list[dict[str, Any]], float], None] | None = None,
-               on_epoch: Callable[[str, int, dict[str, float]], None] | None = None) -> list[dict[str, Any]]:
+               on_epoch: Callable[[str, int, dict[str, float]], None] | None = None,
+               halving: Halving | None = None) -> list[dict[str, Any]]:
     """Train every group and return all trial results. `workers` > 1 trains groups in that
-    many processes (CPU only), `ray_address` as Ray tasks on that cluster."""
+    many processes (CPU only), `ray_address` as Ray tasks on that cluster; `halving` stops
+    poor trials early (in this process only)."""
+    if halving is not None and (workers > 1 or ray_address):
+        raise UsageError("halving decides at each rung from every earlier result, so it trains groups in this "
+                         "process: use workers=1 and no ray address with it")
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
 
@@ -421,7 +605,7 @@ def run_groups(groups: Sequence[GroupSpec], *, run: Run | None = None, device: s
                 done(spec, fut.result())
     else:
         for spec in groups:
-            done(spec, train_group(spec, run, device, on_epoch=on_epoch))
+            done(spec, train_group(spec, run, device, on_epoch=on_epoch, halving=halving))
     return results
 
 
