@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dlslab.models import build_model
+from dlslab.models.denoisers import time_kernels
 
 FAMILIES = {"denoise_mlp": 0, "denoise_cnn1d": 4, "denoise_cnn2d": 20}
 
@@ -51,3 +52,14 @@ def test_context_is_configurable_and_normalisation_is_fitted():
 def test_unknown_output_is_rejected():
     with pytest.raises(ValueError, match="mask"):
         build_model("denoise_mlp", output="wave")
+
+
+@pytest.mark.parametrize("context", [0, 1, 5, 6, 8, 20, 21, 40])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_time_kernels_span_exactly_the_window(context, layers):
+    kernels = time_kernels(context, layers)
+    assert len(kernels) == layers
+    assert sum((k - 1) * d for k, d in kernels) == context  # one output frame sees context + 1 frames
+    assert all(k >= 1 and d >= 1 for k, d in kernels)
+    model = build_model("denoise_cnn2d", bins=33, context=context, channels=[2] * layers).eval()
+    assert model(torch.rand(2, context + 3, 33)).shape == (2, 3, 33)

@@ -11,9 +11,12 @@ frame; the waveform is rebuilt with the noisy phase. Two data settings:
 
 Scientific variable: the model family. Nuisance (tuned per family, then fixed): width,
 context, dropout, learning rate. Fixed: the STFT (1024-point Hann, hop 512), the loss
-(MSE on linear magnitudes, which is what SNR measures), Adam, early stopping on validation
-SNR. Reported: SNR, SI-SDR, PESQ and STOI of the noisy input, of each model and of the
-oracle (clean magnitude with the noisy phase), and training-audio SNR beside held-out SNR.
+(MSE between the estimated magnitude and the clean spectrum's projection on the noisy phase,
+which is the error of the waveform rebuilt with that phase, i.e. what SNR measures), AdamW,
+early stopping on validation SNR. Reported: SNR, SI-SDR, PESQ and STOI of the noisy input,
+of each model, of the oracle (clean magnitude with the noisy phase) and of the
+phase-sensitive oracle (the clean spectrum's projection on the noisy phase, the best
+magnitude for that phase), and training-audio SNR beside held-out SNR.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Config(StudyConfig):
     data: Literal["corpus", "recording"] = "recording"  # many utterances, or one long paired recording
     models: list[str] = field(default_factory=lambda: list(MODELS))  # which of mlp, cnn1d, cnn2d to train
     output: Literal["mask", "magnitude"] = "mask"  # sigmoid mask on |X|, or a softplus magnitude
+    target: Literal["phase_sensitive", "magnitude"] = "phase_sensitive"  # what the loss fits: |S|cos(∠S-∠X), or |S|
     sample_rate: int = 16000  # Hz the models work at (inputs are resampled to it)
     n_fft: int = 1024  # STFT window length (bins = n_fft // 2 + 1)
     hop: int = 512  # STFT hop
@@ -66,6 +70,8 @@ class Config(StudyConfig):
     recording_noise: str = "exercise_bike"  # synthetic recording: noise (a recording name or babble, ...)
     train_fraction: float = 0.8  # recording: the first part trains, the rest tests
     # training
+    remix: int = 4  # extra copies of each training pair, its noise (noisy - clean) shifted in time and rescaled
+    remix_gain_db: float = 3.0  # remix: noise gain drawn uniformly within ± this many dB
     val_fraction: float = 0.1  # last part of the training audio held out for early stopping
     epochs: int = 60  # maximum passes over the training frames
     patience: int = 8  # early stop after this many epochs without a better validation SNR
@@ -89,11 +95,11 @@ class Config(StudyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"data": "corpus", "n_train": 8, "n_test": 2, "noise_types": ["white", "pink", "brown"],
-              "epochs": 8, "patience": 8,
+              "remix": 0, "epochs": 8, "patience": 8,
               "mlp_hidden": 256, "cnn1d_channels": [8, 16], "cnn2d_context": 8, "cnn2d_channels": [8, 16],
               "cnn2d_hidden": 128,
               "max_quality_files": 2, "audio_examples": 1, "batch_size": 64},
-    "quick": {"data": "corpus", "n_train": 200, "n_test": 12, "epochs": 20, "patience": 6,
+    "quick": {"data": "corpus", "n_train": 200, "n_test": 12, "remix": 0, "epochs": 20, "patience": 6,
               "mlp_hidden": 512, "cnn2d_channels": [8, 16, 16], "cnn2d_hidden": 256, "max_quality_files": 6},
     "full": {},
 }
@@ -164,6 +170,22 @@ def load_data(cfg: Config, data_dir: Path | None) -> tuple[list[Pair], list[Pair
     return [part("train", 0, val_cut)], [part("val", val_cut, cut)], [part("test", cut, n)]
 
 
+def remix(pairs: list[Pair], cfg: Config) -> list[Pair]:
+    """`pairs` and `cfg.remix` copies of each with its noise (noisy - clean) circularly shifted
+    by a random offset and rescaled by a random gain: the same speech over other stretches of
+    the same noise, for more training frames from the training audio alone."""
+    rng = np.random.default_rng(cfg.seed)
+    out = list(pairs)
+    for p in pairs:
+        noise = p.noisy - p.clean
+        for i in range(cfg.remix):
+            shift = int(rng.integers(len(noise) // 10, len(noise) - len(noise) // 10 + 1))
+            gain = 10 ** (rng.uniform(-cfg.remix_gain_db, cfg.remix_gain_db) / 20)
+            noisy = (p.clean + gain * np.roll(noise, shift)).astype(np.float32)
+            out.append(Pair(f"{p.name}+remix{i}", noisy, p.clean))
+    return out
+
+
 @dataclass
 class Frames:
     """Magnitude frames of several pairs in one tensor. Each pair is preceded by `pad` silent
@@ -172,32 +194,35 @@ class Frames:
 
     noisy: torch.Tensor  # (rows, bins) noisy |X|
     clean: torch.Tensor  # (rows, bins) clean |S|
+    proj: torch.Tensor  # (rows, bins) |S|·cos(∠S - ∠X): the clean spectrum projected on the noisy phase
     real: torch.Tensor  # (rows,) True where a row is a real frame, False for padding
     starts: torch.Tensor  # (chunks,) first row of every chunk of `chunk` frames
     chunk: int  # frames per chunk
 
-    def runs(self, starts: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(noisy runs (B, context + chunk, bins), clean targets (B, chunk, bins), real (B, chunk))."""
+    def runs(self, starts: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(noisy runs (B, context + chunk, bins), rows (B, chunk) of the frames they estimate)."""
         rows = starts[:, None] + torch.arange(self.chunk, device=starts.device)  # (B, chunk)
         ctx = starts[:, None] + torch.arange(-context, self.chunk, device=starts.device)  # (B, context + chunk)
-        return self.noisy[ctx], self.clean[rows], self.real[rows]
+        return self.noisy[ctx], rows
 
 
 def frames(pairs: list[Pair], cfg: Config, pad: int, device: torch.device) -> Frames:
-    noisy, clean, real, starts, row = [], [], [], [], 0
+    noisy, clean, proj, real, starts, row = [], [], [], [], [], 0
+    bins = cfg.n_fft // 2 + 1
+    zeros = torch.zeros(pad, bins)
     for p in pairs:
-        x = stft(torch.from_numpy(p.noisy), cfg.n_fft, cfg.hop).abs().T  # (frames, bins)
-        s = stft(torch.from_numpy(p.clean), cfg.n_fft, cfg.hop).abs().T
-        noisy += [torch.zeros(pad, x.shape[1]), x]
-        clean += [torch.zeros(pad, x.shape[1]), s]
+        x = stft(torch.from_numpy(p.noisy), cfg.n_fft, cfg.hop).T  # (frames, bins) complex
+        s = stft(torch.from_numpy(p.clean), cfg.n_fft, cfg.hop).T
+        noisy += [zeros, x.abs()]
+        clean += [zeros, s.abs()]
+        proj += [zeros, (s * x.conj()).real / x.abs().clamp_min(1e-12)]
         real += [torch.zeros(pad, dtype=torch.bool), torch.ones(len(x), dtype=torch.bool)]
         starts.append(torch.arange(row + pad, row + pad + len(x), cfg.chunk_frames))
         row += pad + len(x)
-    bins = cfg.n_fft // 2 + 1
-    noisy.append(torch.zeros(cfg.chunk_frames, bins))
-    clean.append(torch.zeros(cfg.chunk_frames, bins))
-    real.append(torch.zeros(cfg.chunk_frames, dtype=torch.bool))
-    return Frames(torch.cat(noisy).to(device), torch.cat(clean).to(device), torch.cat(real).to(device),
+    tail = torch.zeros(cfg.chunk_frames, bins)
+    return Frames(torch.cat([*noisy, tail]).to(device), torch.cat([*clean, tail]).to(device),
+                  torch.cat([*proj, tail]).to(device),
+                  torch.cat([*real, torch.zeros(cfg.chunk_frames, dtype=torch.bool)]).to(device),
                   torch.cat(starts).to(device), cfg.chunk_frames)
 
 
@@ -230,11 +255,15 @@ def save_denoiser(path: Path, family: str, model: FrameDenoiser, cfg: Config) ->
 
 
 def spectral_snr(model: FrameDenoiser, data: Frames) -> float:
-    """SNR of the estimated magnitudes against the clean ones, in dB (a fast validation score)."""
-    noisy, clean, real = data.runs(data.starts, model.context)
+    """SNR in dB of the estimated magnitudes with the noisy phase against the clean spectrum (a
+    fast validation score that tracks the waveform SNR). With p the clean spectrum's projection
+    on the noisy phase, |est·e^(j∠X) - S|² = (est - p)² + |S|² - p²."""
+    noisy, rows = data.runs(data.starts, model.context)
     est = predict(model, noisy, 64)  # (chunks, chunk, bins)
-    err = (est - clean)[real].pow(2).sum().clamp_min(1e-20)
-    return 10 * torch.log10(clean[real].pow(2).sum() / err).item()
+    real = data.real[rows]
+    clean, proj = data.clean[rows][real], data.proj[rows][real]
+    err = ((est[real] - proj).pow(2) + clean.pow(2) - proj.pow(2)).sum().clamp_min(1e-20)
+    return 10 * torch.log10(clean.pow(2).sum() / err).item()
 
 
 def train_model(name: str, cfg: Config, train: Frames, val: Frames, run: Run) -> tuple[FrameDenoiser, dict[str, Any]]:
@@ -243,9 +272,11 @@ def train_model(name: str, cfg: Config, train: Frames, val: Frames, run: Run) ->
     model.fit_norm(train.noisy[train.real], train.clean[train.real])
     scale2 = model.norm.scale.item() ** 2
 
+    goal = train.proj if cfg.target == "phase_sensitive" else train.clean
+
     def loss_fn(m: FrameDenoiser, starts: torch.Tensor) -> torch.Tensor:
-        noisy, clean, real = train.runs(starts, m.context)
-        return (m(noisy) - clean)[real].pow(2).mean() / scale2  # MSE over real frames only
+        noisy, rows = train.runs(starts, m.context)
+        return (m(noisy) - goal[rows])[train.real[rows]].pow(2).mean() / scale2  # MSE over real frames only
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     hist = fit(model, (train.starts,), loss_fn, optimizer=opt, epochs=cfg.epochs,
@@ -275,15 +306,19 @@ def score(clean: np.ndarray, estimate: np.ndarray, rate: int, quality: bool) -> 
     return out
 
 
-def oracle_wave(pair: Pair, cfg: Config) -> np.ndarray:
-    """Clean magnitude with the noisy phase: the best any magnitude-only model can do."""
-    mag, _ = magphase(stft(torch.from_numpy(pair.clean), cfg.n_fft, cfg.hop))
-    _, phase = magphase(stft(torch.from_numpy(pair.noisy), cfg.n_fft, cfg.hop))
-    return reconstruct(mag, phase, cfg.n_fft, cfg.hop, length=len(pair.noisy)).numpy()
+def oracle_wave(pair: Pair, cfg: Config, phase_sensitive: bool = False) -> np.ndarray:
+    """Clean magnitude with the noisy phase, or (`phase_sensitive`) the clean spectrum's
+    projection on the noisy phase, floored at 0: the best any magnitude-only model can do
+    with the noisy phase, and what the phase-sensitive target trains for."""
+    s = stft(torch.from_numpy(pair.clean), cfg.n_fft, cfg.hop)
+    x = stft(torch.from_numpy(pair.noisy), cfg.n_fft, cfg.hop)
+    mag, phase = magphase(x)
+    est = ((s * x.conj()).real / mag.clamp_min(1e-12)).clamp_min(0) if phase_sensitive else s.abs()
+    return reconstruct(est, phase, cfg.n_fft, cfg.hop, length=len(pair.noisy)).numpy()
 
 
 def evaluate(systems: dict[str, Any], pairs: list[Pair], rate: int, quality_files: int) -> dict[str, dict[str, float]]:
-    """Mean metrics per system ('noisy', 'oracle', each model) over `pairs`; PESQ and STOI
+    """Mean metrics per system ('noisy', the oracles, each model) over `pairs`; PESQ and STOI
     over the first `quality_files` pairs only (they are slow)."""
     sums: dict[str, dict[str, list[float]]] = {}
     for k, p in enumerate(pairs):
@@ -316,8 +351,9 @@ def spectrogram_figure(pair: Pair, estimates: dict[str, np.ndarray], cfg: Config
 def conclusions(test: dict[str, dict[str, float]], train: dict[str, dict[str, float]], models: list[str]) -> str:
     base = test["noisy"]["snr_db"]
     best = max(models, key=lambda m: test[m]["snr_db"])
-    lines = [f"Held-out input SNR is {base:.1f} dB; the oracle (clean magnitude, noisy phase) reaches "
-             f"{test['oracle']['snr_db']:.1f} dB."]
+    lines = [(f"Held-out input SNR is {base:.1f} dB; the oracle (clean magnitude, noisy phase) reaches "
+              f"{test['oracle']['snr_db']:.1f} dB, the phase-sensitive oracle (clean spectrum projected on "
+              f"the noisy phase) {test['oracle_ps']['snr_db']:.1f} dB.")]
     for m in models:
         lines.append(f"{m}: {test[m]['snr_db']:.1f} dB held out ({test[m]['snr_db'] - base:+.1f} dB over the input), "
                      f"{train[m]['snr_db']:.1f} dB on its training audio "
@@ -335,8 +371,9 @@ def run(cfg: Config, run: Run) -> dict:
         raise UsageError(f"models={cfg.models}: give some of {', '.join(MODELS)}")
     train_pairs, val_pairs, test_pairs = load_data(cfg, run.data_dir)
     pad = max(cfg.mlp_context, cfg.cnn1d_context, cfg.cnn2d_context, cfg.chunk_frames)
-    train, val = frames(train_pairs, cfg, pad, run.device), frames(val_pairs, cfg, pad, run.device)
-    run.info(f"denoise: {int(train.real.sum())} training frames, {int(val.real.sum())} validation frames, "
+    train, val = frames(remix(train_pairs, cfg), cfg, pad, run.device), frames(val_pairs, cfg, pad, run.device)
+    run.info(f"denoise: {int(train.real.sum())} training frames ({cfg.remix} remixed copies), "
+             f"{int(val.real.sum())} validation frames, "
              f"{len(test_pairs)} test file(s), "
              f"{sum(len(p.clean) for p in test_pairs) / cfg.sample_rate:.1f} s of test audio")
 
@@ -347,7 +384,8 @@ def run(cfg: Config, run: Run) -> dict:
     def system(model: FrameDenoiser):
         return lambda p: denoise_wave(model, p.noisy, cfg.n_fft, cfg.hop, run.device)
 
-    systems = {"noisy": lambda p: p.noisy, "oracle": lambda p: oracle_wave(p, cfg)}
+    systems = {"noisy": lambda p: p.noisy, "oracle": lambda p: oracle_wave(p, cfg),
+               "oracle_ps": lambda p: oracle_wave(p, cfg, phase_sensitive=True)}
     systems |= {name: system(m) for name, m in trained.items()}
     t0 = time.perf_counter()
     test = evaluate(systems, test_pairs, cfg.sample_rate, cfg.max_quality_files)
@@ -355,15 +393,17 @@ def run(cfg: Config, run: Run) -> dict:
     run.info(f"denoise: evaluated in {time.perf_counter() - t0:.1f} s")
 
     rows = []
-    for name in ["noisy", *cfg.models, "oracle"]:
+    for name in ["noisy", *cfg.models, "oracle", "oracle_ps"]:
         row = {"system": name, **{k: round(v, 3) for k, v in test[name].items()},
                "train_snr_db": round(train_eval[name]["snr_db"], 2)}
         if name in info:
             row |= {"params": info[name]["params"], "train_s": round(info[name]["train_seconds"], 1),
                     "epochs": info[name]["epochs"]}
         rows.append(row)
-    run.add_table("Held-out test audio: noisy input, each model, oracle", rows,
-                  caption="snr_db, si_sdr_db, pesq, stoi on held-out audio (PESQ/STOI on the first "
+    run.add_table("Held-out test audio: noisy input, each model, oracles", rows,
+                  caption="oracle: clean magnitude with the noisy phase; oracle_ps: the clean spectrum's "
+                          "projection on the noisy phase (floored at 0). snr_db, si_sdr_db, pesq, stoi on "
+                          "held-out audio (PESQ/STOI on the first "
                           f"{min(cfg.max_quality_files, len(test_pairs))} files); train_snr_db on training audio.")
     run.add_figure(bar_chart({r["system"]: r["snr_db"] for r in rows}, title="SNR on held-out audio",
                              ylabel="SNR (dB)"), "snr_bars", title="SNR by system")
