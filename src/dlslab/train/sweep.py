@@ -223,7 +223,8 @@ class GroupSpec:
     @property
     def name(self) -> str:
         """A stable checkpoint name: the same trials and settings resume the same training."""
-        text = repr((sorted(t.key for t in self.trials), asdict(self.data) | {"data_dir": None},
+        # "stacked": checkpoints hold (M, out, in) layer parameters (older ones held member MLPs)
+        text = repr(("stacked", sorted(t.key for t in self.trials), asdict(self.data) | {"data_dir": None},
                      self.epochs, self.batch_size, self.schedule, self.order_seed)
                     + ((self.precision,) if self.precision != "fp32" else ()))
         t = self.trials[0]
@@ -501,6 +502,9 @@ def best_member_state(stack_state: dict[str, torch.Tensor], member: int) -> dict
     """The state dict of an `MLP` holding member `member`'s best weights, taken from a saved
     StackedMLP state dict (e.g. a finished group's checkpoint)."""
     layers = sum(k.startswith("best_weight") for k in stack_state)
+    if not layers:
+        raise UsageError("this checkpoint was written by an older dlslab (one MLP per member); "
+                         "run mlp-hparams again to use it")
     names = [f"hidden.{i}" for i in range(layers - 1)] + ["head"]
     return {f"{name}.{kind}": stack_state[f"best_{kind}{i}"][member]
             for i, name in enumerate(names) for kind in ("weight", "bias")}
