@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from dlslab.compress.layers import bake
 from dlslab.compress.lowrank import low_rank_factorise
@@ -63,3 +64,25 @@ def test_structured_pruning_removes_dead_units_without_changing_outputs():
     assert kwargs["channels"] == [20, 10] and kwargs["hidden"] == 250
     assert small.fc1.weight.shape == (250, 160)
     assert torch.allclose(small(x), model(x), atol=1e-5)
+
+
+def test_qat_of_a_pruned_model_keeps_its_zeros_through_training():
+    from dlslab.compress.prune import prune_magnitude
+
+    torch.manual_seed(0)
+    model = build_model("lenet300")
+    prune_magnitude(model, 0.8)
+    bake(model)
+    zeros = {n: m.weight == 0 for n, m in (("fc1", model.fc1), ("fc2", model.fc2))}
+    prepare_qat(model, 4, keep_zeros=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(torch.randn(16, 1, 28, 28)), torch.randint(0, 10, (16,))).backward()
+        opt.step()
+    bake(model)
+    for n, z in zeros.items():
+        w = getattr(model, n).weight
+        assert torch.all(w[z] == 0)  # pruned weights stayed exactly zero
+        assert (w[~z] != 0).float().mean() > 0.5  # the kept ones trained and sit on the int4 grid
+        assert len(torch.unique(w)) <= 15

@@ -87,3 +87,16 @@ def test_compress_command_packs_inspects_and_unpacks_a_trained_model(smoke_run, 
     bad.write_bytes(out.read_bytes()[:-7])
     assert main(["compress", "info", str(bad)]) == 2
     assert "truncated" in capsys.readouterr().err
+
+
+def test_prune_then_int4_qat_keeps_the_pruned_weights_at_zero(smoke_run):
+    cfg = runner.plan_study("compress", "smoke").cfg
+    rows = json.loads((smoke_run / "metrics.json").read_text())["results"]["lenet5"]
+    r = cfg.lenet5_qat_round
+    qat = next(row for row in rows if row["model"] == f"prune round {r} + int4 quantisation-aware")
+    model, _ = load_packed(smoke_run / qat["file"])
+    for name, density in zip(("conv1", "conv2", "fc1", "fc2"), cfg.lenet5_density):
+        w = getattr(model, name).weight
+        kept = (w != 0).float().mean().item()
+        assert kept <= density + 0.01 or r < cfg.prune_rounds  # round r's sparsity, not undone by QAT
+        assert kept < 0.95 and len(torch.unique(w)) <= 15  # still sparse, on a 4-bit grid (15 levels)

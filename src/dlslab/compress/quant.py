@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dlslab.compress.layers import Parametrization, attach, bake, weight_layers
+from dlslab.compress.prune import Mask
 
 CLIP_GRID = torch.linspace(0.3, 1.0, 36)  # clip fractions tried by the squared-error search
 
@@ -59,9 +60,12 @@ def quantise_ptq(model: nn.Module, bits: int) -> nn.Module:
     return model
 
 
-def prepare_qat(model: nn.Module, bits: int) -> nn.Module:
-    """Make every weight layer train through fake quantisation; `bake` fixes the result."""
+def prepare_qat(model: nn.Module, bits: int, *, keep_zeros: bool = False) -> nn.Module:
+    """Make every weight layer train through fake quantisation; `bake` fixes the result.
+    With `keep_zeros` (a pruned model), weights that are zero now are held at zero."""
     bake(model)
     for m in weight_layers(model).values():
+        if keep_zeros:
+            attach(m, "weight", Mask(m.weight.detach() != 0))
         attach(m, "weight", FakeQuant(bits, best_clip(m.weight.detach(), bits)))
     return model

@@ -61,6 +61,8 @@ class Config(StudyConfig):
     lenet5_density: list[float] = field(default_factory=lambda: [0.66, 0.12, 0.05, 0.19])  # LeNet-5 weights kept per layer (conv1, conv2, fc1, fc2)
     lenet300_bits: list[int] = field(default_factory=lambda: [5, 5, 5])  # k-means bits per layer, deep compression of LeNet-300-100
     lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
+    lenet300_qat_round: int = 0  # pruning round whose model is then trained int4 quantisation-aware, pruned weights held at zero (0 = skip)
+    lenet5_qat_round: int = 3  # the same for LeNet-5 (chosen on a validation split, see docs/studies/compress.md)
     bias_bits: int = 5  # k-means bits of the biases (shared too, so they are not stored as floats)
     share_epochs: int = 4  # centroid fine-tuning epochs after weight sharing
     technique_epochs: int = 3  # fine-tuning epochs of each single technique (k-means, QAT, structured, low rank)
@@ -72,6 +74,7 @@ class Config(StudyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"train_subset": 800, "test_subset": 500, "epochs": 2, "prune_rounds": 2, "prune_epochs": 1,
+              "lenet5_qat_round": 2,
               "share_epochs": 1, "technique_epochs": 1, "lenet5_density": [0.6, 0.2, 0.05, 0.2]},
     "quick": {"train_subset": 12000, "test_subset": 5000, "epochs": 4, "prune_rounds": 3, "prune_epochs": 1,
               "share_epochs": 1, "technique_epochs": 1},
@@ -202,6 +205,10 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     bench.measure(m, "prune one-shot global", "technique")
 
     # iterative per-layer pruning with retraining; every round is a point on the curve
+    qat_round = getattr(cfg, f"{net}_qat_round")
+    if not 0 <= qat_round <= cfg.prune_rounds:
+        raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
+    qat_start = None
     pruned = clone_model(base)
     for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
         prune_magnitude(pruned, round_sparsity)
@@ -212,6 +219,8 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
                       "technique" if last else "curve")
         bench.measure(share_weights(clone_model(pruned), bits, cfg.bias_bits),
                       f"prune round {r} + k-means (no fine-tuning)", "curve")
+        if r == qat_round:
+            qat_start = clone_model(pruned)
     density = layer_density(pruned)
 
     # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
@@ -219,6 +228,12 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     train(deep, data, cfg, run, f"{net}-share", cfg.share_epochs)
     deep_result = bench.measure(deep, "deep compression (prune + k-means + Huffman)", "pipeline")
     fixed = bench.measure(deep, "prune + k-means, fixed-width codes", "pipeline", entropy="fixed")
+
+    # pruning, then int4 quantisation-aware training with the pruned weights held at zero
+    if qat_start is not None:
+        m = prepare_qat(qat_start, 4, keep_zeros=True)
+        train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.technique_epochs)
+        bench.measure(m, f"prune round {qat_round} + int4 quantisation-aware", "pipeline")
 
     # weight sharing alone, then uniform quantisation
     m = share_weights(clone_model(base), dict.fromkeys(bits, cfg.dense_share_bits), cfg.bias_bits)
