@@ -15,7 +15,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from dlslab.config import StudyConfig
 from dlslab.errors import UsageError
@@ -23,17 +23,14 @@ from dlslab.report.plots import line_plot, pyplot
 from dlslab.report.run import Run
 from dlslab.train import sweep
 
-FACTORS = list(sweep.FACTORS)
-OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
-INITS = ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "normal",
-         "zeros"]
-ACTIVATIONS = ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]
 Dataset = Literal["mnist", "fashion-mnist"]
 Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
 Init = Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
                "normal", "zeros"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]
 Factor = Literal["optimizer", "init", "activation", "lr", "width", "depth"]
+# every value of each factor, in order: the defaults of the sweep lists below
+FACTORS, OPTIMIZERS, INITS, ACTIVATIONS = (list(get_args(t)) for t in (Factor, Optimizer, Init, Activation))
 
 
 @dataclass

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 OptimizerName = Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
-OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+MOMENTUM = 0.9  # of `momentum` and `nesterov`
+ADAMW_DECAY = 1e-2  # AdamW's decoupled weight decay when none is given (torch's default)
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float,
-                   weight_decay: float = 0.0, momentum: float = 0.9) -> torch.optim.Optimizer:
+                   weight_decay: float = 0.0, momentum: float = MOMENTUM) -> torch.optim.Optimizer:
     """`sgd`, `momentum` (SGD, momentum 0.9), `nesterov`, `adam`, `adamw`, `rmsprop`, `adagrad`."""
     params = list(params)
     # fused kernels (one op for every parameter's update) where torch has them, else foreach
@@ -27,7 +29,7 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter] | Iterable[di
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fast)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2, **fast)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay or ADAMW_DECAY, **fast)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, foreach=True)
     if name == "adagrad":

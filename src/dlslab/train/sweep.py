@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.optim import adagrad, adam, rmsprop, sgd
 
 from dlslab.data.images import load_images, stratified_indices
@@ -55,7 +56,7 @@ from dlslab.errors import UsageError
 from dlslab.models.mlp import ACTIVATIONS, INITS, MLP, StackedMLP
 from dlslab.report.run import Run
 from dlslab.train.engine import fit
-from dlslab.train.optim import OPTIMIZERS
+from dlslab.train.optim import ADAMW_DECAY, MOMENTUM, OPTIMIZERS
 
 FACTORS: tuple[str, ...] = ("optimizer", "init", "activation", "lr", "width", "depth")
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
@@ -253,8 +254,7 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 def per_member_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of each member: logits (M, C, B), labels (B,) shared or (M, B) -> (M,)."""
     y = y.expand(len(logits), -1) if y.dim() == 1 else y
-    logp = logits.log_softmax(1)  # (M, C, B)
-    return -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)
+    return nn.functional.cross_entropy(logits, y, reduction="none").mean(1)  # (M, B) -> (M,)
 
 
 @torch.no_grad()
@@ -297,7 +297,7 @@ class StackedOptimizer(torch.optim.Optimizer):
     its lr times that factor.
     """
 
-    MOMENTUM, BETAS, RMS_ALPHA, ADAMW_DECAY = 0.9, (0.9, 0.999), 0.99, 1e-2
+    BETAS, RMS_ALPHA = (0.9, 0.999), 0.99  # torch's defaults, as `make_optimizer` leaves them
 
     def __init__(self, params: Sequence[torch.Tensor], runs: Sequence[tuple[str, float, int, int]]):
         unknown = {name for name, *_ in runs} - set(OPTIMIZERS)
@@ -351,13 +351,13 @@ class StackedOptimizer(torch.optim.Optimizer):
             gs = [g[a:b] for g in grads]
             # `first` holds the momentum / first moment, `second` the second moment / squared sum
             if name in ("sgd", "momentum", "nesterov"):
-                momentum = 0.0 if name == "sgd" else self.MOMENTUM
+                momentum = 0.0 if name == "sgd" else MOMENTUM
                 sgd.sgd(ps, gs, first, fused=True, weight_decay=0.0, momentum=momentum, lr=lr,
                         dampening=0.0, nesterov=name == "nesterov", maximize=False)
             elif name in ("adam", "adamw"):
                 adam.adam(ps, gs, first, second, [], steps, fused=True, amsgrad=False,
                           beta1=self.BETAS[0], beta2=self.BETAS[1], lr=lr,
-                          weight_decay=self.ADAMW_DECAY if name == "adamw" else 0.0, eps=1e-8,
+                          weight_decay=ADAMW_DECAY if name == "adamw" else 0.0, eps=1e-8,
                           maximize=False, decoupled_weight_decay=name == "adamw")
             elif name == "rmsprop":
                 rmsprop.rmsprop(ps, gs, second, [], [], steps, foreach=True, lr=lr, alpha=self.RMS_ALPHA,
@@ -436,7 +436,7 @@ def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.dev
     total_steps = spec.epochs * steps_per_epoch
     ids = list(range(len(trials)))  # each stack member's index in `trials`
     rungs = halving.rungs(spec.epochs) if halving is not None else []
-    stopped: dict[int, dict[str, Any]] = {}  # trial index -> what `_result` needs, for trials stopped early
+    states: dict[int, dict[str, Any]] = {}  # trial index -> what `_result` needs (at its stop or the end)
 
     def step(model: StackedMLP, batch: Sequence[torch.Tensor]) -> dict[str, Any]:
         if not ids:  # successive halving stopped every member
@@ -474,7 +474,7 @@ def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.dev
                 gone = copy.deepcopy(model).keep_(out)
                 test = stacked_accuracy(gone, data.x_test, data.y_test, best=True, dtype=dtype).tolist()
                 for k, j in enumerate(out):
-                    stopped[ids[j]] = _member_state(gone, k, test[k], keep_models) | {"stopped_epoch": epoch}
+                    states[ids[j]] = _member_state(gone, k, test[k], keep_models) | {"stopped_epoch": epoch}
                 keep = [j for j, s in enumerate(stop) if not s]
                 model.keep_(keep)
                 ids[:] = [ids[j] for j in keep]
@@ -493,8 +493,8 @@ def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.dev
                   on_epoch_end=report)
     test_acc = stacked_accuracy(stack, data.x_test, data.y_test, best=True, dtype=dtype).tolist() if ids else []
     for k, i in enumerate(ids):
-        stopped[i] = _member_state(stack, k, test_acc[k], keep_models) | {"stopped_epoch": None}
-    return [_result(t, i, spec, history.epochs, stopped[i], grad_ratios[i], history.seconds / len(trials))
+        states[i] = _member_state(stack, k, test_acc[k], keep_models) | {"stopped_epoch": None}
+    return [_result(t, i, spec, history.epochs, states[i], grad_ratios[i], history.seconds / len(trials))
             for i, t in enumerate(trials)]
 
 
