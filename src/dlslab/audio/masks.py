@@ -30,6 +30,13 @@ def ideal_ratio_mask(clean_mag: torch.Tensor, noise_mag: torch.Tensor, beta: flo
     return ratio.pow(beta)
 
 
+def phase_sensitive_target(clean_spec: torch.Tensor, noisy_spec: torch.Tensor) -> torch.Tensor:
+    """|S|·cos(∠S − ∠X): the clean spectrum projected on the noisy phase (complex spectra in,
+    real out, may be negative). Of all magnitudes rebuilt with the noisy phase, this one is
+    nearest the clean spectrum."""
+    return (clean_spec * noisy_spec.conj()).real / noisy_spec.abs().clamp_min(1e-12)
+
+
 def apply_mask(mask: torch.Tensor, noisy_mag: torch.Tensor) -> torch.Tensor:
     """The estimated speech magnitude M · |X|."""
     return mask * noisy_mag

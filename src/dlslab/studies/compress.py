@@ -189,6 +189,9 @@ def layer_settings(cfg: Config, net: str, model: nn.Module) -> tuple[dict[str, f
 
 
 def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
+    qat_round = getattr(cfg, f"{net}_qat_round")  # checked before any training
+    if not 0 <= qat_round <= cfg.prune_rounds:
+        raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
     torch.manual_seed(cfg.seed)
     base = build_model(net).to(run.device)
     train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, finetune=False)
@@ -205,9 +208,6 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     bench.measure(m, "prune one-shot global", "technique")
 
     # iterative per-layer pruning with retraining; every round is a point on the curve
-    qat_round = getattr(cfg, f"{net}_qat_round")
-    if not 0 <= qat_round <= cfg.prune_rounds:
-        raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
     qat_start = None
     pruned = clone_model(base)
     for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):

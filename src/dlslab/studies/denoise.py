@@ -33,6 +33,7 @@ from dlslab import atomic
 from dlslab.audio import metrics
 from dlslab.audio.corpus import CorpusSpec, read_pairs, speech_corpus
 from dlslab.audio.io import read_audio
+from dlslab.audio.masks import phase_sensitive_target
 from dlslab.audio.stft import magphase, reconstruct, stft
 from dlslab.config import StudyConfig
 from dlslab.errors import DataError, UsageError
@@ -215,7 +216,7 @@ def frames(pairs: list[Pair], cfg: Config, pad: int, device: torch.device) -> Fr
         s = stft(torch.from_numpy(p.clean), cfg.n_fft, cfg.hop).T
         noisy += [zeros, x.abs()]
         clean += [zeros, s.abs()]
-        proj += [zeros, (s * x.conj()).real / x.abs().clamp_min(1e-12)]
+        proj += [zeros, phase_sensitive_target(s, x)]
         real += [torch.zeros(pad, dtype=torch.bool), torch.ones(len(x), dtype=torch.bool)]
         starts.append(torch.arange(row + pad, row + pad + len(x), cfg.chunk_frames))
         row += pad + len(x)
@@ -313,7 +314,7 @@ def oracle_wave(pair: Pair, cfg: Config, phase_sensitive: bool = False) -> np.nd
     s = stft(torch.from_numpy(pair.clean), cfg.n_fft, cfg.hop)
     x = stft(torch.from_numpy(pair.noisy), cfg.n_fft, cfg.hop)
     mag, phase = magphase(x)
-    est = ((s * x.conj()).real / mag.clamp_min(1e-12)).clamp_min(0) if phase_sensitive else s.abs()
+    est = phase_sensitive_target(s, x).clamp_min(0) if phase_sensitive else s.abs()
     return reconstruct(est, phase, cfg.n_fft, cfg.hop, length=len(pair.noisy)).numpy()
 
 
