@@ -25,6 +25,7 @@ import torch
 import zstandard
 from torch import nn
 
+from dlslab.compress.distill import distillation_objective
 from dlslab.compress.layers import bake, trainable, weight_layers
 from dlslab.compress.lowrank import low_rank_factorise
 from dlslab.compress.packed import PackReport, dense_bytes, load_packed, pack_model
@@ -63,6 +64,8 @@ class Config(StudyConfig):
     lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
     lenet300_qat_round: int = 0  # pruning round whose model is then trained int4 quantisation-aware, pruned weights held at zero (0 = skip)
     lenet5_qat_round: int = 3  # the same for LeNet-5 (chosen on a validation split, see docs/studies/compress.md)
+    distill: float = 0.0  # weight of knowledge distillation from the uncompressed model in that int4 QAT stage (0 = labels only)
+    distill_temperature: float = 4.0  # softmax temperature of the distillation term
     bias_bits: int = 5  # k-means bits of the biases (shared too, so they are not stored as floats)
     share_epochs: int = 4  # centroid fine-tuning epochs after weight sharing
     technique_epochs: int = 3  # fine-tuning epochs of each single technique (k-means, QAT, structured, low rank)
@@ -112,17 +115,20 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epochs: int, *,
-          finetune: bool = True) -> nn.Module:
+          finetune: bool = True, teacher: nn.Module | None = None) -> nn.Module:
     """Train the trainable tensors of `model` (weights, or centroids after sharing) with Adam;
     resumable under `name`. From scratch: a one-cycle schedule to `lr`. Fine-tuning: start at
-    `finetune_lr` with no warm-up (the network is already good) and decay linearly to zero."""
+    `finetune_lr` with no warm-up (the network is already good) and decay linearly to zero.
+    With a `teacher` and `cfg.distill` > 0, the loss distils the teacher's outputs too."""
     if epochs <= 0:
         return model
     lr = cfg.finetune_lr if finetune else cfg.lr
     opt = make_optimizer("adam", trainable(model), lr=lr, weight_decay=cfg.weight_decay)
     steps = epochs * math.ceil(len(data.train[0]) / cfg.batch_size)
     schedule = linear_decay(opt, steps) if finetune else one_cycle(opt, lr, steps)
-    fit(model, data.train, cross_entropy, optimizer=opt, epochs=epochs, batch_size=cfg.batch_size,
+    loss = (distillation_objective(teacher, cfg.distill, cfg.distill_temperature)
+            if teacher is not None and cfg.distill > 0 else cross_entropy)
+    fit(model, data.train, loss, optimizer=opt, epochs=epochs, batch_size=cfg.batch_size,
         scheduler=schedule, seed=cfg.seed, run=run, name=name)
     return model
 
@@ -192,6 +198,9 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     qat_round = getattr(cfg, f"{net}_qat_round")  # checked before any training
     if not 0 <= qat_round <= cfg.prune_rounds:
         raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
+    if not 0 <= cfg.distill <= 1 or cfg.distill_temperature <= 0:
+        raise ConfigError(f"distill must lie in [0, 1] and distill_temperature be > 0; "
+                          f"got {cfg.distill}, {cfg.distill_temperature}")
     torch.manual_seed(cfg.seed)
     base = build_model(net).to(run.device)
     train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, finetune=False)
@@ -232,8 +241,9 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     # pruning, then int4 quantisation-aware training with the pruned weights held at zero
     if qat_start is not None:
         m = prepare_qat(qat_start, 4, keep_zeros=True)
-        train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.technique_epochs)
-        bench.measure(m, f"prune round {qat_round} + int4 quantisation-aware", "pipeline")
+        train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.technique_epochs, teacher=base)
+        bench.measure(m, f"prune round {qat_round} + int4 quantisation-aware"
+                      + (" + distillation" if cfg.distill > 0 else ""), "pipeline")
 
     # weight sharing alone, then uniform quantisation
     m = share_weights(clone_model(base), dict.fromkeys(bits, cfg.dense_share_bits), cfg.bias_bits)
