@@ -47,3 +47,52 @@ def test_mask_loss_is_lowest_at_the_target() -> None:
     good = mask_loss((target * 2 - 1) * 8, target)
     bad = mask_loss((1 - 2 * target) * 8, target)
     assert float(good) < 1e-3 < 1.0 < float(bad)
+
+
+def _noisy_tone(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A harmonic 'voice' switching on and off in white noise at 0 dB: clean, noise, noisy."""
+    rate = 16000
+    t = torch.arange(rate) / rate
+    clean = sum(torch.sin(2 * math.pi * 150 * k * t) / k for k in range(1, 6)) * (t % 0.25 < 0.15)
+    noise = torch.randn(rate, generator=torch.Generator().manual_seed(seed))
+    noise = noise * clean.norm() / noise.norm()
+    return clean, noise, clean + noise
+
+
+def test_phase_sensitive_mask_is_in_range_and_beats_the_binary_mask() -> None:
+    from dlslab.audio.masks import phase_sensitive_mask
+
+    clean, noise, noisy = _noisy_tone(0)
+    spec = stft(noisy)
+    psm = phase_sensitive_mask(stft(clean), spec)
+    assert float(psm.min()) >= 0.0 and float(psm.max()) <= 1.0
+    assert torch.allclose(phase_sensitive_mask(spec, spec), torch.ones_like(psm))  # no noise: keep all
+    ibm = ideal_binary_mask(stft(clean).abs(), stft(noise).abs())
+    length = len(clean)
+    assert (snr_db(clean, masked_waveform(psm, spec, length=length))
+            > snr_db(clean, masked_waveform(ibm, spec, length=length)) + 1.0)
+
+
+def test_weighted_mask_mse_is_the_error_of_the_rebuilt_spectrum() -> None:
+    from dlslab.audio.masks import mask_mse_loss, phase_sensitive_target
+
+    g = torch.Generator().manual_seed(2)
+    clean = torch.complex(torch.randn(3, 7, generator=g), torch.randn(3, 7, generator=g))
+    noisy = clean + 0.3 * torch.complex(torch.randn(3, 7, generator=g), torch.randn(3, 7, generator=g))
+    logits = torch.randn(3, 7, generator=g)
+    mag = noisy.abs()
+    target = phase_sensitive_target(clean, noisy) / mag  # unclipped, so the identity is exact
+    weight = mag.square()
+    rebuilt = torch.sigmoid(logits) * mag * torch.exp(1j * noisy.angle())
+    error = (rebuilt - clean).abs().square().sum()
+    constant = (clean.abs().square() - phase_sensitive_target(clean, noisy).square()).sum()
+    loss = mask_mse_loss(logits, target, weight=weight)
+    assert torch.allclose(loss * weight.sum() + constant, error, rtol=1e-4)
+    # padded frames are dropped: changing them leaves the loss as it is
+    frame_mask = torch.tensor([[True, True, False]])  # (B=1, T=3)
+    x = logits.reshape(1, 3, 7)
+    y = target.reshape(1, 3, 7)
+    moved = x.clone()
+    moved[0, 2] += 5.0
+    assert torch.equal(mask_mse_loss(x, y, frame_mask), mask_mse_loss(moved, y, frame_mask))
+    assert not torch.equal(mask_mse_loss(x, y), mask_mse_loss(moved, y))

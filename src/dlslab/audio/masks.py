@@ -62,3 +62,28 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tens
         return F.binary_cross_entropy_with_logits(logits.float(), target.float())
     cells = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
     return (cells * weight).sum() / weight.sum().clamp_min(torch.finfo(cells.dtype).tiny)
+
+
+def phase_sensitive_mask(clean_spec: torch.Tensor, noisy_spec: torch.Tensor) -> torch.Tensor:
+    """The phase-sensitive target as a mask of |X|: |S|·cos(∠S − ∠X) / |X|, clipped to [0, 1]
+    (complex spectra in). Applied to |X| with the noisy phase it is the nearest to the clean
+    spectrum that a mask in [0, 1] can get, cell by cell; 0 where |X| is 0."""
+    mag = noisy_spec.abs()
+    ratio = phase_sensitive_target(clean_spec, noisy_spec) / mag.clamp_min(torch.finfo(mag.dtype).tiny)
+    return torch.where(mag > 0, ratio, 0.0).clamp(0.0, 1.0)
+
+
+def mask_mse_loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor | None = None,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared error between the estimated mask sigmoid(logits) and a target mask, over the
+    real frames only, like `mask_loss`. Weighted by |X|² and aimed at `phase_sensitive_mask`,
+    it is the squared error of the masked spectrum, rebuilt with the noisy phase, against the
+    clean one (up to a constant per cell, where the target needs no clipping): what the SNR
+    measures."""
+    if frame_mask is not None:
+        logits, target = logits[frame_mask], target[frame_mask]  # (frames, F)
+        weight = weight[frame_mask] if weight is not None else None
+    cells = (torch.sigmoid(logits.float()) - target.float()).square()
+    if weight is None:
+        return cells.mean()
+    return (cells * weight).sum() / weight.sum().clamp_min(torch.finfo(cells.dtype).tiny)
