@@ -35,7 +35,8 @@ from dlslab.audio.batching import (chunk_streams, chunk_table, gather_chunks, le
                                    pad_to_longest, stack_sequences, unchunk)
 from dlslab.audio.corpus import CorpusSpec, read_pairs, speech_corpus
 from dlslab.audio.io import read_audio
-from dlslab.audio.masks import ideal_binary_mask, ideal_ratio_mask, mask_loss, masked_waveform
+from dlslab.audio.masks import (ideal_binary_mask, ideal_ratio_mask, mask_loss, mask_mse_loss, masked_waveform,
+                                phase_sensitive_mask)
 from dlslab.audio.stft import stft
 from dlslab.config import StudyConfig
 from dlslab.errors import ConfigError
@@ -59,7 +60,8 @@ class Config(StudyConfig):
     corpus_seed: int = 0  # seed of the corpus (part p uses corpus_seed + p), fixed across training seeds
     n_fft: int = 1024  # STFT window length (bins = n_fft // 2 + 1)
     hop: int = 512  # STFT hop in samples
-    target: Literal["ibm", "irm"] = "ibm"  # mask the model learns: ideal binary or ideal ratio mask
+    target: Literal["ibm", "irm", "psm"] = "ibm"  # mask the model learns: ideal binary, ideal ratio or phase-sensitive (clipped to [0, 1]) mask
+    loss: Literal["bce", "mse"] = "bce"  # binary cross-entropy or squared error between the mask and the target (mse with psm and loss_weight=2: the error of the rebuilt spectrum, what the SNR measures)
     log_input: bool = True  # feed log(|X|) rather than |X| (both standardised per bin)
     loss_weight: float = 2.0  # weight each time-frequency cell's loss by |X| ** this (0: all equal; 2: by energy, as the SNR weighs errors)
     hidden: int = 256  # LSTM units per direction
@@ -68,6 +70,9 @@ class Config(StudyConfig):
     dropout: float = 0.0  # dropout on the input features and between LSTM layers
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))  # batching strategies compared: pad, chunk, tbptt, packed
     chunk: int = 10  # frames per chunk (chunk and tbptt)
+    context: int = 0  # chunk strategy: frames of the same utterance fed before each chunk (and after it, if bidirectional) but not scored
+    remix: int = 0  # extra copies of each training utterance, its noise circularly shifted in time and rescaled
+    remix_gain_db: float = 3.0  # remix: noise gain drawn uniformly within ± this many dB
     batch_frames: int = 640  # real frames per update, the same for every strategy
     tbptt_group: int = 8  # utterances per tbptt stream in one group (more: less padding at stream ends)
     epochs: int = 20  # passes over the training frames, the same for every strategy
@@ -132,30 +137,56 @@ def _share(total: int, parts: int, p: int) -> int:
     return total // parts + (1 if p < total % parts else 0)
 
 
-def load_frames(dirs: list[Any], split: str, cfg: Config, keep_audio: bool) -> Frames:
-    """|X| frames and target masks of every utterance of `split` in the corpus parts; with
-    `keep_audio`, also what validation needs (noisy spectra, clean waves, oracle masks)."""
+def target_masks(clean_wave: np.ndarray, noise_wave: np.ndarray, noisy_wave: np.ndarray,
+                 cfg: Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The noisy spectrum X (bins, frames) and the masks of its speech, each (bins, frames):
+    "ibm" and "irm" from |S| and |N|, "psm" from the complex S and X."""
+    spec = stft(torch.from_numpy(noisy_wave), cfg.n_fft, cfg.hop)
+    s_spec = stft(torch.from_numpy(clean_wave), cfg.n_fft, cfg.hop)
+    s_mag, n_mag = s_spec.abs(), stft(torch.from_numpy(noise_wave), cfg.n_fft, cfg.hop).abs()
+    return spec, {"ibm": ideal_binary_mask(s_mag, n_mag), "irm": ideal_ratio_mask(s_mag, n_mag),
+                  "psm": phase_sensitive_mask(s_spec, spec)}
+
+
+def remixed(clean_wave: np.ndarray, noise_wave: np.ndarray, copies: int, gain_db: float,
+            rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`copies` new (noise, noisy) waves of the same speech: its noise circularly shifted by
+    10-90 % of its length and rescaled by a gain drawn within ± gain_db."""
+    out = []
+    for _ in range(copies):
+        shift = int(rng.uniform(0.1, 0.9) * len(noise_wave))
+        gain = 10 ** (rng.uniform(-gain_db, gain_db) / 20)
+        noise = (gain * np.roll(noise_wave, shift)).astype(noise_wave.dtype)
+        out.append((noise, clean_wave + noise))
+    return out
+
+
+def load_frames(dirs: list[Any], split: str, cfg: Config, keep_audio: bool, remix: int = 0) -> Frames:
+    """|X| frames and target masks of every utterance of `split` in the corpus parts, each
+    followed by `remix` remixed copies; with `keep_audio`, also what validation needs (noisy
+    spectra, clean waves, oracle masks)."""
     rows = [r for d in dirs for r in read_pairs(d, split)]
-    noisy, target = [], []
-    specs, clean, oracle, rate = [], [], {"ibm": [], "irm": []}, 0
+    rng = np.random.default_rng(cfg.corpus_seed)
+    noisy, target, seconds = [], [], []
+    specs, clean, oracle, rate = [], [], {"ibm": [], "irm": [], "psm": []}, 0
     for r in rows:
         clean_wave, rate = read_audio(r["clean"])
         noise_wave, _ = read_audio(r["noise"], expect_rate=rate)
         noisy_wave, _ = read_audio(r["noisy"], expect_rate=rate)
-        spec = stft(torch.from_numpy(noisy_wave), cfg.n_fft, cfg.hop)  # (bins, frames)
-        s_mag = stft(torch.from_numpy(clean_wave), cfg.n_fft, cfg.hop).abs()
-        n_mag = stft(torch.from_numpy(noise_wave), cfg.n_fft, cfg.hop).abs()
-        masks = {"ibm": ideal_binary_mask(s_mag, n_mag), "irm": ideal_ratio_mask(s_mag, n_mag)}
-        noisy.append(spec.abs().T)  # (frames, bins)
-        target.append(masks[cfg.target].T)
-        if keep_audio:
-            specs.append(spec)
-            clean.append(clean_wave)
-            for name, m in masks.items():
-                oracle[name].append(m)
+        mixes = [(noise_wave, noisy_wave), *remixed(clean_wave, noise_wave, remix, cfg.remix_gain_db, rng)]
+        for k, (noise, mix) in enumerate(mixes):
+            spec, masks = target_masks(clean_wave, noise, mix, cfg)
+            noisy.append(spec.abs().T)  # (frames, bins)
+            target.append(masks[cfg.target].T)
+            seconds.append(r["seconds"])
+            if keep_audio and k == 0:
+                specs.append(spec)
+                clean.append(clean_wave)
+                for name, m in masks.items():
+                    oracle[name].append(m)
     frames, offsets, lengths = stack_sequences(noisy)
     return Frames(frames, torch.cat(target), offsets, lengths, rate, specs, clean,
-                  oracle if keep_audio else {}, [r["seconds"] for r in rows])
+                  oracle if keep_audio else {}, seconds)
 
 
 # --- the four batching strategies ------------------------------------------------------------
@@ -181,6 +212,11 @@ def _weight(mag: torch.Tensor, cfg: Config) -> torch.Tensor | None:
     return mag.pow(cfg.loss_weight) if cfg.loss_weight else None
 
 
+def _loss(cfg: Config) -> Callable[..., torch.Tensor]:
+    """mask_loss (BCE) or mask_mse_loss, as `cfg.loss` says: (logits, target, frame_mask, weight)."""
+    return mask_mse_loss if cfg.loss == "mse" else mask_loss
+
+
 def _utterances_per_batch(cfg: Config, train: Frames) -> int:
     return max(1, round(cfg.batch_frames / float(train.lengths.float().mean())))
 
@@ -202,24 +238,45 @@ def pad_strategy(cfg: Config, train: Frames, seed: int) -> Strategy:
             total += len(idx) * int(lengths.max())
     frac = 1 - real / total
     return Strategy((train.offsets, train.lengths), bs, transform,
-                    lambda model, x, y, mask: mask_loss(model(x), y, mask, _weight(x, cfg)), None, frac, frac,
+                    lambda model, x, y, mask: _loss(cfg)(model(x), y, mask, _weight(x, cfg)), None, frac, frac,
                     -(-len(train.lengths) // bs))
 
 
+def chunk_windows(offsets: torch.Tensor, lengths: torch.Tensor, chunk: int, before: int = 0,
+                  after: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every utterance cut into chunks of `chunk` frames (`chunk_table`), each widened by up to
+    `before` and `after` frames of the same utterance on either side. Returns the frame index
+    of every window position (C, W), where it holds a frame of the utterance (C, W), and where
+    it is scored (C, W): the chunk's own real frames, which, taken row by row, are every frame
+    once in store order. With before = after = 0 the windows are the chunks of `gather_chunks`."""
+    table = chunk_table(offsets, lengths, chunk)
+    steps = torch.arange(-before, chunk + after, device=offsets.device)  # (W,)
+    index = table.starts[:, None] + steps  # (C, W)
+    first = offsets[table.utterance][:, None]  # (C, 1)
+    inside = (index >= first) & (index < first + lengths[table.utterance][:, None])
+    scored = inside & (steps >= 0) & (steps < chunk)
+    return index, inside, scored
+
+
+def _chunk_sides(cfg: Config) -> tuple[int, int]:
+    """Context frames before and after each chunk: after only if the LSTM looks backwards."""
+    return cfg.context, cfg.context if cfg.bidirectional else 0
+
+
 def chunk_strategy(cfg: Config, train: Frames, seed: int) -> Strategy:
-    table = chunk_table(train.offsets, train.lengths, cfg.chunk)
+    index, inside, scored = chunk_windows(train.offsets, train.lengths, cfg.chunk, *_chunk_sides(cfg))
     bs = max(1, cfg.batch_frames // cfg.chunk)
 
     def transform(batch: list[torch.Tensor]) -> list[torch.Tensor]:
-        starts, valid = batch
-        x, mask = gather_chunks(train.noisy, starts, valid, cfg.chunk)  # (B, chunk, bins), (B, chunk)
-        y, _ = gather_chunks(train.target, starts, valid, cfg.chunk)
-        return [x, y, mask]
+        rows = batch[0]
+        idx, keep = index[rows].clamp(0, len(train.noisy) - 1), inside[rows, :, None]  # (B, W), (B, W, 1)
+        x = train.noisy[idx] * keep  # (B, W, bins); outside the utterance: zeros, like padding
+        return [x, train.target[idx] * keep, scored[rows]]
 
-    frac = 1 - len(train.noisy) / (len(table) * cfg.chunk)
-    return Strategy((table.starts, table.valid), bs, transform,
-                    lambda model, x, y, mask: mask_loss(model(x), y, mask, _weight(x, cfg)), None, frac, frac,
-                    -(-len(table) // bs))
+    frac = 1 - float(inside.sum()) / inside.numel()
+    return Strategy((torch.arange(len(index), device=index.device),), bs, transform,
+                    lambda model, x, y, mask: _loss(cfg)(model(x), y, mask, _weight(x, cfg)), None, frac, frac,
+                    -(-len(index) // bs))
 
 
 def tbptt_strategy(cfg: Config, train: Frames, seed: int, optimizer: torch.optim.Optimizer) -> Strategy:
@@ -236,7 +293,7 @@ def tbptt_strategy(cfg: Config, train: Frames, seed: int, optimizer: torch.optim
                 keep = (~plan.reset[k]).to(x.dtype)[None, :, None]  # (1, lanes, 1)
                 state = (state[0].detach() * keep, state[1].detach() * keep)
             logits, state = model.forward_state(x, state)
-            loss = mask_loss(logits, y, mask, _weight(x, cfg))
+            loss = _loss(cfg)(logits, y, mask, _weight(x, cfg))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -270,7 +327,7 @@ def packed_strategy(cfg: Config, train: Frames, seed: int) -> Strategy:
         packed_x = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out = model(packed_x)
         target = pack_padded_sequence(y, lengths, batch_first=True, enforce_sorted=False)
-        return mask_loss(out.data, target.data, weight=_weight(packed_x.data, cfg))  # packed frames only: no padding
+        return _loss(cfg)(out.data, target.data, weight=_weight(packed_x.data, cfg))  # packed frames only: no padding
 
     sizes = train.lengths[buckets.clamp_min(0)] * (buckets >= 0)  # (n_buckets, B) real frames
     tensor_frac = 1 - float(sizes.sum()) / float((sizes.max(1).values * (buckets >= 0).sum(1)).sum())
@@ -287,16 +344,18 @@ def make_strategy(name: str, cfg: Config, train: Frames, seed: int, optimizer: t
 
 
 @torch.no_grad()
-def infer_logits(model: LSTMDenoiser, strategy: str, data: Frames, chunk: int) -> torch.Tensor:
+def infer_logits(model: LSTMDenoiser, strategy: str, data: Frames, chunk: int,
+                 sides: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Mask logits (total, bins) for every frame of `data`, utterances whole and of any
-    length: the chunk model as it was trained (chunk, run, stitch back exactly), the others
-    over each whole utterance (packed, so no utterance ever sees another's padding)."""
+    length: the chunk model as it was trained (chunks with `sides` = (before, after) context
+    frames, run, the chunks' own frames stitched back exactly), the others over each whole
+    utterance (packed, so no utterance ever sees another's padding)."""
     was_training = model.training
     model.eval()
     if strategy == "chunk":
-        table = chunk_table(data.offsets, data.lengths, chunk)
-        x, mask = gather_chunks(data.noisy, table.starts, table.valid, chunk)  # (C, chunk, bins)
-        logits = unchunk(model(x), mask)
+        index, inside, scored = chunk_windows(data.offsets, data.lengths, chunk, *sides)
+        x = data.noisy[index.clamp(0, len(data.noisy) - 1)] * inside[..., None]  # (C, W, bins)
+        logits = unchunk(model(x), scored)
     else:
         x, mask = pad_to_longest(data.noisy, data.offsets, data.lengths)  # (N, T, bins)
         packed = pack_padded_sequence(x, data.lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -364,7 +423,8 @@ def train_one(name: str, cfg: Config, seed: int, train: Frames, val: Frames,
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         t0 = time.perf_counter()
-        loss = float(mask_loss(infer_logits(m, name, val, cfg.chunk), val.target, None, _weight(val.noisy, cfg)))
+        logits = infer_logits(m, name, val, cfg.chunk, _chunk_sides(cfg))
+        loss = float(_loss(cfg)(logits, val.target, None, _weight(val.noisy, cfg)))
         return {"val_loss": loss, "eval_s": time.perf_counter() - t0}
 
     history = fit(model, strategy.tensors, strategy.loss_fn, step=strategy.step, optimizer=optimizer,
@@ -377,7 +437,7 @@ def train_one(name: str, cfg: Config, seed: int, train: Frames, val: Frames,
 def run(cfg: Config, run: Run) -> dict[str, Any]:
     _check(cfg)
     dirs = corpus_dirs(cfg, run.data_dir)
-    train = load_frames(dirs, "train", cfg, keep_audio=False).to(run.device)
+    train = load_frames(dirs, "train", cfg, keep_audio=False, remix=cfg.remix).to(run.device)
     val = load_frames(dirs, "test", cfg, keep_audio=True).to(run.device)
     rate = val.sample_rate
     run.info(f"corpus: {len(train.lengths)} training / {len(val.lengths)} validation utterances, "
@@ -393,6 +453,7 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
         "noisy": score([torch.ones_like(m) for m in val.oracle["ibm"]]),  # a mask of ones: X itself
         "ibm_oracle": score(val.oracle["ibm"]),
         "irm_oracle": score(val.oracle["irm"]),
+        "psm_oracle": score(val.oracle["psm"]),
     })
     seeds = [cfg.seed + k for k in range(cfg.n_seeds)]
     results: dict[str, list[dict[str, Any]]] = {}
@@ -401,7 +462,7 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
     for name in cfg.strategies:
         for seed in seeds:
             model, history, strategy = train_one(name, cfg, seed, train, val, run)
-            masks = torch.sigmoid(infer_logits(model, name, val, cfg.chunk)).split(val.lengths.tolist())
+            masks = torch.sigmoid(infer_logits(model, name, val, cfg.chunk, _chunk_sides(cfg))).split(val.lengths.tolist())
             masks = [m.T.cpu() for m in masks]  # (bins, frames) each
             scores = run.cached(f"scores-{name}-seed{seed}", lambda masks=masks: score(masks))
             train_s = [e["epoch_s"] - e["eval_s"] for e in history.epochs]
@@ -482,8 +543,10 @@ def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[s
     rows = summarise(results, references)
     best = max(rows, key=lambda r: r["snr_db"])
     target_gain = 8.0
-    seconds = torch.tensor(train.seconds + val.seconds)
-    run.add_text("Data", f"{len(train.lengths)} training and {len(val.lengths)} validation utterances of "
+    seconds = torch.tensor(train.seconds[:: 1 + cfg.remix] + val.seconds)  # remixed copies left out
+    copies = f" (each with {cfg.remix} remixed copies)" if cfg.remix else ""
+    run.add_text("Data", f"{len(train.lengths) // (1 + cfg.remix)} training{copies} and {len(val.lengths)} "
+                 "validation utterances of "
                  f"{float(seconds.min()):.1f} s to {float(seconds.max()):.1f} s (median "
                  f"{float(seconds.median()):.1f} s), {train.noisy.shape[1]} frequency bins, hop {cfg.hop} samples "
                  f"at {rate} Hz; noise at {cfg.snr_range_db[0]:g} to {cfg.snr_range_db[1]:g} dB SNR "
@@ -496,7 +559,8 @@ def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[s
         "of the batch tensors; epoch_s: training seconds per epoch (validation excluded); "
         "gap_to_ibm_db: SNR minus the oracle IBM's."))
     run.add_table("References", [{"signal": k} | {m: v[m] for m in SCORES} for k, v in references.items()],
-                  caption="The noisy input, and the oracle masks computed from the clean speech and the noise.")
+                  caption=("The noisy input, and the oracle masks computed from the clean speech and the noise "
+                           "(the phase-sensitive mask from the clean and noisy spectra)."))
     run.add_figure(line_plot({n: (list(range(1, len(h.epochs) + 1)), h.series("val_loss")) for n, h in histories.items()},
                              title="Validation loss (BCE to the target mask)", xlabel="epoch", ylabel="loss"),
                    "val_loss", title="Validation loss per epoch")
@@ -530,6 +594,7 @@ def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[s
                           caption=f"SNR {metrics.snr_db(val.clean[i], wave):.1f} dB")
     headline: dict[str, Any] = {"snr_db.noisy": references["noisy"]["snr_db"],
                                 "snr_db.ibm_oracle": references["ibm_oracle"]["snr_db"],
+                                "snr_db.psm_oracle": references["psm_oracle"]["snr_db"],
                                 "snr_gain_db.best": best["snr_gain_db"], "ibm_gap_db.best": best["gap_to_ibm_db"]}
     for r in rows:
         for key in ("snr_db", "snr_gain_db", "si_sdr_db", "stoi", "padded_frac", "epoch_s"):
