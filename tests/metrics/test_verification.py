@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dlslab.metrics.verification import (accuracy_at, best_threshold, equal_error_rate,
-                                         one_shot_identification, roc_auc, roc_curve, verification_pairs)
+from dlslab.metrics.verification import (CohortNorm, accuracy_at, best_threshold, equal_error_rate,
+                                         one_shot_identification, pair_scores, roc_auc, roc_curve,
+                                         verification_pairs)
 
 
 def test_auc_matches_sklearn_and_its_extremes() -> None:
@@ -68,3 +69,37 @@ def test_one_shot_identification_perfect_random_and_chance() -> None:
     assert abs(res.accuracy - 0.2) < 0.05
     with pytest.raises(ValueError, match="n_way"):
         one_shot_identification(clean, speaker, 21)
+
+
+def test_cohort_norm_is_symmetric_and_keeps_a_separated_gallery_perfect() -> None:
+    rng = np.random.default_rng(4)
+    speaker = np.repeat(np.arange(12), 5)
+    clean = np.eye(24)[speaker] + 0.05 * rng.normal(size=(60, 24))
+    cohort = np.eye(24)[12 + rng.integers(0, 12, 80)] + 0.05 * rng.normal(size=(80, 24))  # other speakers
+    for top_k in (None, 10):
+        norm = CohortNorm(cohort, top_k)
+        a, b = clean[:7], clean[20:31]
+        assert np.allclose(norm.matrix(a, b), norm.matrix(b, a).T)
+        assert np.allclose(norm.pairs(a, b[:7]), norm.pairs(b[:7], a))
+        assert np.allclose(norm.pairs(a, b[:7]), np.diag(norm.matrix(a, b[:7])))
+        assert one_shot_identification(clean, speaker, None, rounds=3, seed=0, norm=norm).accuracy == 1.0
+        i, j, same = verification_pairs(speaker, seed=0)
+        assert roc_auc(pair_scores(clean, i, j, norm), same) == 1.0
+    with pytest.raises(ValueError, match="top_k"):
+        CohortNorm(cohort, 81)
+
+
+def test_cohort_norm_discounts_an_enrolment_that_resembles_everybody() -> None:
+    def unit(v: list[float]) -> np.ndarray:
+        return np.asarray(v) / np.linalg.norm(v)
+
+    hub, other = unit([1, 0, 0]), unit([0, 0.8, 0.6])  # enrolments of speakers 0 and 1
+    query = unit([0.6, 0, 0.8])  # speaker 1, yet closer to the hub in raw cosine
+    rng = np.random.default_rng(5)
+    cohort = np.c_[np.ones(50), 0.3 * rng.normal(size=(50, 2))]  # other speakers, all near the hub
+    raw = query @ np.stack([hub, other]).T
+    normed = CohortNorm(cohort).matrix(query[None], np.stack([hub, other]))[0]
+    assert raw.argmax() == 0 and normed.argmax() == 1
+    emb = np.stack([hub, other, query])
+    assert pair_scores(emb, np.array([2]), np.array([0]))[0] == pytest.approx(raw[0])
+    assert pair_scores(emb, np.array([2]), np.array([0]), CohortNorm(cohort))[0] == pytest.approx(normed[0])

@@ -98,6 +98,55 @@ def verification_pairs(speaker: np.ndarray, *, max_pairs: int = 20000,
     return i[pick], j[pick], np.r_[np.ones(n, bool), np.zeros(n, bool)]
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class CohortNorm:
+    """Adaptive symmetric score normalisation (AS-norm) against a cohort.
+
+    Each side of a trial is z-normalised by the mean and standard deviation of its cosine
+    similarities to the `top_k` most similar cohort embeddings (all of them when None), and
+    the two normalised scores are averaged: s' = ((s - m_a) / sd_a + (s - m_b) / sd_b) / 2.
+    The cohort holds utterances of speakers that are never enrolled or tested (the training
+    speakers)."""
+
+    cohort: np.ndarray  # (C, E) embeddings of cohort utterances
+    top_k: int | None = None  # cohort scores used per side (None: all)
+
+    def __post_init__(self) -> None:
+        self.cohort = unit_rows(self.cohort)
+        if self.top_k is not None and not 2 <= self.top_k <= len(self.cohort):
+            raise ValueError(f"top_k={self.top_k} must be between 2 and the cohort size ({len(self.cohort)})")
+
+    def stats(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of each row's cohort similarities, (N,) each."""
+        sims = unit_rows(emb) @ self.cohort.T  # (N, C)
+        if self.top_k is not None:
+            sims = -np.partition(-sims, self.top_k - 1, axis=1)[:, :self.top_k]
+        return sims.mean(1), np.maximum(sims.std(1), 1e-6)
+
+    def matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Normalised scores (A, B) of every row of `a` against every row of `b`."""
+        (ma, sa), (mb, sb) = self.stats(a), self.stats(b)
+        s = unit_rows(a) @ unit_rows(b).T
+        return 0.5 * ((s - ma[:, None]) / sa[:, None] + (s - mb[None]) / sb[None])
+
+    def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Normalised scores (N,) of the row pairs (a[k], b[k])."""
+        (ma, sa), (mb, sb) = self.stats(a), self.stats(b)
+        s = (unit_rows(a) * unit_rows(b)).sum(1)
+        return 0.5 * ((s - ma) / sa + (s - mb) / sb)
+
+
+def pair_scores(emb: np.ndarray, i: np.ndarray, j: np.ndarray, norm: CohortNorm | None = None) -> np.ndarray:
+    """Scores of the trials (emb[i], emb[j]): cosine similarity, cohort-normalised with `norm`."""
+    emb = unit_rows(emb)
+    return (emb[i] * emb[j]).sum(1) if norm is None else norm.pairs(emb[i], emb[j])
+
+
 @dataclass
 class Identification:
     """One-shot N-way identification results."""
@@ -111,14 +160,14 @@ class Identification:
 
 
 def one_shot_identification(embeddings: np.ndarray, speaker: np.ndarray, n_way: int | None = None, *,
-                            rounds: int = 5, seed: int = 0) -> Identification:
+                            rounds: int = 5, seed: int = 0, norm: CohortNorm | None = None) -> Identification:
     """Enrol each speaker with one random utterance, then identify each of its other
-    utterances among `n_way` enrolled speakers (None: all), by cosine similarity.
+    utterances among `n_way` enrolled speakers (None: all), by cosine similarity
+    (cohort-normalised with `norm`).
 
     Repeated over `rounds` random enrolments; the N - 1 other speakers are drawn at random
     for every query. `embeddings` (N, E) need not be normalised."""
-    emb = np.asarray(embeddings, dtype=np.float64)
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb = unit_rows(embeddings)
     names, spk = np.unique(np.asarray(speaker), return_inverse=True)
     n_spk = len(names)
     counts = np.bincount(spk)
@@ -134,7 +183,7 @@ def one_shot_identification(embeddings: np.ndarray, speaker: np.ndarray, n_way: 
     for _ in range(rounds):
         enrol = order[starts + (rng.random(n_spk) * counts).astype(int)]  # (S,) one utterance each
         query = np.setdiff1d(np.arange(len(spk)), enrol)
-        sims = emb[query] @ emb[enrol].T  # (Q, S)
+        sims = emb[query] @ emb[enrol].T if norm is None else norm.matrix(emb[query], emb[enrol])  # (Q, S)
         keys = rng.random(sims.shape)
         keys[np.arange(len(query)), spk[query]] = 2.0  # the true speaker is always a candidate
         candidates = np.argsort(-keys, axis=1)[:, :n_way]  # (Q, N)
