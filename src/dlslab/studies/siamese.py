@@ -20,6 +20,7 @@ same encoder untrained.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,14 +29,17 @@ import numpy as np
 import torch
 
 from dlslab import config
-from dlslab.audio.speakers import (SpeakerSet, SyntheticSpec, Utterance, featurize, read_speakers,
-                                   real_speakers, synthetic_speakers)
+from dlslab.audio.features import frame_features
+from dlslab.audio.io import read_audio
+from dlslab.audio.speakers import (SpeakerSet, SyntheticSpec, Utterance, featurize, normalise_level,
+                                   read_speakers, real_speakers, synthetic_speakers)
 from dlslab.config import StudyConfig
+from dlslab.data.locate import locate
 from dlslab.errors import ConfigError, DataError, UsageError
 from dlslab.metrics.verification import (accuracy_at, best_threshold, equal_error_rate,
                                          one_shot_identification, roc_auc, verification_pairs)
 from dlslab.models.siamese import (SiameseNet, SpeakerIndex, additive_margin_loss, contrastive_loss,
-                                   hardest_negatives, triplet_loss)
+                                   hardest_negatives, masked_mean, triplet_loss)
 from dlslab.report.plots import line_plot, pyplot
 from dlslab.report.run import Run, safe_torch_load
 from dlslab.train.engine import fit, seed_everything
@@ -67,10 +71,13 @@ class Config(StudyConfig):
     dilations: list[int] = field(default_factory=lambda: [1, 2, 3])  # one time-delay layer per entry (its dilation)
     embed_dim: int = 128  # embedding size
     mean_norm: bool = False  # subtract each utterance's mean frame (removes the recording channel's colour)
+    speed_perturb: list[float] = field(default_factory=list)  # each training utterance also resampled by these speed factors; each factor makes new pseudo-speakers
     losses: list[Literal["contrastive", "triplet", "am-softmax"]] = field(default_factory=lambda: list(LOSSES))  # losses trained and compared; the best on validation is reported as "trained"
     margin: float = 0.3  # margin of the contrastive and triplet losses (on cosine similarity)
     am_margin: float = 0.2  # additive margin of the AM-softmax loss
     am_scale: float = 20.0  # logit scale of the AM-softmax loss
+    noise_snr: list[float] = field(default_factory=list)  # [low, high] dB: each training crop gets a crop of a real noise recording (dataset 'noise') at a random SNR in this range; [] = off
+    band_mask: int = 0  # each training crop has a random band of up to this many feature rows set to the crop's mean (SpecAugment-style); 0 = off
     hard_negatives: bool = False  # pair each anchor with the most similar other-speaker utterance in its batch
     epochs: int = 60  # passes over the training utterances (each one an anchor once per epoch)
     batch_size: int = 64  # anchors per batch
@@ -92,7 +99,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def data_needs(cfg: Config) -> list[str]:
     return (["speakers", "speakers2"] if "real" in cfg.data else []) + \
-        (["speech-corpus"] if "synthetic" in cfg.data else [])
+        (["speech-corpus"] if "synthetic" in cfg.data else []) + (["noise"] if cfg.noise_snr else [])
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -127,6 +134,22 @@ def _synthetic(cfg: Config) -> dict[str, list[Utterance]]:
     return out
 
 
+def speed_perturbed(utterances: list[Utterance], factors: list[float]) -> list[Utterance]:
+    """Copies of `utterances` played `factor` times faster (resampled, so pitch and formants
+    move too); each (speaker, factor) is a new pseudo-speaker `speaker@x<factor>`."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    out = []
+    for factor in factors:
+        ratio = Fraction(factor).limit_denominator(100)  # new length = old length / factor
+        out += [Utterance(f"{u.speaker}@x{factor:g}", u.corpus, u.path,
+                          resample_poly(u.wave, ratio.denominator, ratio.numerator).astype(np.float32))
+                for u in utterances]
+    return out
+
+
 def load_sets(cfg: Config, data_dir: str | Path | None) -> tuple[SpeakerSet, dict[str, str]]:
     """Every utterance's features in one SpeakerSet, and each speaker's role."""
     real: list[Utterance] = []
@@ -147,6 +170,9 @@ def load_sets(cfg: Config, data_dir: str | Path | None) -> tuple[SpeakerSet, dic
         for role, utts in _synthetic(cfg).items():
             roles |= {u.speaker: role for u in utts}
             utterances += utts
+    perturbed = speed_perturbed([u for u in utterances if roles[u.speaker] == "train"], cfg.speed_perturb)
+    roles |= {u.speaker: "train" for u in perturbed}
+    utterances += perturbed
     for role in ("train", "val", "test"):
         if sum(r == role for r in roles.values()) < 2:
             raise DataError(f"fewer than 2 {role} speakers; use more speakers (a corpus needs 3+ "
@@ -192,17 +218,61 @@ def embed_set(model: SiameseNet, frames: torch.Tensor, lengths: torch.Tensor, ba
     return torch.cat(out).cpu().numpy()
 
 
-def make_loss(cfg: Config, loss: str, train: SpeakerSet, device: torch.device) -> Any:
+def noise_frames(cfg: Config, data_dir: str | Path | None) -> torch.Tensor | None:
+    """Log-mel frames (F, T) of the real noise recordings, each levelled to unit RMS, one
+    after another; None when noise_snr is off."""
+    if not cfg.noise_snr:
+        return None
+    loc = locate("noise", data_dir)
+    if loc.status != "found":
+        raise DataError("noise_snr needs the 'noise' dataset (real noise recordings); put it under "
+                        "DLSLAB_DATA or --data-dir, or run with --set noise_snr=[]")
+    files = sorted(f for f in Path(loc.path).iterdir() if f.suffix.lower() in (".wav", ".flac"))
+    waves = [normalise_level(read_audio(f, sample_rate=SAMPLE_RATE)[0]) for f in files]
+    return torch.cat([frame_features(w, SAMPLE_RATE, cfg.features, n_mels=cfg.n_mels, n_fft=cfg.n_fft, hop=cfg.hop)
+                      for w in waves], dim=-1)
+
+
+def add_noise(x: torch.Tensor, noise: torch.Tensor, snr_db: tuple[float, float]) -> torch.Tensor:
+    """Log-power frames x (B, F, T) mixed with random windows of log-power noise frames
+    (F, T_noise) at a random SNR in `snr_db` per utterance (both levelled to unit RMS, so the
+    gain sets the SNR): log(exp(x) + g exp(n))."""
+    b, _, t = x.shape
+    start = (torch.rand(b, device=x.device) * (noise.shape[-1] - t)).long()
+    n = noise[:, start[:, None] + torch.arange(t, device=x.device)].permute(1, 0, 2)  # (B, F, T)
+    snr = snr_db[0] + (snr_db[1] - snr_db[0]) * torch.rand(b, 1, 1, device=x.device)
+    return torch.logaddexp(x, n - snr * math.log(10) / 10)
+
+
+def mask_band(x: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor:
+    """Each utterance's frames x (B, F, T) with a random band of 0..width feature rows
+    replaced by the utterance's mean over its valid frames (SpecAugment's frequency mask)."""
+    b, f, _ = x.shape
+    w = (torch.rand(b, 1, device=x.device) * (width + 1)).long()
+    lo = (torch.rand(b, 1, device=x.device) * (f - w + 1)).long()
+    rows = torch.arange(f, device=x.device)[None]
+    band = ((rows >= lo) & (rows < lo + w))[..., None]  # (B, F, 1)
+    return torch.where(band, masked_mean(x, mask)[..., None], x)
+
+
+def make_loss(cfg: Config, loss: str, train: SpeakerSet, device: torch.device,
+              noise: torch.Tensor | None = None) -> Any:
     """loss_fn(model, anchors) for `fit`: mines a positive and a negative for each anchor
-    (balanced: as many same- as different-speaker pairs), crops, embeds and scores them."""
+    (balanced: as many same- as different-speaker pairs), crops, augments, embeds and
+    scores them."""
     frames, lengths = train.frames.to(device), train.lengths.to(device)
     speaker = train.speaker.to(device)
     index = SpeakerIndex(speaker)
+    noise = None if noise is None else noise.to(device)
 
     def loss_fn(model: SiameseNet, anchors: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b = len(anchors)
         trio = torch.cat([anchors, index.positives(anchors), index.negatives(anchors)])  # (3B,)
         x, mask = random_crops(frames, lengths, trio, cfg.crop_frames)
+        if noise is not None:
+            x = add_noise(x, noise, tuple(cfg.noise_snr)) * mask[:, None]
+        if cfg.band_mask:
+            x = mask_band(x, mask, cfg.band_mask) * mask[:, None]
         emb = model.embed(x, mask)  # (3B, E)
         a, p, n = emb.split(b)
         if cfg.hard_negatives:
@@ -220,7 +290,8 @@ def make_loss(cfg: Config, loss: str, train: SpeakerSet, device: torch.device) -
     return loss_fn
 
 
-def train_encoder(cfg: Config, loss: str, train: SpeakerSet, val: SpeakerSet, run: Run) -> tuple[SiameseNet, Any]:
+def train_encoder(cfg: Config, loss: str, train: SpeakerSet, val: SpeakerSet, run: Run,
+                  noise: torch.Tensor | None = None) -> tuple[SiameseNet, Any]:
     device = run.device
     seed_everything(cfg.seed)
     model = build_encoder(cfg, train.frames.shape[1], len(train.names) if loss == "am-softmax" else 0).to(device)
@@ -232,7 +303,7 @@ def train_encoder(cfg: Config, loss: str, train: SpeakerSet, val: SpeakerSet, ru
         return {"val_auc": roc_auc((emb[i] * emb[j]).sum(1), same)}
 
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
-    history = fit(model, (torch.arange(len(train), device=device),), make_loss(cfg, loss, train, device),
+    history = fit(model, (torch.arange(len(train), device=device),), make_loss(cfg, loss, train, device, noise),
                   optimizer=opt, epochs=cfg.epochs, batch_size=cfg.batch_size, evaluate=evaluate,
                   monitor="val_auc", patience=cfg.patience, restore_best=True, grad_clip=5.0,
                   seed=cfg.seed, run=run, name=f"encoder-{loss}", drop_last=True)
@@ -383,8 +454,9 @@ def run(cfg: Config, run: Run) -> dict:
                                "untrained encoder": lambda s: embed_set(untrained, s.frames.to(run.device),
                                                                         s.lengths.to(run.device))}
     histories = {}
+    noise = noise_frames(cfg, run.data_dir)
     for loss in cfg.losses:
-        model, histories[loss] = train_encoder(cfg, loss, train, val, run)
+        model, histories[loss] = train_encoder(cfg, loss, train, val, run, noise)
         methods[f"trained ({loss})"] = (lambda m: lambda s: embed_set(m, s.frames.to(run.device),
                                                                       s.lengths.to(run.device)))(model)
     selected = max(cfg.losses, key=lambda loss: histories[loss].best_value or 0.0)
