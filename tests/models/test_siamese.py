@@ -86,3 +86,26 @@ def test_losses_fall_as_speakers_separate() -> None:
     sims, same = torch.tensor([1.0, 0.0]), torch.tensor([1, 0])
     assert contrastive_loss(sims, same) == 0
     assert contrastive_loss(torch.tensor([0.0, 1.0]), same) > 0.5  # (1 + 0.7^2) / 2
+
+
+def test_ensemble_score_is_the_mean_of_the_members_cosines() -> None:
+    from dlslab.models.siamese import EncoderEnsemble
+
+    torch.manual_seed(0)
+    members = [SiameseNet(channels=16, embed_dim=8).eval() for _ in range(3)]
+    ensemble = EncoderEnsemble(members).eval()
+    x1, m1 = _inputs()
+    x2, m2 = _inputs()
+    m2[0, 20:] = 0
+    expected = torch.stack([m(x1, m1, x2, m2) for m in members]).mean(0)
+    assert torch.allclose(ensemble(x1, m1, x2, m2), expected, atol=1e-6)
+    assert torch.allclose(ensemble.embed(x1, m1).norm(dim=1), torch.ones(len(x1)), atol=1e-5)
+    assert not torch.allclose(members[0](x1, m1, x2, m2), expected)  # the members do differ
+
+
+def test_stats_pooling_ignores_padded_frames() -> None:
+    from dlslab.models.siamese import stats_pool
+
+    x = torch.tensor([[[1.0, 3.0, 100.0, -50.0]]])  # (1, 1, 4): the last two frames are padding
+    pooled = stats_pool(x, torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
+    assert torch.allclose(pooled, torch.tensor([[2.0, 1.0]]))  # mean 2, std 1 of the valid frames

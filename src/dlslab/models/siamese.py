@@ -5,6 +5,9 @@ The encoder is a small time-delay network (dilated 1-D convolutions over frames)
 by statistics pooling (mean and standard deviation over the valid frames only), so
 utterances of any length are embedded whole: padding never enters the pooled statistics.
 
+Several encoders trained from different seeds can be joined into one (`EncoderEnsemble`):
+its score is the mean of their cosine similarities.
+
 Training pairs and triplets are mined per batch: every anchor gets one positive (another
 utterance of its speaker, never itself) and one negative (an utterance of another speaker),
 so each batch holds exactly as many same-speaker as different-speaker pairs. With hard
@@ -12,6 +15,8 @@ mining, the negative is the most similar other-speaker utterance the batch holds
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -176,6 +181,25 @@ class SiameseNet(nn.Module):
                 mask2: torch.Tensor) -> torch.Tensor:
         e1, e2 = self.embed(x1, mask1), self.embed(x2, mask2)  # one encoder, so tied weights
         return (e1 * e2).sum(1)  # (B,) cosine similarity
+
+
+class EncoderEnsemble(nn.Module):
+    """Independently trained twin networks used as one: the embedding (B, K * E) is the K
+    members' unit embeddings side by side, scaled by 1 / sqrt(K), so it has unit length and
+    its cosine similarity is the mean of the members' cosine similarities."""
+
+    def __init__(self, members: list[SiameseNet]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def embed(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.embed(x, mask) for m in self.members], dim=1) / math.sqrt(len(self.members))
+
+    def forward(self, x1: torch.Tensor, mask1: torch.Tensor, x2: torch.Tensor,
+                mask2: torch.Tensor) -> torch.Tensor:
+        return (self.embed(x1, mask1) * self.embed(x2, mask2)).sum(1)  # (B,) mean cosine of the members
 
 
 def _example() -> tuple[torch.Tensor, ...]:

@@ -36,9 +36,9 @@ from dlslab.audio.speakers import (SpeakerSet, SyntheticSpec, Utterance, featuri
 from dlslab.config import StudyConfig
 from dlslab.data.locate import locate
 from dlslab.errors import ConfigError, DataError, UsageError
-from dlslab.metrics.verification import (accuracy_at, best_threshold, equal_error_rate,
-                                         one_shot_identification, roc_auc, verification_pairs)
-from dlslab.models.siamese import (SiameseNet, SpeakerIndex, additive_margin_loss, contrastive_loss,
+from dlslab.metrics.verification import (CohortNorm, accuracy_at, best_threshold, equal_error_rate,
+                                         one_shot_identification, pair_scores, roc_auc, verification_pairs)
+from dlslab.models.siamese import (EncoderEnsemble, SiameseNet, SpeakerIndex, additive_margin_loss, contrastive_loss,
                                    hardest_negatives, masked_mean, triplet_loss)
 from dlslab.report.plots import line_plot, pyplot
 from dlslab.report.run import Run, safe_torch_load
@@ -84,6 +84,9 @@ class Config(StudyConfig):
     optimizer: str = "adam"  # optimizer name (see dlslab.train.optim)
     lr: float = 2e-3  # learning rate
     patience: int = 15  # stop after this many epochs without a better validation AUC
+    ensemble: int = 1  # encoders trained per loss (seeds seed, seed + 1, ...) and joined: a score is the mean of their cosines
+    score_norm: Literal["none", "s-norm"] = "none"  # test-time scores: cosine, or adaptive symmetric s-norm against a cohort of training utterances
+    cohort_top_k: int | None = None  # s-norm: each side is normalised by its most similar cohort utterances (None: the whole cohort)
     eval_rounds: int = 10  # random enrolments averaged in one-shot identification
 
 
@@ -290,10 +293,16 @@ def make_loss(cfg: Config, loss: str, train: SpeakerSet, device: torch.device,
     return loss_fn
 
 
+def checkpoint_name(loss: str, member: int = 0) -> str:
+    return f"encoder-{loss}" + (f"-{member}" if member else "")
+
+
 def train_encoder(cfg: Config, loss: str, train: SpeakerSet, val: SpeakerSet, run: Run,
-                  noise: torch.Tensor | None = None) -> tuple[SiameseNet, Any]:
+                  noise: torch.Tensor | None = None, member: int = 0) -> tuple[SiameseNet, Any]:
+    """One encoder trained with `loss`; ensemble member k starts from seed + k."""
     device = run.device
-    seed_everything(cfg.seed)
+    seed = cfg.seed + member
+    seed_everything(seed)
     model = build_encoder(cfg, train.frames.shape[1], len(train.names) if loss == "am-softmax" else 0).to(device)
     val_frames, val_lengths = val.frames.to(device), val.lengths.to(device)
     i, j, same = verification_pairs(val.speaker.numpy(), seed=cfg.seed)
@@ -306,12 +315,13 @@ def train_encoder(cfg: Config, loss: str, train: SpeakerSet, val: SpeakerSet, ru
     history = fit(model, (torch.arange(len(train), device=device),), make_loss(cfg, loss, train, device, noise),
                   optimizer=opt, epochs=cfg.epochs, batch_size=cfg.batch_size, evaluate=evaluate,
                   monitor="val_auc", patience=cfg.patience, restore_best=True, grad_clip=5.0,
-                  seed=cfg.seed, run=run, name=f"encoder-{loss}", drop_last=True)
+                  seed=seed, run=run, name=checkpoint_name(loss, member), drop_last=True)
     return model.eval(), history
 
 
-def load_encoder(run_dir: str | Path) -> tuple[SiameseNet, Config]:
-    """The trained encoder of a finished `siamese` run (the loss chosen on validation)."""
+def load_encoder(run_dir: str | Path) -> tuple[SiameseNet | EncoderEnsemble, Config]:
+    """The trained encoder of a finished `siamese` run (the loss chosen on validation; all
+    its ensemble members)."""
     import json
 
     run_dir = Path(run_dir)
@@ -324,30 +334,34 @@ def load_encoder(run_dir: str | Path) -> tuple[SiameseNet, Config]:
         raise UsageError(f"{run_dir} is a run of {data['study']!r}, not of 'siamese'")
     cfg = config.apply_overrides(Config(), data["config"], source=str(cfg_path))
     metrics = json.loads(metrics_path.read_text())
-    state = safe_torch_load(run_dir / "checkpoints" / f"encoder-{metrics['selected_loss']}.done.pt")["model"]
-    state.pop("centres", None)  # only used in training
-    model = build_encoder(cfg, metrics["n_features"])
-    model.load_state_dict(state)
-    return model.eval(), cfg
+    members = []
+    for k in range(cfg.ensemble):
+        path = run_dir / "checkpoints" / f"{checkpoint_name(metrics['selected_loss'], k)}.done.pt"
+        state = safe_torch_load(path)["model"]
+        state.pop("centres", None)  # only used in training
+        members.append(build_encoder(cfg, metrics["n_features"]))
+        members[-1].load_state_dict(state)
+    return (members[0] if len(members) == 1 else EncoderEnsemble(members)).eval(), cfg
 
 
 # --- evaluation -------------------------------------------------------------------------------------
 
 
 def evaluate_group(test_emb: np.ndarray, test_speaker: np.ndarray, val_emb: np.ndarray,
-                   val_speaker: np.ndarray, *, rounds: int, seed: int) -> dict[str, Any]:
-    """Verification (threshold from validation pairs) and one-shot N-way identification."""
+                   val_speaker: np.ndarray, *, rounds: int, seed: int, norm: CohortNorm | None = None) -> dict[str, Any]:
+    """Verification (threshold from validation pairs) and one-shot N-way identification;
+    scores are cosine similarities, cohort-normalised with `norm`."""
     vi, vj, vsame = verification_pairs(val_speaker, seed=seed)
-    threshold = best_threshold((val_emb[vi] * val_emb[vj]).sum(1), vsame)
+    threshold = best_threshold(pair_scores(val_emb, vi, vj, norm), vsame)
     i, j, same = verification_pairs(test_speaker, seed=seed)
-    scores = (test_emb[i] * test_emb[j]).sum(1)
+    scores = pair_scores(test_emb, i, j, norm)
     eer, _ = equal_error_rate(scores, same)
     out: dict[str, Any] = {"auc": roc_auc(scores, same), "eer": eer,
                            "acc_at_val_threshold": accuracy_at(scores, same, threshold),
                            "threshold": threshold, "scores": scores, "same": same}
     n_spk = len(np.unique(test_speaker))
     for n in sorted({n for n in N_WAYS if n < n_spk} | {n_spk}):
-        ident = one_shot_identification(test_emb, test_speaker, n, rounds=rounds, seed=seed)
+        ident = one_shot_identification(test_emb, test_speaker, n, rounds=rounds, seed=seed, norm=norm)
         key = "all" if n == n_spk else str(n)
         out[f"oneshot_{key}"] = {"n_way": n, "acc": ident.accuracy, "chance": ident.chance}
         if n == n_spk:
@@ -367,16 +381,16 @@ def _ten_way(res: dict[str, Any]) -> dict[str, Any]:
 # --- figures --------------------------------------------------------------------------------------------
 
 
-def _histograms(results: dict[str, dict[str, Any]], group: str) -> Any:
+def _histograms(results: dict[str, dict[str, Any]], group: str, score_label: str) -> Any:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.2), sharey=True)
     for ax, (method, res) in zip(np.atleast_1d(axes), results.items()):
         r = res[group]
-        bins = np.linspace(-1, 1, 41)
+        bins = np.linspace(min(r["scores"].min(), -1), max(r["scores"].max(), 1), 41)  # s-norm scores leave [-1, 1]
         ax.hist(r["scores"][r["same"]], bins, alpha=0.6, density=True, label="same speaker")
         ax.hist(r["scores"][~r["same"]], bins, alpha=0.6, density=True, label="different speakers")
         ax.axvline(r["threshold"], color="k", ls="--", lw=1, label="threshold (validation)")
-        ax.set(title=f"{method}\nAUC {r['auc']:.3f}, EER {r['eer']:.3f}", xlabel="cosine similarity")
+        ax.set(title=f"{method}\nAUC {r['auc']:.3f}, EER {r['eer']:.3f}", xlabel=score_label)
     np.atleast_1d(axes)[0].legend(fontsize=7)
     return fig
 
@@ -426,6 +440,14 @@ def _check(cfg: Config) -> None:
         raise ConfigError("crop_frames must be >= 4 and batch_size >= 2")
     if not 0 <= cfg.val_fraction < 1 or not 0 < cfg.test_fraction < 1 or cfg.val_fraction + cfg.test_fraction >= 1:
         raise ConfigError("val_fraction and test_fraction must be fractions in [0, 1) summing below 1")
+    if cfg.ensemble < 1:
+        raise ConfigError(f"ensemble={cfg.ensemble}: train at least 1 encoder per loss")
+    if cfg.noise_snr and (len(cfg.noise_snr) != 2 or cfg.noise_snr[0] > cfg.noise_snr[1]):
+        raise ConfigError(f"noise_snr={cfg.noise_snr}: give [low, high] in dB, or [] for no noise")
+    if any(f <= 0 for f in cfg.speed_perturb):
+        raise ConfigError(f"speed_perturb={cfg.speed_perturb}: speed factors must be positive")
+    if cfg.cohort_top_k is not None and cfg.cohort_top_k < 2:
+        raise ConfigError(f"cohort_top_k={cfg.cohort_top_k}: use 2 or more cohort utterances, or null for all")
 
 
 def run(cfg: Config, run: Run) -> dict:
@@ -453,26 +475,36 @@ def run(cfg: Config, run: Run) -> dict:
     methods: dict[str, Any] = {"mean MFCC (no learning)": lambda s: _mfcc_embed(s, train_mean),
                                "untrained encoder": lambda s: embed_set(untrained, s.frames.to(run.device),
                                                                         s.lengths.to(run.device))}
-    histories = {}
+    histories: dict[str, list[Any]] = {}
+    val_auc: dict[str, float] = {}  # of each loss's (ensemble) encoder: chooses the loss
+    vi, vj, vsame = verification_pairs(val.speaker.numpy(), seed=cfg.seed)
     noise = noise_frames(cfg, run.data_dir)
     for loss in cfg.losses:
-        model, histories[loss] = train_encoder(cfg, loss, train, val, run, noise)
+        members, histories[loss] = [], []
+        for k in range(cfg.ensemble):
+            model, history = train_encoder(cfg, loss, train, val, run, noise, member=k)
+            members.append(model)
+            histories[loss].append(history)
+        model = members[0] if len(members) == 1 else EncoderEnsemble(members).eval()
         methods[f"trained ({loss})"] = (lambda m: lambda s: embed_set(m, s.frames.to(run.device),
                                                                       s.lengths.to(run.device)))(model)
-    selected = max(cfg.losses, key=lambda loss: histories[loss].best_value or 0.0)
+        val_emb = methods[f"trained ({loss})"](val)
+        val_auc[loss] = roc_auc((val_emb[vi] * val_emb[vj]).sum(1), vsame)
+    selected = max(cfg.losses, key=lambda loss: val_auc[loss])
 
     val_speaker = val.speaker.numpy()
     results: dict[str, dict[str, Any]] = {}
     for method, embed in methods.items():
         val_emb = embed(val)
-        results[method] = {g: evaluate_group(embed(s), s.speaker.numpy(), val_emb, val_speaker,
-                                             rounds=cfg.eval_rounds, seed=cfg.seed) for g, s in groups.items()}
+        norm = CohortNorm(embed(train), cfg.cohort_top_k) if cfg.score_norm == "s-norm" else None
+        results[method] = {g: evaluate_group(embed(s), s.speaker.numpy(), val_emb, val_speaker, rounds=cfg.eval_rounds,
+                                             seed=cfg.seed, norm=norm) for g, s in groups.items()}
     trained_key = f"trained ({selected})"
     baselines = ["mean MFCC (no learning)", "untrained encoder"]
 
     _record_tables(run, results, groups)
     _record_figures(run, cfg, results, groups, histories, methods[trained_key], trained_key)
-    wins = _record_conclusions(run, results, trained_key, baselines, selected, histories)
+    wins = _record_conclusions(run, results, trained_key, baselines, selected, histories, val_auc)
 
     headline: dict[str, Any] = {"oneshot10_acc": {}, "auc": {}, "eer": {}}
     for g in groups:
@@ -489,7 +521,7 @@ def run(cfg: Config, run: Run) -> dict:
             "speakers": {role: sorted(n for n, r in roles.items() if r == role) for role in ("train", "val", "test")},
             "results": {m: {g: {k: v for k, v in r.items() if k not in ("scores", "same", "confusion")}
                             for g, r in res.items()} for m, res in results.items()},
-            "epochs": {loss: h.epochs for loss, h in histories.items()}}
+            "val_auc": val_auc, "epochs": {loss: [h.epochs for h in hs] for loss, hs in histories.items()}}
 
 
 def _record_data(run: Run, data: SpeakerSet, roles: dict[str, str], hop: int) -> None:
@@ -530,20 +562,22 @@ def _record_tables(run: Run, results: dict[str, dict[str, Any]], groups: dict[st
 def _record_figures(run: Run, cfg: Config, results: dict[str, dict[str, Any]], groups: dict[str, SpeakerSet],
                     histories: dict[str, Any], trained_embed: Any, trained_key: str) -> None:
     main = "real" if "real" in groups else next(iter(groups))
-    run.add_figure(_histograms(results, main), f"similarity_{main}",
-                   title=f"Same/different-speaker cosine similarities ({main} test speakers)")
+    label = "cosine similarity" + (", s-normalised" if cfg.score_norm == "s-norm" else "")
+    run.add_figure(_histograms(results, main, label), f"similarity_{main}",
+                   title=f"Same/different-speaker scores: {label} ({main} test speakers)")
     run.add_figure(_tsne(trained_embed(groups[main]), groups[main], cfg.seed), f"tsne_{main}",
                    title=f"t-SNE of {trained_key} embeddings ({main} test speakers)")
     truth, predicted = results[trained_key][main]["confusion"]
     run.add_figure(_confusion(truth, predicted, groups[main].names), f"confusion_{main}",
                    title=f"One-shot identification among all {main} test speakers: confusion ({trained_key})")
-    series = {loss: (list(range(1, len(h.epochs) + 1)), h.series("val_auc")) for loss, h in histories.items()}
+    series = {loss + (f" #{k}" if len(hs) > 1 else ""): (list(range(1, len(h.epochs) + 1)), h.series("val_auc"))
+              for loss, hs in histories.items() for k, h in enumerate(hs)}
     run.add_figure(line_plot(series, title="validation verification AUC", xlabel="epoch", ylabel="ROC-AUC"),
                    "val_auc", title="Training: validation AUC per epoch")
 
 
 def _record_conclusions(run: Run, results: dict[str, dict[str, Any]], trained_key: str, baselines: list[str],
-                        selected: str, histories: dict[str, Any]) -> float:
+                        selected: str, histories: dict[str, list[Any]], val_auc: dict[str, float]) -> float:
     """Findings computed from the results; returns the fraction of measures the trained model wins."""
     measures = []
     for g, r in results[trained_key].items():
@@ -557,8 +591,9 @@ def _record_conclusions(run: Run, results: dict[str, dict[str, Any]], trained_ke
                 measures.append((g, key, -r[key], max(-results[b][g][key] for b in baselines)))
     won = [m for m in measures if m[2] > m[3]]
     lost = [f"{g} {k}" for g, k, v, b in measures if v <= b]
-    text = [f"The loss chosen on validation is {selected} (best validation AUC "
-            f"{histories[selected].best_value:.3f} at epoch {histories[selected].best_epoch})."]
+    best_epochs = ", ".join(str(h.best_epoch) for h in histories[selected])
+    text = [f"The loss chosen on validation is {selected} (validation AUC {val_auc[selected]:.3f}; "
+            f"best epoch {best_epochs} of {len(histories[selected])} encoder(s))."]
     text.append(f"The trained encoder beats both baselines on {len(won)} of {len(measures)} measures"
                 + (f"; not on: {', '.join(lost)}." if lost else " (all of them)."))
     for g in results[trained_key]:
