@@ -59,7 +59,14 @@ SHARED_SEED = [  # one seed, so one batch for all: the wide first-layer path; mi
 ]
 
 
-@pytest.mark.parametrize("trials", [TRIALS, SHARED_SEED], ids=["mixed-seeds", "shared-seed"])
+PADDED = [  # narrower trials zero-padded to the stack's width 32
+    sweep.Trial("mnist", "adam", "default", "relu", 1e-2, 16, 2, 3),
+    sweep.Trial("mnist", "adamw", "xavier_uniform", "tanh", 1e-2, 16, 2, 3),
+    sweep.Trial("mnist", "momentum", "xavier_normal", "relu", 0.05, 32, 2, 3),
+]
+
+
+@pytest.mark.parametrize("trials", [TRIALS, SHARED_SEED, PADDED], ids=["mixed-seeds", "shared-seed", "padded"])
 def test_batched_training_equals_one_by_one(data_root, trials):
     """Same seeds: the stacked group and each trial trained alone through fit agree. Tolerance:
     weights within 1e-3 (float summation order differs between bmm and addmm) and test
@@ -85,6 +92,44 @@ def test_batched_training_equals_one_by_one(data_root, trials):
         for a, b in zip(res["model"].parameters(), model.parameters()):
             torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
         assert res["test_acc"] > 0.6  # and they learned (chance: 0.1)
+
+
+def test_small_shapes_join_a_wider_stack_except_where_padding_is_not_exact():
+    spec = lambda name: sweep.DataSpec(name)  # noqa: E731
+    big = [sweep.Trial("mnist", "adam", "default", "relu", lr, 64, 2, 0) for lr in (1e-3, 1e-2, 0.1, 1.0)]
+    narrow = sweep.Trial("mnist", "adam", "default", "relu", 1e-3, 32, 2, 0)
+    too_narrow = sweep.Trial("mnist", "adam", "default", "relu", 1e-3, 8, 2, 0)  # 64 > 4 x 8
+    sigmoid = sweep.Trial("mnist", "adam", "default", "sigmoid", 1e-3, 32, 2, 0)  # sigmoid(0) != 0
+    deeper = sweep.Trial("mnist", "adam", "default", "relu", 1e-3, 32, 3, 0)
+    groups = sweep.make_groups([*big, narrow, too_narrow, sigmoid, deeper], spec, epochs=1, batch_size=10,
+                               schedule="cosine", order_seed=0, max_stack=64)
+    by_width = {g.width: set(g.trials) for g in groups if g.trials[0].depth == 2}
+    assert by_width[64] == {*big, narrow}
+    assert {too_narrow} in by_width.values() and by_width[32] == {sigmoid}
+    assert len(groups) == 4  # 2x64 with the narrow relu, 2x8, the sigmoid 2x32, 3x32
+    off = sweep.make_groups([*big, narrow], spec, epochs=1, batch_size=10, schedule="cosine", order_seed=0,
+                            max_stack=64, pad_ratio=1)
+    assert sorted(len(g.trials) for g in off) == [1, 4]
+
+
+def test_padded_weights_stay_exactly_zero_under_every_optimizer():
+    trials = [sweep.Trial("mnist", opt, "default", "gelu", 0.1, 5, 2, 0) for opt in sweep.OPTIMIZERS]
+    stack = sweep.StackedMLP([sweep.padded_member(t, 20, 4, 12) for t in trials])
+    optimizer = sweep.StackedOptimizer(stack.parameters(), sweep.optimizer_runs(trials))
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 20), torch.randint(0, 4, (32,))
+    start = [w.detach().clone() for w in stack.weights]
+    for _ in range(5):
+        optimizer.zero_grad()
+        sweep.per_member_cross_entropy(stack(x), y).sum().backward()
+        optimizer.step()
+    first, hidden, head = stack.weights
+    assert first[:, 5:].abs().max() == 0 and stack.biases[0][:, 5:].abs().max() == 0
+    assert hidden[:, 5:].abs().max() == 0 and hidden[:, :, 5:].abs().max() == 0
+    assert head[:, :, 5:].abs().max() == 0
+    assert not torch.equal(first[:, :5], start[0][:, :5])  # the real units did train
+    with pytest.raises(ValueError, match="padding"):
+        sweep.padded_member(sweep.Trial("mnist", "adam", "default", "sigmoid", 0.1, 5, 2, 0), 20, 4, 12)
 
 
 def test_diverged_member_is_marked_and_the_rest_still_learn(data_root):

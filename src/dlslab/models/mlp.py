@@ -29,6 +29,55 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 INITS: tuple[str, ...] = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
                           "orthogonal", "normal", "zeros")
 
+# Each activation with an `out=` forward and an `out=` backward kernel: (x, out) -> out and
+# (grad, x, y, out) -> out, where y = act(x). `StackedMLP` writes each member's activation
+# straight into its slice of one output, so mixed activations cost no concatenation.
+_NN, _ATEN = torch._C._nn, torch.ops.aten
+_FORWARD_INTO = {
+    "relu": lambda x, o: torch.clamp_min(x, 0, out=o),
+    "leaky_relu": lambda x, o: _NN.leaky_relu(x, 0.01, out=o),
+    "elu": lambda x, o: _NN.elu(x, out=o),
+    "gelu": lambda x, o: _NN.gelu(x, out=o),
+    "silu": lambda x, o: _NN.silu(x, out=o),
+    "tanh": lambda x, o: torch.tanh(x, out=o),
+    "sigmoid": lambda x, o: torch.sigmoid(x, out=o),
+}
+_BACKWARD_INTO = {
+    "relu": lambda g, x, y, o: _ATEN.threshold_backward.grad_input(g, y, 0, grad_input=o),
+    "leaky_relu": lambda g, x, y, o: _ATEN.leaky_relu_backward.grad_input(g, x, 0.01, False, grad_input=o),
+    "elu": lambda g, x, y, o: _ATEN.elu_backward.grad_input(g, 1.0, 1, 1, False, x, grad_input=o),
+    "gelu": lambda g, x, y, o: _ATEN.gelu_backward.grad_input(g, x, grad_input=o),
+    "silu": lambda g, x, y, o: _ATEN.silu_backward.grad_input(g, x, grad_input=o),
+    "tanh": lambda g, x, y, o: _ATEN.tanh_backward.grad_input(g, y, grad_input=o),
+    "sigmoid": lambda g, x, y, o: _ATEN.sigmoid_backward.grad_input(g, y, grad_input=o),
+}
+
+
+def zero_preserving(activation: str) -> bool:
+    """True when act(0) == 0. Zero-padding a network with such an activation with extra
+    hidden units (zero weights in and out) changes neither its outputs nor its gradients, and
+    the padded weights get zero gradients, so they stay zero under any of our optimizers."""
+    return ACTIVATIONS[activation]()(torch.zeros(1)).item() == 0.0
+
+
+def resize_hidden(state: dict[str, torch.Tensor], widths: Sequence[int]) -> dict[str, torch.Tensor]:
+    """An `MLP` state dict with hidden layer i cut to, or zero-padded to, widths[i] units
+    (the first units are kept; new weights and biases are zero)."""
+    out = dict(state)
+    layers = sorted({k.split(".")[1] for k in state if k.startswith("hidden.")}, key=int)
+    if len(layers) != len(widths):
+        raise ValueError(f"resize_hidden: {len(layers)} hidden layers, {len(widths)} widths")
+    sizes = [state["hidden.0.weight"].shape[1], *widths]
+    names = [f"hidden.{i}" for i in layers] + ["head"]
+    for i, name in enumerate(names):
+        w, b = state[f"{name}.weight"], state[f"{name}.bias"]
+        rows = sizes[i + 1] if name != "head" else w.shape[0]
+        new_w, new_b = w.new_zeros(rows, sizes[i]), b.new_zeros(rows)
+        r, c = min(rows, w.shape[0]), min(sizes[i], w.shape[1])
+        new_w[:r, :c], new_b[:r] = w[:r, :c], b[:r]
+        out[f"{name}.weight"], out[f"{name}.bias"] = new_w, new_b
+    return out
+
 
 def _gain_name(activation: str) -> str:
     """The `nn.init.calculate_gain` name that fits an activation (ReLU-like ones use 'relu')."""
@@ -88,6 +137,13 @@ class MLP(nn.Module):
             x = self.act(layer(x))  # (B, width)
         return self.head(x)  # (B, classes)
 
+    def resized(self, width: int) -> MLP:
+        """A copy with every hidden layer cut or zero-padded to `width` units (`resize_hidden`)."""
+        net = MLP(self.linears[0].in_features, [width] * len(self.hidden), self.head.out_features, self.activation)
+        net.init = self.init
+        net.load_state_dict(resize_hidden(self.state_dict(), [width] * len(self.hidden)))
+        return net.to(self.head.weight.device)
+
     @torch.no_grad()
     def layer_outputs(self, x: torch.Tensor, pre_activation: bool = False) -> list[torch.Tensor]:
         """[input (B, D), hidden 1 (B, w1), ...]: post-activation outputs, or the
@@ -99,6 +155,29 @@ class MLP(nn.Module):
             x = self.act(z)
             outs.append(z if pre_activation else x)
         return outs
+
+
+class _SegmentedActivation(torch.autograd.Function):
+    """Activation segments[k] = (name, start, end) on members start..end-1 of x (M, width, B),
+    each written into its slice of one output (forward) or one gradient (backward)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, segments: list[tuple[str, int, int]]) -> torch.Tensor:
+        y = torch.empty_like(x)
+        for name, a, b in segments:
+            _FORWARD_INTO[name](x[a:b], y[a:b])
+        ctx.save_for_backward(x, y)
+        ctx.segments = segments
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x, y = ctx.saved_tensors
+        grad = grad.contiguous()
+        out = torch.empty_like(grad)
+        for name, a, b in ctx.segments:
+            _BACKWARD_INTO[name](grad[a:b], x[a:b], y[a:b], out[a:b])
+        return out, None
 
 
 class StackedMLP(nn.Module):
@@ -161,9 +240,7 @@ class StackedMLP(nn.Module):
         """Each member's own activation on its slice of x (M, width, B)."""
         if len(self.segments) == 1:
             return self.segments[0][0](x)
-        # split, not slices: a slice's backward writes into a zero tensor the size of x
-        parts = x.split([end - start for _, start, end in self.segments])
-        return torch.cat([act(part) for (act, _, _), part in zip(self.segments, parts)])
+        return _SegmentedActivation.apply(x, [(self.activations[a], a, b) for _, a, b in self.segments])
 
     def forward(self, x: torch.Tensor, *, best: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Logits (M, classes, B). `dtype` (e.g. bfloat16) runs the matmuls in that type while
