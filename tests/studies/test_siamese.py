@@ -42,6 +42,10 @@ def test_smoke_training_separates_unseen_speakers(smoke_run: Path) -> None:
     assert trained["oneshot_all"]["n_way"] == n == cfg["synth_test_speakers"]
     assert trained["oneshot_all"]["acc"] > 2 * trained["oneshot_all"]["chance"]
     assert metrics["headline"]["auc"]["synthetic"] == trained["auc"]
+    # the smoke preset trains an ensemble of two encoders, both kept for `dlslab speakers`
+    assert cfg["ensemble"] == 2 and set(metrics["val_auc"]) == {metrics["selected_loss"]}
+    for member in ("encoder-triplet.done.pt", "encoder-triplet-1.done.pt"):
+        assert (smoke_run / "checkpoints" / member).is_file()
     for name in ("similarity_synthetic.png", "tsne_synthetic.png", "confusion_synthetic.png", "report.html"):
         assert (smoke_run / name).stat().st_size > 0, name
 

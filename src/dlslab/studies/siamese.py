@@ -84,8 +84,8 @@ class Config(StudyConfig):
     optimizer: str = "adam"  # optimizer name (see dlslab.train.optim)
     lr: float = 2e-3  # learning rate
     patience: int = 15  # stop after this many epochs without a better validation AUC
-    ensemble: int = 1  # encoders trained per loss (seeds seed, seed + 1, ...) and joined: a score is the mean of their cosines
-    score_norm: Literal["none", "s-norm"] = "none"  # test-time scores: cosine, or adaptive symmetric s-norm against a cohort of training utterances
+    ensemble: int = 5  # encoders trained per loss (seeds seed, seed + 1, ...) and joined: a score is the mean of their cosines
+    score_norm: Literal["none", "s-norm"] = "s-norm"  # test-time scores: cosine, or adaptive symmetric s-norm against a cohort of training utterances
     cohort_top_k: int | None = None  # s-norm: each side is normalised by its most similar cohort utterances (None: the whole cohort)
     eval_rounds: int = 10  # random enrolments averaged in one-shot identification
 
@@ -93,7 +93,7 @@ class Config(StudyConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"data": "synthetic", "synth_train_speakers": 12, "synth_val_speakers": 5,
               "synth_test_speakers": 8, "synth_utterances": 5, "channels": 48, "embed_dim": 48,
-              "losses": ["triplet"], "epochs": 8, "batch_size": 32, "eval_rounds": 3},
+              "losses": ["triplet"], "epochs": 8, "batch_size": 32, "ensemble": 2, "eval_rounds": 3},
     "quick": {"synth_train_speakers": 30, "synth_utterances": 8, "channels": 64,
               "losses": ["am-softmax"], "epochs": 25, "patience": 8, "eval_rounds": 5},
     "full": {},
