@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from study_runs import run_smoke
 
+from dlslab import runner
 from dlslab.errors import ConfigError
 from dlslab.studies import lstm_denoise
 
@@ -78,3 +80,61 @@ def test_chunked_inference_covers_every_frame_once() -> None:
     first = torch.cat([torch.arange(0, 3), torch.arange(3, 13), torch.arange(28, 38)])
     assert torch.allclose(chunked[first], whole[first], atol=1e-5)
     assert not torch.allclose(chunked[13:28], whole[13:28], atol=1e-4)
+
+
+def test_chunk_windows_score_every_frame_once_and_stay_in_their_utterance() -> None:
+    offsets, lengths = torch.tensor([0, 3, 28]), torch.tensor([3, 25, 10])
+    plain, inside0, scored0 = lstm_denoise.chunk_windows(offsets, lengths, 10)
+    assert torch.equal(inside0, scored0)  # no context: the windows are the chunks
+    index, inside, scored = lstm_denoise.chunk_windows(offsets, lengths, 10, before=4, after=2)
+    assert index.shape[1] == 16
+    assert torch.equal(index[scored], torch.arange(38))  # every frame once, in store order
+    assert torch.equal(plain[scored0], index[scored])
+    utterance = torch.repeat_interleave(torch.arange(3), lengths)  # owner of each frame
+    owners = utterance[index.clamp(0, 37)]  # (C, W)
+    rows = utterance[index[:, 4]]  # each window's own utterance (its first chunk frame)
+    assert torch.equal(inside, (index >= 0) & (index < 38) & (owners == rows[:, None]))
+    assert int((inside & ~scored).sum()) > 0  # context frames are fed, not scored
+
+
+def test_chunk_context_gives_each_chunk_the_frames_before_it() -> None:
+    torch.manual_seed(0)
+    model = lstm_denoise.LSTMDenoiser(bins=6, hidden=4, layers=1)
+    lengths = torch.tensor([3, 25, 10])
+    frames = torch.rand(int(lengths.sum()), 6)
+    data = lstm_denoise.Frames(frames, frames, torch.cumsum(lengths, 0) - lengths, lengths, 16000)
+    whole = lstm_denoise.infer_logits(model, "pad", data, chunk=10)
+    plain = lstm_denoise.infer_logits(model, "chunk", data, chunk=10)
+    widened = lstm_denoise.infer_logits(model, "chunk", data, chunk=10, sides=(10, 0))
+    assert widened.shape == whole.shape
+    # the second chunk of the 25-frame utterance (frames 13-22): with 10 frames of context
+    # its window starts where the utterance starts, so a unidirectional LSTM sees what it
+    # sees over the whole utterance; without context it starts afresh
+    second = slice(13, 23)
+    assert torch.allclose(widened[second], whole[second], atol=1e-5)
+    assert not torch.allclose(plain[second], whole[second], atol=1e-4)
+
+
+def test_remixed_copies_keep_the_speech_and_move_the_noise() -> None:
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal(1600).astype(np.float32)
+    noise = rng.standard_normal(1600).astype(np.float32)
+    copies = lstm_denoise.remixed(clean, noise, 3, 3.0, np.random.default_rng(1))
+    assert len(copies) == 3
+    for new_noise, noisy in copies:
+        assert np.allclose(noisy - clean, new_noise, atol=1e-6)
+        gain_db = 10 * np.log10(np.sum(new_noise**2) / np.sum(noise**2))
+        assert abs(gain_db) <= 3.0 + 1e-4
+        assert not np.allclose(new_noise, noise * 10 ** (gain_db / 20), atol=1e-3)  # shifted in time
+
+
+def test_signal_approximation_chunk_training_with_context_and_remix_improves_snr(
+        tmp_path: Path, data_root: Path) -> None:
+    overrides = {"strategies": ["chunk"], "target": "psm", "loss": "mse", "context": 3, "bidirectional": True,
+                 "remix": 1}
+    outcome = runner.execute(runner.plan_study("lstm-denoise", "smoke", overrides), out=tmp_path, device="cpu",
+                             quiet=True)
+    assert outcome.status == "finished", outcome.message
+    head = outcome.metrics["headline"]
+    assert head["snr_gain_db.chunk"] > 0.5
+    assert head["snr_db.psm_oracle"] > head["snr_db.ibm_oracle"] > head["snr_db.chunk"]
