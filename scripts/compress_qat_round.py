@@ -13,6 +13,14 @@ printed for the record and play no part in the choice.
 
     python scripts/compress_qat_round.py                      # rounds 2-4 x distill 0, 0.5, 0.9
     python scripts/compress_qat_round.py --rounds 1 2 3 4 5 --distill 0
+
+With `--from-run RUN_DIR` (a finished or partial `dlslab run compress --preset full` folder
+holding the LeNet-5 baseline and pruning-round checkpoints), the listed settings instead
+start from that run's models, trained on all 60,000 images, and only test errors are
+printed: the measurement of a setting already chosen, as the study itself would make it.
+The run folder is only read.
+
+    python scripts/compress_qat_round.py --from-run runs/compress/RUN --rounds 2 --distill 0.5
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -51,7 +60,19 @@ def parse_args() -> argparse.Namespace:
                    help="distillation weights tried at every round (0 = labels only)")
     p.add_argument("--temperature", type=float, default=Config.distill_temperature)
     p.add_argument("--min-reduction", type=float, default=97.0, help="size reduction (%%) a candidate needs")
+    p.add_argument("--from-run", type=Path, help="start from this full-preset run's checkpoints; test only")
     return p.parse_args()
+
+
+def saved_stages(run_dir: Path, rounds: int) -> SimpleNamespace:
+    """A read-only stand-in for a Run: `train` finds each finished stage's checkpoint there
+    and loads it instead of training. Every stage needed must be finished already."""
+    ckpt = run_dir / "checkpoints"
+    missing = [n for n in ["lenet5-baseline", *(f"lenet5-prune{r}" for r in range(1, rounds + 1))]
+               if not (ckpt / f"{n}.done.pt").exists()]
+    if missing:
+        raise SystemExit(f"{run_dir}: no finished {', '.join(missing)}")
+    return SimpleNamespace(checkpoint_dir=ckpt, info=print, log=lambda **_: None)
 
 
 def main() -> None:
@@ -59,11 +80,17 @@ def main() -> None:
     cfg = Config()
     images = load_images("mnist")
     x = (images.train_x.float() / 255 - MNIST_MEAN) / MNIST_STD
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
-    fit_idx, val_idx = perm[HELD_OUT:], perm[:HELD_OUT]
     test = ((images.test_x.float() / 255 - MNIST_MEAN) / MNIST_STD, images.test_y)
-    data = Mnist((x[fit_idx], images.train_y[fit_idx]), test)
-    val = Mnist(data.train, (x[val_idx], images.train_y[val_idx]))  # error_percent reads .test
+    if args.from_run:
+        data = Mnist((x, images.train_y), test)
+        val = None
+        saved = saved_stages(args.from_run, max(args.rounds))
+    else:
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+        fit_idx, val_idx = perm[HELD_OUT:], perm[:HELD_OUT]
+        data = Mnist((x[fit_idx], images.train_y[fit_idx]), test)
+        val = Mnist(data.train, (x[val_idx], images.train_y[val_idx]))  # error_percent reads .test
+        saved = None
     t0, c0 = time.perf_counter(), time.process_time()
 
     def clock() -> str:
@@ -71,9 +98,9 @@ def main() -> None:
 
     torch.manual_seed(cfg.seed)
     base = build_model("lenet5")
-    train(base, data, cfg, None, "baseline", cfg.epochs, finetune=False)
+    train(base, data, cfg, saved, "lenet5-baseline", cfg.epochs, finetune=False)
     reference = dense_bytes(base.state_dict())
-    base_val = error_percent(base, val)
+    base_val = error_percent(base, val) if val else float("nan")
     print(f"baseline: validation {base_val:.2f}%, test {error_percent(base, data):.2f}% {clock()}", flush=True)
     names = list(weight_layers(base))
     sparsity = {n: 1 - d for n, d in zip(names, cfg.lenet5_density)}
@@ -84,7 +111,7 @@ def main() -> None:
             if r > max(args.rounds):
                 break
             prune_magnitude(pruned, round_sparsity)
-            train(pruned, data, cfg, None, f"prune{r}", cfg.prune_epochs)
+            train(pruned, data, cfg, saved, f"lenet5-prune{r}", cfg.prune_epochs)
             bake(pruned)
             if r not in args.rounds:
                 continue
@@ -94,12 +121,17 @@ def main() -> None:
                 m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
                 train(m, data, stage_cfg, None, f"qat{r}", cfg.technique_epochs, teacher=base)
                 bake(m)
-                report = pack_model(m, Path(tmp) / f"round{r}-{alpha}.dlz", name="lenet5", reference_bytes=reference)
+                label = f"prune round {r} + int4 quantisation-aware" + (" + distillation" if alpha > 0 else "")
+                report = pack_model(m, Path(tmp) / f"round{r}-{alpha}.dlz", name="lenet5", reference_bytes=reference,
+                                    meta={"study": "compress", "label": label})  # the study's header, byte for byte
                 loaded, _ = load_packed(report.path, torch.device("cpu"))
-                v, t = error_percent(loaded, val), error_percent(loaded, data)
+                v = error_percent(loaded, val) if val else float("nan")
+                t = error_percent(loaded, data)
                 candidates.append((r, alpha, report.ratio, report.file_bytes, v))
                 print(f"round {r} + int4 QAT, distill {alpha:g}: {report.file_bytes:,} bytes, {report.ratio:.1f}x, "
                       f"validation {v:.2f}%, test {t:.2f}% {clock()}", flush=True)
+    if val is None:
+        return
     eligible = [c for c in candidates if 100 * (1 - 1 / c[2]) >= args.min_reduction]
     if not eligible:
         print(f"no candidate is {args.min_reduction}% smaller")

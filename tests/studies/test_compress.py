@@ -93,7 +93,7 @@ def test_prune_then_int4_qat_keeps_the_pruned_weights_at_zero(smoke_run):
     cfg = runner.plan_study("compress", "smoke").cfg
     rows = json.loads((smoke_run / "metrics.json").read_text())["results"]["lenet5"]
     r = cfg.lenet5_qat_round
-    qat = next(row for row in rows if row["model"] == f"prune round {r} + int4 quantisation-aware")
+    qat = next(row for row in rows if row["model"].startswith(f"prune round {r} + int4 quantisation-aware"))
     model, _ = load_packed(smoke_run / qat["file"])
     for name, density in zip(("conv1", "conv2", "fc1", "fc2"), cfg.lenet5_density):
         w = getattr(model, name).weight

@@ -217,7 +217,6 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     bench.measure(m, "prune one-shot global", "technique")
 
     # iterative per-layer pruning with retraining; every round is a point on the curve
-    qat_start = None
     pruned = clone_model(base)
     for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
         prune_magnitude(pruned, round_sparsity)
@@ -228,8 +227,11 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
                       "technique" if last else "curve")
         bench.measure(share_weights(clone_model(pruned), bits, cfg.bias_bits),
                       f"prune round {r} + k-means (no fine-tuning)", "curve")
-        if r == qat_round:
-            qat_start = clone_model(pruned)
+        if r == qat_round:  # pruning, then int4 quantisation-aware training with the pruned weights held at zero
+            m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
+            train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.technique_epochs, teacher=base)
+            bench.measure(m, f"prune round {qat_round} + int4 quantisation-aware"
+                          + (" + distillation" if cfg.distill > 0 else ""), "pipeline")
     density = layer_density(pruned)
 
     # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
@@ -237,13 +239,6 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     train(deep, data, cfg, run, f"{net}-share", cfg.share_epochs)
     deep_result = bench.measure(deep, "deep compression (prune + k-means + Huffman)", "pipeline")
     fixed = bench.measure(deep, "prune + k-means, fixed-width codes", "pipeline", entropy="fixed")
-
-    # pruning, then int4 quantisation-aware training with the pruned weights held at zero
-    if qat_start is not None:
-        m = prepare_qat(qat_start, 4, keep_zeros=True)
-        train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.technique_epochs, teacher=base)
-        bench.measure(m, f"prune round {qat_round} + int4 quantisation-aware"
-                      + (" + distillation" if cfg.distill > 0 else ""), "pipeline")
 
     # weight sharing alone, then uniform quantisation
     m = share_weights(clone_model(base), dict.fromkeys(bits, cfg.dense_share_bits), cfg.bias_bits)
