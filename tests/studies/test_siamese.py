@@ -22,6 +22,19 @@ def test_train_val_and_test_speakers_never_overlap(data_root) -> None:
     assert roles != siamese.split_speakers(utts, 0.15, 0.4, seed=1)  # the split follows the seed
 
 
+def test_validation_folds_cover_every_untested_real_speaker_once(data_root) -> None:
+    utts = real_speakers(data_root, max_per_speaker=2)
+    roles = siamese.split_speakers(utts, 0.15, 0.4, seed=0)
+    roles |= {"synthetic/v1": "train", "arabic/ar01@x0.9": "train"}  # neither is a fold member
+    folds = siamese.validation_folds(roles, 4)
+    members = [n for fold in folds for n in fold]
+    assert sorted(members) == sorted(n for n, r in roles.items()
+                                     if r != "test" and "@" not in n and not n.startswith("synthetic/"))
+    assert folds[0] == sorted(n for n, r in roles.items() if r == "val")
+    for fold in folds[1:]:  # every corpus's training speakers are spread over the folds
+        assert {n.split("/")[0] for n in fold} == {"arabic", "fsdd", "librispeech"}
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")

@@ -378,6 +378,60 @@ def _ten_way(res: dict[str, Any]) -> dict[str, Any]:
     return res.get("oneshot_10", res["oneshot_all"])
 
 
+# --- choosing settings: folds of the non-test speakers -------------------------------------------------
+
+
+def validation_folds(roles: dict[str, str], n_folds: int = 4, seed: int = 123) -> list[list[str]]:
+    """Folds of the real speakers that are never tested: fold 0 is the study's validation
+    speakers; the training speakers are dealt, per corpus (seeded), into n_folds - 1 more."""
+    real = {n: r for n, r in roles.items() if "@" not in n and not n.startswith("synthetic/")}
+    folds: list[list[str]] = [sorted(n for n, r in real.items() if r == "val")] + [[] for _ in range(n_folds - 1)]
+    rng = np.random.default_rng(seed)
+    for corpus in sorted({n.split("/", 1)[0] for n in real}):
+        names = sorted(n for n, r in real.items() if r == "train" and n.startswith(corpus + "/"))
+        rng.shuffle(names)
+        for k, name in enumerate(names):
+            folds[1 + k % (n_folds - 1)].append(name)
+    return folds
+
+
+def cross_validate(cfg: Config, data_dir: str | Path | None = None, n_folds: int = 4,
+                   rounds: int = 30) -> dict[str, float]:
+    """Settings are chosen here, never on the test speakers: each fold of `validation_folds`
+    in turn is held out (with its speed-perturbed copies), the encoder(s) of cfg.losses[0]
+    are trained on the other real and the synthetic training speakers (early stopping on the
+    held-out fold and the synthetic validation voices), and the held-out real speakers are
+    identified one-shot among all of them (`all`) and within each corpus, with cosine and
+    s-norm scores. Returns the means over folds."""
+    import tempfile
+
+    data, roles = load_sets(cfg, data_dir)
+    noise = noise_frames(cfg, data_dir)
+    out: dict[str, list[float]] = {}
+    for fold in validation_folds(roles, n_folds):
+        held = set(fold)
+        r = {n: "val" if n in held else "held out" if n.split("@")[0] in held
+             else "train" if roles[n] == "val" and not n.startswith("synthetic/") else roles[n] for n in roles}
+        train, val = _role_set(data, r, "train"), _role_set(data, r, "val")
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Run(Path(tmp), "siamese", cfg, quiet=True)
+            members = [train_encoder(cfg, cfg.losses[0], train, val, run, noise, member=k)[0]
+                       for k in range(cfg.ensemble)]
+        model = members[0] if len(members) == 1 else EncoderEnsemble(members).eval()
+        test = data.subset(fold)
+        emb, spk = embed_set(model, test.frames, test.lengths), test.speaker.numpy()
+        corpus = test.corpus_of_utterance()
+        for scoring, norm in (("cosine", None), ("s-norm", CohortNorm(embed_set(model, train.frames, train.lengths),
+                                                                      cfg.cohort_top_k))):
+            for group in ["all"] + sorted(set(corpus)):
+                rows = np.ones(len(spk), bool) if group == "all" else corpus == group
+                if len(np.unique(spk[rows])) >= 2:
+                    acc = one_shot_identification(emb[rows], spk[rows], None, rounds=rounds, seed=cfg.seed,
+                                                  norm=norm).accuracy
+                    out.setdefault(f"{scoring} {group}", []).append(acc)
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 # --- figures --------------------------------------------------------------------------------------------
 
 
