@@ -1,13 +1,14 @@
 """Study 6: LSTM denoising of variable-length utterances, and how to batch them.
 
 An LSTM reads the noisy magnitude spectrogram |X| frame by frame and estimates a mask (the
-ideal binary mask, 1 where |S| > |N|, or the ideal ratio mask); the estimate is the mask
-times |X| with the noisy phase. Utterances last about 1 s to 10 s, and four ways of batching
+ideal binary mask, 1 where |S| > |N|, the ideal ratio mask or the phase-sensitive mask); the
+estimate is the mask times |X| with the noisy phase. Utterances last about 1 s to 10 s, and four ways of batching
 them are trained on the same data with the same budget (epochs, frames per update, optimizer):
 
 - pad: random batches of whole utterances, each padded to the longest in its batch;
 - chunk: every utterance cut into chunks of 10 frames (only its last chunk padded), random
-  batches of chunks, no state between chunks (training and inference see 10 frames at a time);
+  batches of chunks, no state between chunks (training and inference see 10 frames at a time,
+  plus `context` frames of the utterance around them that are fed but not scored);
 - tbptt: the same chunks read in order along parallel streams of utterances, the LSTM state
   carried from chunk to chunk (truncated backpropagation through time), one update per chunk;
 - packed: utterances bucketed by length, each bucket a `PackedSequence`, so the LSTM never
