@@ -40,3 +40,24 @@ def test_padding_keeps_outputs_and_cutting_back_restores_the_weights(activation)
     for key, value in net.state_dict().items():
         assert torch.equal(back[key], value), key
     assert wide.init == "xavier_uniform"
+
+
+def test_shallower_members_skip_the_extra_layers_exactly():
+    torch.manual_seed(2)
+    members = [MLP(12, [8] * depth, 3, act) for depth, act in [(3, "relu"), (1, "sigmoid"), (2, "tanh")]]
+    stack = StackedMLP(members)
+    x = torch.randn(5, 12)
+    logits = stack(x)
+    logits.square().sum().backward()
+    for k, net in enumerate(members):
+        out = net(x)
+        torch.testing.assert_close(logits[k], out.T, atol=1e-6, rtol=1e-5)
+        out.square().sum().backward()
+        own = [*range(len(net.hidden)), len(stack.weights) - 1]
+        for layer, j in zip(net.linears, own):
+            torch.testing.assert_close(stack.weights[j].grad[k], layer.weight.grad, atol=1e-5, rtol=1e-5)
+        for j in range(len(net.hidden), len(stack.weights) - 1):  # skipped layers: no gradient at all
+            assert stack.weights[j].grad[k].abs().max() == 0 and stack.biases[j].grad[k].abs().max() == 0
+        back = stack.member(k)
+        assert len(back.hidden) == len(net.hidden)
+        torch.testing.assert_close(back(x), out)

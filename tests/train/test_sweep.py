@@ -59,10 +59,11 @@ SHARED_SEED = [  # one seed, so one batch for all: the wide first-layer path; mi
 ]
 
 
-PADDED = [  # narrower trials zero-padded to the stack's width 32
+PADDED = [  # narrower trials zero-padded to the stack's width 32, a shallower one skipping a layer
     sweep.Trial("mnist", "adam", "default", "relu", 1e-2, 16, 2, 3),
     sweep.Trial("mnist", "adamw", "xavier_uniform", "tanh", 1e-2, 16, 2, 3),
     sweep.Trial("mnist", "momentum", "xavier_normal", "relu", 0.05, 32, 2, 3),
+    sweep.Trial("mnist", "adam", "default", "sigmoid", 1e-2, 32, 1, 3),
 ]
 
 
@@ -101,15 +102,17 @@ def test_small_shapes_join_a_wider_stack_except_where_padding_is_not_exact():
     too_narrow = sweep.Trial("mnist", "adam", "default", "relu", 1e-3, 8, 2, 0)  # 64 > 4 x 8
     sigmoid = sweep.Trial("mnist", "adam", "default", "sigmoid", 1e-3, 32, 2, 0)  # sigmoid(0) != 0
     deeper = sweep.Trial("mnist", "adam", "default", "relu", 1e-3, 32, 3, 0)
-    groups = sweep.make_groups([*big, narrow, too_narrow, sigmoid, deeper], spec, epochs=1, batch_size=10,
-                               schedule="cosine", order_seed=0, max_stack=64)
-    by_width = {g.width: set(g.trials) for g in groups if g.trials[0].depth == 2}
-    assert by_width[64] == {*big, narrow}
-    assert {too_narrow} in by_width.values() and by_width[32] == {sigmoid}
-    assert len(groups) == 4  # 2x64 with the narrow relu, 2x8, the sigmoid 2x32, 3x32
+    shallower = sweep.Trial("mnist", "adam", "default", "sigmoid", 1e-3, 64, 1, 0)  # same width: no padding
+    groups = sweep.make_groups([*big, narrow, too_narrow, sigmoid, deeper, shallower], spec, epochs=1,
+                               batch_size=10, schedule="cosine", order_seed=0, max_stack=64)
+    assert sorted((len(g.trials), g.depth, g.width) for g in groups) == [(1, 2, 8), (1, 2, 32), (1, 3, 32), (6, 2, 64)]
+    assert {set(g.trials) == {*big, narrow, shallower} for g in groups} == {True, False}
+    assert any(g.trials == (sigmoid,) for g in groups)
     off = sweep.make_groups([*big, narrow], spec, epochs=1, batch_size=10, schedule="cosine", order_seed=0,
                             max_stack=64, pad_ratio=1)
     assert sorted(len(g.trials) for g in off) == [1, 4]
+    assert sweep.make_groups([*big, narrow], spec, epochs=1, batch_size=10, schedule="cosine", order_seed=0,
+                             max_stack=3)[0].depth == 2  # a full stack splits; the parts keep their shapes
 
 
 def test_padded_weights_stay_exactly_zero_under_every_optimizer():

@@ -195,24 +195,39 @@ class StackedMLP(nn.Module):
     `best_biases` hold each member's weights at its best validation accuracy (`best_val`,
     `best_epoch`); `loss_sum` accumulates each member's training loss until `take_train_loss`
     reads it. `member(i)` gives member i back as a standalone MLP.
+
+    Members may be shallower than the stack (same width): a member of depth d skips hidden
+    layers d+1... (their outputs are its inputs, unchanged), so it computes exactly its own
+    network and its weights in those layers (held at zero) get no gradient.
     """
 
     def __init__(self, members: Sequence[MLP]):
         super().__init__()
         if not members:
             raise ValueError("StackedMLP needs at least one member")
-        if len({tuple(p.shape for p in m.parameters()) for m in members}) > 1:
-            raise ValueError("StackedMLP members must share layer shapes")
-        first = members[0]
-        self.in_features, self.num_classes = first.linears[0].in_features, first.head.out_features
-        self.widths = [layer.out_features for layer in first.hidden]
+        deepest = max(members, key=lambda m: len(m.hidden))
+        if len({(m.linears[0].in_features, m.head.out_features, *(h.out_features for h in m.hidden[:1]))
+                for m in members}) > 1 or any({h.out_features for h in m.hidden} != {deepest.hidden[0].out_features}
+                                               for m in members):
+            raise ValueError("StackedMLP members must share input size, classes and one hidden width")
+        self.in_features, self.num_classes = deepest.linears[0].in_features, deepest.head.out_features
+        self.widths = [layer.out_features for layer in deepest.hidden]
+        self.depths = [len(m.hidden) for m in members]
         self.activations = [m.activation for m in members]
         self.inits = [m.init for m in members]
+
+        def layer(m: MLP, i: int) -> nn.Linear | None:  # layer i of the stack in member m (None: skipped)
+            return m.head if i == len(self.widths) else m.hidden[i] if i < len(m.hidden) else None
+
+        def stacked(kind: str, i: int) -> torch.Tensor:
+            like = getattr(deepest.linears[i], kind)
+            return torch.stack([getattr(lin, kind) if (lin := layer(m, i)) is not None else torch.zeros_like(like)
+                                for m in members]).clone()
+
         with torch.no_grad():
-            self.weights = nn.ParameterList(torch.stack([m.linears[i].weight for m in members]).clone()
-                                            for i in range(len(first.linears)))  # (M, out, in) each
-            self.biases = nn.ParameterList(torch.stack([m.linears[i].bias for m in members]).clone()
-                                           for i in range(len(first.linears)))  # (M, out) each
+            layers = range(len(deepest.linears))
+            self.weights = nn.ParameterList(stacked("weight", i) for i in layers)  # (M, out, in) each
+            self.biases = nn.ParameterList(stacked("bias", i) for i in layers)  # (M, out) each
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             self.register_buffer(f"best_weight{i}", w.detach().clone())
             self.register_buffer(f"best_bias{i}", b.detach().clone())
@@ -224,6 +239,7 @@ class StackedMLP(nn.Module):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("loss_sum", torch.zeros(m))
         self.register_buffer("loss_count", torch.zeros(()))
+        self._set_skips()
 
     def __len__(self) -> int:
         return len(self.activations)
@@ -254,18 +270,31 @@ class StackedMLP(nn.Module):
             x = torch.addmm(bs[0].reshape(-1, 1), w0, x.flatten(1).T).view(m, -1, len(x))  # (M, out, B)
         else:  # (M, B, D): each member its own batch
             x = torch.baddbmm(bs[0].unsqueeze(-1), ws[0], x.transpose(1, 2))  # (M, out, B)
-        for i in range(1, len(ws)):
-            x = self.activate(x)
-            x = torch.baddbmm(bs[i].unsqueeze(-1), ws[i], x)  # (M, out, B)
+        h = self.activate(x)
+        for i in range(1, len(ws) - 1):
+            h_next = self.activate(torch.baddbmm(bs[i].unsqueeze(-1), ws[i], h))  # (M, width, B)
+            skip = getattr(self, f"skip{i}")
+            h = h_next if skip is None else torch.where(skip, h, h_next)  # shallower members pass h on
+        x = torch.baddbmm(bs[-1].unsqueeze(-1), ws[-1], h)
         return x if dtype is None else x.float()  # (M, classes, B)
+
+    def _set_skips(self) -> None:
+        """Buffer `skip{i}` per hidden layer i: (M, 1, 1), True for members shallower than
+        i + 1; None where every member has layer i."""
+        device = self.weights[0].device
+        for i in range(len(self.widths)):
+            mask = torch.tensor([d <= i for d in self.depths], device=device).view(-1, 1, 1)
+            self.register_buffer(f"skip{i}", mask if mask.any() else None, persistent=False)
 
     def member(self, i: int, *, best: bool = False) -> MLP:
         """Member i as a standalone MLP (a copy of its current or best weights)."""
-        net = MLP(self.in_features, self.widths, self.num_classes, self.activations[i], "default")
+        depth = self.depths[i]
+        net = MLP(self.in_features, self.widths[:depth], self.num_classes, self.activations[i], "default")
         net.init = self.inits[i]
         ws, bs = (self.best_weights, self.best_biases) if best else (self.weights, self.biases)
+        own = [*range(depth), len(self.widths)]  # the member's hidden layers, then the head
         with torch.no_grad():
-            for layer, w, b in zip(net.linears, ws, bs):
+            for layer, w, b in zip(net.linears, [ws[j] for j in own], [bs[j] for j in own]):
                 layer.weight.copy_(w[i])
                 layer.bias.copy_(b[i])
         return net.to(ws[0].device)
@@ -283,6 +312,8 @@ class StackedMLP(nn.Module):
                 setattr(self, name, buf[idx].clone())
         self.activations = [self.activations[i] for i in index]
         self.inits = [self.inits[i] for i in index]
+        self.depths = [self.depths[i] for i in index]
+        self._set_skips()
         self.segments = self._segments()
         return self
 

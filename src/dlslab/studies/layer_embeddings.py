@@ -132,7 +132,7 @@ def networks_from_run(cfg: Config, run: Run) -> tuple[dict[str, MLP], sweep.Data
     data = sweep.load_sweep_data(spec, str(run.device))
     dims = (data.x_train.shape[1], len(data.classes))
     net = sweep.build_member(t, *dims).to(run.device)
-    net.load_state_dict(sweep.best_member_state(state, trial["member"], t.width))
+    net.load_state_dict(sweep.best_member_state(state, trial["member"], t.width, t.depth))
     name = f"{best['activation']}-{best['depth']}"
     run.info(f"reusing {best['config']} (seed {trial['seed']}) from {folder}")
     nets = {name: net.eval()}

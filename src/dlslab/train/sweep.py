@@ -16,9 +16,9 @@ initial weights and its own data order, both drawn from its seed: the order is a
 permutation of the training set composed with the engine's per-epoch shuffle. Members of a
 group share the seed, hence the batch, so the group's first layer is one wide
 (M * width, D) x (D, B) matmul (groups of mixed seeds also work, with a batched matmul per
-member). A trial whose shape is nearly alone joins a wider stack of its depth, zero-padded to
-that width: exact for activations with act(0) = 0, and cheaper than a stack of its own, where
-per-step overhead dominates. A trial's result does not depend on which other trials share its group: training it
+member). A trial whose shape is nearly alone joins a wider or deeper stack instead of training
+in a stack of its own, where per-step overhead dominates: zero-padded to the stack's width
+(exact for activations with act(0) = 0) and skipping its extra layers. A trial's result does not depend on which other trials share its group: training it
 alone with `fit(mlp, (x[order], y[order]), seed=order_seed)` and its own torch optimizer
 gives the same numbers up to float summation order. `precision='bf16'` runs the matmuls in
 bfloat16 (weights, gradients and optimizer state stay float32): several times faster on CPUs
@@ -230,6 +230,11 @@ class GroupSpec:
         return max(t.width for t in self.trials)
 
     @property
+    def depth(self) -> int:
+        """The stack's depth: shallower trials skip its last hidden layers (see `StackedMLP`)."""
+        return max(t.depth for t in self.trials)
+
+    @property
     def name(self) -> str:
         """A stable checkpoint name: the same trials and settings resume the same training."""
         # "stacked": checkpoints hold (M, out, in) layer parameters (older ones held member MLPs)
@@ -237,7 +242,7 @@ class GroupSpec:
                      self.epochs, self.batch_size, self.schedule, self.order_seed)
                     + ((self.precision,) if self.precision != "fp32" else ()))
         t = self.trials[0]
-        return f"sweep-{t.dataset}-{t.depth}x{self.width}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+        return f"sweep-{t.dataset}-{self.depth}x{self.width}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def build_member(trial: Trial, in_features: int, num_classes: int) -> MLP:
@@ -508,18 +513,20 @@ def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.dev
             for i, t in enumerate(trials)]
 
 
-def best_member_state(stack_state: dict[str, torch.Tensor], member: int, width: int) -> dict[str, torch.Tensor]:
-    """The state dict of an `MLP` of hidden width `width` holding member `member`'s best
-    weights, taken from a saved StackedMLP state dict (e.g. a finished group's checkpoint; a
-    member narrower than its stack was zero-padded, and is cut back here)."""
+def best_member_state(stack_state: dict[str, torch.Tensor], member: int, width: int,
+                      depth: int) -> dict[str, torch.Tensor]:
+    """The state dict of an `MLP` of `depth` hidden layers of `width` units holding member
+    `member`'s best weights, taken from a saved StackedMLP state dict (e.g. a finished group's
+    checkpoint; a member narrower or shallower than its stack is cut back here)."""
     layers = sum(k.startswith("best_weight") for k in stack_state)
     if not layers:
         raise UsageError("this checkpoint was written by an older dlslab (one MLP per member); "
                          "run mlp-hparams again to use it")
-    names = [f"hidden.{i}" for i in range(layers - 1)] + ["head"]
+    own = [*range(depth), layers - 1]  # the member's hidden layers, then the head
+    names = [f"hidden.{i}" for i in range(depth)] + ["head"]
     state = {f"{name}.{kind}": stack_state[f"best_{kind}{i}"][member]
-             for i, name in enumerate(names) for kind in ("weight", "bias")}
-    return resize_hidden(state, [width] * (layers - 1))
+             for i, name in zip(own, names) for kind in ("weight", "bias")}
+    return resize_hidden(state, [width] * depth)
 
 
 def padded_member(trial: Trial, in_features: int, num_classes: int, width: int) -> MLP:
@@ -575,15 +582,16 @@ def _result(trial: Trial, i: int, spec: GroupSpec, epochs: list[dict[str, float]
 
 def make_groups(trials: Sequence[Trial], data: Callable[[str], DataSpec], *, epochs: int, batch_size: int,
                 schedule: str, order_seed: int, max_stack: int, precision: str = "fp32",
-                pad_ratio: int = 4) -> list[GroupSpec]:
+                pad_ratio: float = 6.0) -> list[GroupSpec]:
     """Trials grouped by shape, each group at most `max_stack` members, largest first (so
     parallel workers finish together).
 
     A trial whose shape has fewer than `PAD_INTO` trials would train in a stack of its own,
-    where per-step overhead dominates; if its activation keeps zero at zero it joins instead
-    the cheapest shape of the same depth (and dataset and seed) that has at least `PAD_INTO`
-    trials and is wider by at most `pad_ratio` times, zero-padded to that width (exact: see
-    `padded_member`). `pad_ratio=1` turns this off."""
+    where per-step overhead dominates. It joins instead the cheapest shape (same dataset and
+    seed) that has at least `PAD_INTO` trials, is at least as wide and as deep, and costs at
+    most `pad_ratio` times its own arithmetic: it is zero-padded to the wider width (only
+    when its activation keeps zero at zero: see `padded_member`) and skips the extra layers
+    (see `StackedMLP`), so it computes exactly its own network. `pad_ratio=1` turns this off."""
     if max_stack < 1:
         raise UsageError(f"max_stack={max_stack}: must be at least 1")
     if precision not in PRECISIONS:
@@ -592,14 +600,19 @@ def make_groups(trials: Sequence[Trial], data: Callable[[str], DataSpec], *, epo
     for t in trials:  # same layer shapes and seed: one data order, one wide first-layer matmul
         by_shape.setdefault((t.dataset, t.width, t.depth, t.seed), []).append(t)
     sizes = {shape: len(members) for shape, members in by_shape.items()}
+    cost = lambda width, depth: width * (784 + width * (depth - 1))  # noqa: E731  (multiply-adds per example)
     for (dataset, width, depth, seed), members in list(by_shape.items()):
         if sizes[(dataset, width, depth, seed)] >= PAD_INTO:
             continue
-        hosts = sorted(w for (d, w, dp, s), n in sizes.items()
-                       if (d, dp, s) == (dataset, depth, seed) and width < w <= pad_ratio * width and n >= PAD_INTO)
-        for t in [t for t in members if hosts and zero_preserving(t.activation)]:
-            members.remove(t)
-            by_shape[(dataset, hosts[0], depth, seed)].append(t)
+        for t in list(members):
+            hosts = [(cost(w, dp), w, dp) for (d, w, dp, s), n in sizes.items()
+                     if (d, s) == (dataset, seed) and n >= PAD_INTO and w >= width and dp >= depth
+                     and cost(w, dp) <= pad_ratio * cost(width, depth)
+                     and (w == width or zero_preserving(t.activation))]
+            if hosts:
+                _, w, dp = min(hosts)
+                members.remove(t)
+                by_shape[(dataset, w, dp, seed)].append(t)
     groups = []
     for shape, members in by_shape.items():
         if not members:
@@ -609,8 +622,7 @@ def make_groups(trials: Sequence[Trial], data: Callable[[str], DataSpec], *, epo
         for k in range(0, len(members), max_stack):
             groups.append(GroupSpec(tuple(members[k:k + max_stack]), data(shape[0]), epochs, batch_size,
                                     schedule, order_seed, precision))
-    cost = lambda g: len(g.trials) * g.width * (784 + g.width * (g.trials[0].depth - 1))  # noqa: E731
-    return sorted(groups, key=cost, reverse=True)
+    return sorted(groups, key=lambda g: len(g.trials) * cost(g.width, g.depth), reverse=True)
 
 
 def _worker_train(spec: GroupSpec, run: Run | None, threads: int) -> list[dict[str, Any]]:
