@@ -653,7 +653,7 @@ def _record_conclusions(run: Run, results: dict[str, dict[str, Any]], trained_ke
     lost = [f"{g} {k}" for g, k, v, b in measures if v <= b]
     best_epochs = ", ".join(str(h.best_epoch) for h in histories[selected])
     text = [f"The loss chosen on validation is {selected} (validation AUC {val_auc[selected]:.3f}; "
-            f"best epoch {best_epochs} of {len(histories[selected])} encoder(s))."]
+            f"best epoch of each of its {len(histories[selected])} encoder(s): {best_epochs})."]
     text.append(f"The trained encoder beats both baselines on {len(won)} of {len(measures)} measures"
                 + (f"; not on: {', '.join(lost)}." if lost else " (all of them)."))
     for g in results[trained_key]:
