@@ -63,7 +63,7 @@ class Config(StudyConfig):
     lenet300_bits: list[int] = field(default_factory=lambda: [5, 5, 5])  # k-means bits per layer, deep compression of LeNet-300-100
     lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
     lenet300_qat_round: int = 0  # pruning round whose model is then trained int4 quantisation-aware, pruned weights held at zero (0 = skip)
-    lenet5_qat_round: int = 3  # the same for LeNet-5 (chosen on a validation split, see docs/studies/compress.md)
+    lenet5_qat_round: int = 2  # the same for LeNet-5 (chosen on a validation split, see docs/studies/compress.md)
     distill: float = 0.0  # weight of knowledge distillation from the uncompressed model in that int4 QAT stage (0 = labels only)
     distill_temperature: float = 4.0  # softmax temperature of the distillation term
     bias_bits: int = 5  # k-means bits of the biases (shared too, so they are not stored as floats)
