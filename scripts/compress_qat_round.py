@@ -11,7 +11,7 @@ The rule, fixed before the run: among the files at least `--min-reduction` % sma
 the float32 model, the lowest validation error; ties go to the smaller file. Test errors are
 printed for the record and play no part in the choice.
 
-    python scripts/compress_qat_round.py                      # rounds 2-4 x distill 0, 0.5, 0.9
+    python scripts/compress_qat_round.py                      # rounds 2, 3 x distill 0, 0.5, 0.9
     python scripts/compress_qat_round.py --rounds 1 2 3 4 5 --distill 0
 
 With `--from-run RUN_DIR` (a finished or partial `dlslab run compress --preset full` folder
@@ -55,7 +55,7 @@ HELD_OUT = 5000
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, nargs="+", default=[2, 3, 4], help="pruning rounds to start QAT from")
+    p.add_argument("--rounds", type=int, nargs="+", default=[2, 3], help="pruning rounds to start QAT from")
     p.add_argument("--distill", type=float, nargs="+", default=[0.0, 0.5, 0.9],
                    help="distillation weights tried at every round (0 = labels only)")
     p.add_argument("--temperature", type=float, default=Config.distill_temperature)
