@@ -101,7 +101,8 @@ def main() -> None:
     train(base, data, cfg, saved, "lenet5-baseline", cfg.epochs, finetune=False)
     reference = dense_bytes(base.state_dict())
     base_val = error_percent(base, val) if val else float("nan")
-    print(f"baseline: validation {base_val:.2f}%, test {error_percent(base, data):.2f}% {clock()}", flush=True)
+    seen = f"validation {base_val:.2f}%, " if val else ""
+    print(f"baseline: {seen}test {error_percent(base, data):.2f}% {clock()}", flush=True)
     names = list(weight_layers(base))
     sparsity = {n: 1 - d for n, d in zip(names, cfg.lenet5_density)}
     pruned = clone_model(base)
@@ -128,8 +129,9 @@ def main() -> None:
                 v = error_percent(loaded, val) if val else float("nan")
                 t = error_percent(loaded, data)
                 candidates.append((r, alpha, report.ratio, report.file_bytes, v))
+                seen = f"validation {v:.2f}%, " if val else ""
                 print(f"round {r} + int4 QAT, distill {alpha:g}: {report.file_bytes:,} bytes, {report.ratio:.1f}x, "
-                      f"validation {v:.2f}%, test {t:.2f}% {clock()}", flush=True)
+                      f"{seen}test {t:.2f}% {clock()}", flush=True)
     if val is None:
         return
     eligible = [c for c in candidates if 100 * (1 - 1 / c[2]) >= args.min_reduction]
