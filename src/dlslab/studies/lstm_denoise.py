@@ -92,7 +92,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"n_train": 600, "n_test": 30, "hidden": 128, "layers": 1, "epochs": 5, "lr": 1e-2,
               "one_cycle": True, "batch_frames": 1280, "context": 10, "stoi_utterances": 10},
     # The quick corpus with the best chunk configuration found on its validation utterances.
-    "full": {"n_train": 600, "n_test": 30, "strategies": ["chunk"], "hidden": 128, "layers": 1,
+    "full": {"n_train": 600, "n_test": 30, "strategies": ["chunk"], "hidden": 256, "layers": 1,
              "bidirectional": True, "context": 5, "remix": 1, "epochs": 15, "lr": 1e-2, "one_cycle": True,
              "batch_frames": 1280, "stoi_utterances": 10},
 }
