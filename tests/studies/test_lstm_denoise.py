@@ -67,12 +67,17 @@ def test_spread_by_length_picks_shortest_and_longest() -> None:
     assert lstm_denoise.spread_by_length(seconds, 1)[0] == 2
 
 
-def test_chunked_inference_covers_every_frame_once() -> None:
+def three_utterances() -> tuple[lstm_denoise.LSTMDenoiser, torch.Tensor, lstm_denoise.Frames]:
+    """A tiny seeded LSTM and random frames of three utterances of 3, 25 and 10 frames."""
     torch.manual_seed(0)
     model = lstm_denoise.LSTMDenoiser(bins=6, hidden=4, layers=1)
     lengths = torch.tensor([3, 25, 10])
     frames = torch.rand(int(lengths.sum()), 6)
-    data = lstm_denoise.Frames(frames, frames, torch.cumsum(lengths, 0) - lengths, lengths, 16000)
+    return model, frames, lstm_denoise.Frames(frames, frames, torch.cumsum(lengths, 0) - lengths, lengths, 16000)
+
+
+def test_chunked_inference_covers_every_frame_once() -> None:
+    model, frames, data = three_utterances()
     chunked = lstm_denoise.infer_logits(model, "chunk", data, chunk=10)
     whole = lstm_denoise.infer_logits(model, "pad", data, chunk=10)
     assert chunked.shape == whole.shape == frames.shape
@@ -98,11 +103,7 @@ def test_chunk_windows_score_every_frame_once_and_stay_in_their_utterance() -> N
 
 
 def test_chunk_context_gives_each_chunk_the_frames_before_it() -> None:
-    torch.manual_seed(0)
-    model = lstm_denoise.LSTMDenoiser(bins=6, hidden=4, layers=1)
-    lengths = torch.tensor([3, 25, 10])
-    frames = torch.rand(int(lengths.sum()), 6)
-    data = lstm_denoise.Frames(frames, frames, torch.cumsum(lengths, 0) - lengths, lengths, 16000)
+    model, frames, data = three_utterances()
     whole = lstm_denoise.infer_logits(model, "pad", data, chunk=10)
     plain = lstm_denoise.infer_logits(model, "chunk", data, chunk=10)
     widened = lstm_denoise.infer_logits(model, "chunk", data, chunk=10, sides=(10, 0))
