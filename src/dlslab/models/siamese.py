@@ -194,6 +194,11 @@ class EncoderEnsemble(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
 
+    @staticmethod
+    def join(members: list[SiameseNet]) -> SiameseNet | EncoderEnsemble:
+        """The lone member itself, or the members as one ensemble (in eval mode)."""
+        return members[0] if len(members) == 1 else EncoderEnsemble(members).eval()
+
     def embed(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.cat([m.embed(x, mask) for m in self.members], dim=1) / math.sqrt(len(self.members))
 

@@ -325,6 +325,14 @@ def train_encoder(cfg: Config, loss: str, train: SpeakerSet, val: SpeakerSet, ru
     return model.eval(), history
 
 
+def train_ensemble(cfg: Config, loss: str, train: SpeakerSet, val: SpeakerSet, run: Run,
+                   noise: torch.Tensor | None = None) -> tuple[SiameseNet | EncoderEnsemble, list[Any]]:
+    """`cfg.ensemble` encoders trained with `loss` (seeds seed, seed + 1, ...) joined into one,
+    and their training histories."""
+    trained = [train_encoder(cfg, loss, train, val, run, noise, member=k) for k in range(cfg.ensemble)]
+    return EncoderEnsemble.join([m for m, _ in trained]), [h for _, h in trained]
+
+
 def load_encoder(run_dir: str | Path) -> tuple[SiameseNet | EncoderEnsemble, Config]:
     """The trained encoder of a finished `siamese` run (the loss chosen on validation; all
     its ensemble members)."""
@@ -347,7 +355,7 @@ def load_encoder(run_dir: str | Path) -> tuple[SiameseNet | EncoderEnsemble, Con
         state.pop("centres", None)  # only used in training
         members.append(build_encoder(cfg, metrics["n_features"]))
         members[-1].load_state_dict(state)
-    return (members[0] if len(members) == 1 else EncoderEnsemble(members)).eval(), cfg
+    return EncoderEnsemble.join(members).eval(), cfg
 
 
 # --- evaluation -------------------------------------------------------------------------------------
@@ -421,9 +429,7 @@ def cross_validate(cfg: Config, data_dir: str | Path | None = None, n_folds: int
         train, val = _role_set(data, r, "train"), _role_set(data, r, "val")
         with tempfile.TemporaryDirectory() as tmp:
             run = Run(Path(tmp), "siamese", cfg, quiet=True)
-            members = [train_encoder(cfg, cfg.losses[0], train, val, run, noise, member=k)[0]
-                       for k in range(cfg.ensemble)]
-        model = members[0] if len(members) == 1 else EncoderEnsemble(members).eval()
+            model, _ = train_ensemble(cfg, cfg.losses[0], train, val, run, noise)
         test = data.subset(fold)
         emb, spk = embed_set(model, test.frames, test.lengths), test.speaker.numpy()
         corpus = test.corpus_of_utterance()
@@ -540,12 +546,7 @@ def run(cfg: Config, run: Run) -> dict:
     vi, vj, vsame = verification_pairs(val.speaker.numpy(), seed=cfg.seed)
     noise = noise_frames(cfg, run.data_dir)
     for loss in cfg.losses:
-        members, histories[loss] = [], []
-        for k in range(cfg.ensemble):
-            model, history = train_encoder(cfg, loss, train, val, run, noise, member=k)
-            members.append(model)
-            histories[loss].append(history)
-        model = members[0] if len(members) == 1 else EncoderEnsemble(members).eval()
+        model, histories[loss] = train_ensemble(cfg, loss, train, val, run, noise)
         methods[f"trained ({loss})"] = (lambda m: lambda s: embed_set(m, s.frames.to(run.device),
                                                                       s.lengths.to(run.device)))(model)
         val_emb = methods[f"trained ({loss})"](val)
