@@ -55,12 +55,20 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tens
     (B, T, F) tensors and a (B, T) frame mask. Padded frames are dropped before the loss,
     so whatever they hold cannot change it. `weight` (same shape as the logits, >= 0) makes
     it a weighted mean over time-frequency cells, e.g. |X| so that loud cells count more."""
+    return _cell_mean(lambda est, tgt: F.binary_cross_entropy_with_logits(est, tgt, reduction="none"),
+                      logits, target, frame_mask, weight)
+
+
+def _cell_mean(cell_loss, logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor | None,
+               weight: torch.Tensor | None) -> torch.Tensor:
+    """The mean of cell_loss(logits, target) over the real frames (`frame_mask`), weighted by
+    `weight` when given: what `mask_loss` and `mask_mse_loss` share."""
     if frame_mask is not None:
         logits, target = logits[frame_mask], target[frame_mask]  # (frames, F)
         weight = weight[frame_mask] if weight is not None else None
+    cells = cell_loss(logits.float(), target.float())
     if weight is None:
-        return F.binary_cross_entropy_with_logits(logits.float(), target.float())
-    cells = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+        return cells.mean()
     return (cells * weight).sum() / weight.sum().clamp_min(torch.finfo(cells.dtype).tiny)
 
 
@@ -80,10 +88,4 @@ def mask_mse_loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.
     it is the squared error of the masked spectrum, rebuilt with the noisy phase, against the
     clean one (up to a constant per cell, where the target needs no clipping): what the SNR
     measures."""
-    if frame_mask is not None:
-        logits, target = logits[frame_mask], target[frame_mask]  # (frames, F)
-        weight = weight[frame_mask] if weight is not None else None
-    cells = (torch.sigmoid(logits.float()) - target.float()).square()
-    if weight is None:
-        return cells.mean()
-    return (cells * weight).sum() / weight.sum().clamp_min(torch.finfo(cells.dtype).tiny)
+    return _cell_mean(lambda est, tgt: (torch.sigmoid(est) - tgt).square(), logits, target, frame_mask, weight)
