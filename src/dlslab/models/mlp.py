@@ -206,9 +206,10 @@ class StackedMLP(nn.Module):
         if not members:
             raise ValueError("StackedMLP needs at least one member")
         deepest = max(members, key=lambda m: len(m.hidden))
-        if len({(m.linears[0].in_features, m.head.out_features, *(h.out_features for h in m.hidden[:1]))
-                for m in members}) > 1 or any({h.out_features for h in m.hidden} != {deepest.hidden[0].out_features}
-                                               for m in members):
+        def shape(m: MLP) -> tuple[int, int, set[int]]:  # input size, classes, hidden widths
+            return m.linears[0].in_features, m.head.out_features, {h.out_features for h in m.hidden}
+
+        if any(shape(m) != shape(deepest) for m in members) or len(shape(deepest)[2]) != 1:
             raise ValueError("StackedMLP members must share input size, classes and one hidden width")
         self.in_features, self.num_classes = deepest.linears[0].in_features, deepest.head.out_features
         self.widths = [layer.out_features for layer in deepest.hidden]

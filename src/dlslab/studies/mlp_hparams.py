@@ -22,9 +22,10 @@ from dlslab.errors import UsageError
 from dlslab.report.plots import line_plot, pyplot
 from dlslab.report.run import Run
 from dlslab.train import sweep
+from dlslab.train.optim import OptimizerName
 
 Dataset = Literal["mnist", "fashion-mnist"]
-Optimizer = Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
+Optimizer = OptimizerName
 Init = Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
                "normal", "zeros"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]

@@ -604,15 +604,15 @@ def make_groups(trials: Sequence[Trial], data: Callable[[str], DataSpec], *, epo
     for (dataset, width, depth, seed), members in list(by_shape.items()):
         if sizes[(dataset, width, depth, seed)] >= PAD_INTO:
             continue
+        hosts = sorted((cost(w, dp), w, dp) for (d, w, dp, s), n in sizes.items()
+                       if (d, s) == (dataset, seed) and n >= PAD_INTO and w >= width and dp >= depth
+                       and cost(w, dp) <= pad_ratio * cost(width, depth))  # cheapest first
         for t in list(members):
-            hosts = [(cost(w, dp), w, dp) for (d, w, dp, s), n in sizes.items()
-                     if (d, s) == (dataset, seed) and n >= PAD_INTO and w >= width and dp >= depth
-                     and cost(w, dp) <= pad_ratio * cost(width, depth)
-                     and (w == width or zero_preserving(t.activation))]
-            if hosts:
-                _, w, dp = min(hosts)
+            # wider hosts pad the trial with zero units: only exact when its activation keeps 0 at 0
+            host = next(((w, dp) for _, w, dp in hosts if w == width or zero_preserving(t.activation)), None)
+            if host is not None:
                 members.remove(t)
-                by_shape[(dataset, w, dp, seed)].append(t)
+                by_shape[(dataset, *host, seed)].append(t)
     groups = []
     for shape, members in by_shape.items():
         if not members:
