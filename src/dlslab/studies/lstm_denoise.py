@@ -566,7 +566,7 @@ def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[s
                   caption=("The noisy input, and the oracle masks computed from the clean speech and the noise "
                            "(the phase-sensitive mask from the clean and noisy spectra)."))
     run.add_figure(line_plot({n: (list(range(1, len(h.epochs) + 1)), h.series("val_loss")) for n, h in histories.items()},
-                             title="Validation loss (BCE to the target mask)", xlabel="epoch", ylabel="loss"),
+                             title=f"Validation loss ({cfg.loss.upper()} to the {cfg.target.upper()} target)", xlabel="epoch", ylabel="loss"),
                    "val_loss", title="Validation loss per epoch")
     run.add_figure(line_plot({n: (list(np.cumsum([e["epoch_s"] - e["eval_s"] for e in h.epochs])), h.series("val_loss"))
                               for n, h in histories.items()},
