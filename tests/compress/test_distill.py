@@ -12,7 +12,7 @@ from dlslab.compress.prune import prune_magnitude
 from dlslab.compress.quant import prepare_qat
 from dlslab.errors import ConfigError
 from dlslab.models import build_model
-from dlslab.studies.compress import Config, Mnist, compress_network, train
+from dlslab.studies.compress import Config, Mnist, check_config, train
 
 
 def test_distillation_loss_is_zero_when_the_student_matches_the_teacher():
@@ -72,4 +72,4 @@ def test_distilled_qat_of_a_pruned_model_keeps_its_zeros_and_leaves_the_teacher_
 @pytest.mark.parametrize("bad", [{"distill": 1.5}, {"distill": -0.1}, {"distill_temperature": 0.0}])
 def test_bad_distillation_settings_fail_before_training(bad):
     with pytest.raises(ConfigError):
-        compress_network("lenet5", Config(**bad), None, None)
+        check_config(Config(**bad))

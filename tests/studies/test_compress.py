@@ -12,7 +12,11 @@ from study_runs import run_smoke
 
 from dlslab import runner
 from dlslab.cli import main
+from dlslab.compress.layers import weight_layers
 from dlslab.compress.packed import load_packed, read_packed
+from dlslab.errors import ConfigError
+from dlslab.report.run import safe_torch_load
+from dlslab.studies import compress
 from dlslab.studies.compress import MNIST_MEAN, MNIST_STD, error_percent, load_mnist
 
 
@@ -79,8 +83,6 @@ def test_compress_command_packs_inspects_and_unpacks_a_trained_model(smoke_run, 
     assert "fc1.weight" in capsys.readouterr().out
     assert main(["compress", "unpack", str(out), "-o", str(tmp_path / "state.pt")]) == 0
     state, _ = read_packed(out)
-    from dlslab.report.run import safe_torch_load
-
     unpacked = safe_torch_load(tmp_path / "state.pt")
     assert all(torch.equal(unpacked["state_dict"][k], v) for k, v in state.items())
     bad = tmp_path / "bad.dlz"
@@ -89,14 +91,27 @@ def test_compress_command_packs_inspects_and_unpacks_a_trained_model(smoke_run, 
     assert "truncated" in capsys.readouterr().err
 
 
-def test_prune_then_int4_qat_keeps_the_pruned_weights_at_zero(smoke_run):
+@pytest.mark.parametrize("net", ["lenet300", "lenet5"])
+def test_prune_then_int4_qat_keeps_the_pruned_weights_at_zero(smoke_run, net):
     cfg = runner.plan_study("compress", "smoke").cfg
-    rows = json.loads((smoke_run / "metrics.json").read_text())["results"]["lenet5"]
-    r = cfg.lenet5_qat_round
+    rows = json.loads((smoke_run / "metrics.json").read_text())["results"][net]
+    r = getattr(cfg, f"{net}_qat_round")
     qat = next(row for row in rows if row["model"].startswith(f"prune round {r} + int4 quantisation-aware"))
+    assert (smoke_run / qat["file"]).stat().st_size == qat["bytes"]
     model, _ = load_packed(smoke_run / qat["file"])
-    for name, density in zip(("conv1", "conv2", "fc1", "fc2"), cfg.lenet5_density):
-        w = getattr(model, name).weight
-        kept = (w != 0).float().mean().item()
-        assert kept <= density + 0.01 or r < cfg.prune_rounds  # round r's sparsity, not undone by QAT
-        assert kept < 0.95 and len(torch.unique(w)) <= 15  # still sparse, on a 4-bit grid (15 levels)
+    for (name, layer), density in zip(weight_layers(model).items(), getattr(cfg, f"{net}_density")):
+        kept = (layer.weight != 0).float().mean().item()
+        assert kept <= density + 0.01 or r < cfg.prune_rounds, name  # round r's sparsity, not undone by QAT
+        assert kept < 0.95 and len(torch.unique(layer.weight)) <= 15, name  # still sparse, on a 4-bit grid
+    # the stage trains `qat_epochs` epochs (here more than the other fine-tuning stages)
+    assert cfg.qat_epochs != cfg.technique_epochs
+    ckpt = smoke_run / "checkpoints"
+    assert len(safe_torch_load(ckpt / f"{net}-prune{r}-qat4.done.pt")["history"]["epochs"]) == cfg.qat_epochs
+    assert len(safe_torch_load(ckpt / f"{net}-qat4.done.pt")["history"]["epochs"]) == cfg.technique_epochs
+
+
+@pytest.mark.parametrize("bad", [{"qat_epochs": 0}, {"lenet5_qat_round": 9},
+                                 {"networks": ["lenet300", "resnet"]}])
+def test_bad_settings_fail_before_any_data_or_training(bad):
+    with pytest.raises(ConfigError):
+        compress.run(compress.Config(**bad), None)  # no run folder: anything past the check would crash

@@ -64,6 +64,7 @@ class Config(StudyConfig):
     lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
     lenet300_qat_round: int = 0  # pruning round whose model is then trained int4 quantisation-aware, pruned weights held at zero (0 = skip)
     lenet5_qat_round: int = 2  # the same for LeNet-5 (chosen on a validation split, see docs/studies/compress.md)
+    qat_epochs: int = 3  # epochs of that pruning -> int4 QAT stage (learning rate finetune_lr, decaying linearly to zero)
     distill: float = 0.0  # weight of knowledge distillation from the uncompressed model in that int4 QAT stage (0 = labels only)
     distill_temperature: float = 4.0  # softmax temperature of the distillation term
     bias_bits: int = 5  # k-means bits of the biases (shared too, so they are not stored as floats)
@@ -77,9 +78,10 @@ class Config(StudyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"train_subset": 800, "test_subset": 500, "epochs": 2, "prune_rounds": 2, "prune_epochs": 1,
-              "lenet5_qat_round": 2,
+              "lenet300_qat_round": 2, "lenet5_qat_round": 2, "qat_epochs": 2,
               "share_epochs": 1, "technique_epochs": 1, "lenet5_density": [0.6, 0.2, 0.05, 0.2]},
     "quick": {"train_subset": 12000, "test_subset": 5000, "epochs": 4, "prune_rounds": 3, "prune_epochs": 1,
+              "lenet300_qat_round": 0, "lenet5_qat_round": 2, "qat_epochs": 1,
               "share_epochs": 1, "technique_epochs": 1},
     "full": {},
 }
@@ -194,13 +196,24 @@ def layer_settings(cfg: Config, net: str, model: nn.Module) -> tuple[dict[str, f
     return {n: 1 - d for n, d in zip(names, density)}, dict(zip(names, bits))
 
 
-def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
-    qat_round = getattr(cfg, f"{net}_qat_round")  # checked before any training
-    if not 0 <= qat_round <= cfg.prune_rounds:
-        raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
+def check_config(cfg: Config) -> None:
+    """The settings that would otherwise fail only after hours of training."""
+    unknown = [n for n in cfg.networks if n not in NETWORKS]
+    if unknown or not cfg.networks:
+        raise ConfigError(f"networks: unknown {unknown}; valid: {', '.join(NETWORKS)}")
+    for net in cfg.networks:
+        qat_round = getattr(cfg, f"{net}_qat_round")
+        if not 0 <= qat_round <= cfg.prune_rounds:
+            raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
+    if cfg.qat_epochs < 1:
+        raise ConfigError(f"qat_epochs must be >= 1; got {cfg.qat_epochs}")
     if not 0 <= cfg.distill <= 1 or cfg.distill_temperature <= 0:
         raise ConfigError(f"distill must lie in [0, 1] and distill_temperature be > 0; "
                           f"got {cfg.distill}, {cfg.distill_temperature}")
+
+
+def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
+    qat_round = getattr(cfg, f"{net}_qat_round")
     torch.manual_seed(cfg.seed)
     base = build_model(net).to(run.device)
     train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, finetune=False)
@@ -229,7 +242,7 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
                       f"prune round {r} + k-means (no fine-tuning)", "curve")
         if r == qat_round:  # pruning, then int4 quantisation-aware training with the pruned weights held at zero
             m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
-            train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.technique_epochs, teacher=base)
+            train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.qat_epochs, teacher=base)
             bench.measure(m, f"prune round {qat_round} + int4 quantisation-aware"
                           + (" + distillation" if cfg.distill > 0 else ""), "pipeline")
     density = layer_density(pruned)
@@ -349,9 +362,7 @@ def curve_figure(outs: dict[str, dict[str, Any]], tolerance: float) -> Any:
 
 
 def run(cfg: Config, run: Run) -> dict[str, Any]:
-    unknown = [n for n in cfg.networks if n not in NETWORKS]
-    if unknown or not cfg.networks:
-        raise ConfigError(f"networks: unknown {unknown}; valid: {', '.join(NETWORKS)}")
+    check_config(cfg)
     data = load_mnist(cfg, run)
     outs = {net: compress_network(net, cfg, data, run) for net in cfg.networks}
 
