@@ -62,9 +62,9 @@ class Config(StudyConfig):
     lenet5_density: list[float] = field(default_factory=lambda: [0.66, 0.12, 0.05, 0.19])  # LeNet-5 weights kept per layer (conv1, conv2, fc1, fc2)
     lenet300_bits: list[int] = field(default_factory=lambda: [5, 5, 5])  # k-means bits per layer, deep compression of LeNet-300-100
     lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
-    lenet300_qat_round: int = 0  # pruning round whose model is then trained int4 quantisation-aware, pruned weights held at zero (0 = skip)
-    lenet5_qat_round: int = 2  # the same for LeNet-5 (chosen on a validation split, see docs/studies/compress.md)
-    qat_epochs: int = 3  # epochs of that pruning -> int4 QAT stage (learning rate finetune_lr, decaying linearly to zero)
+    lenet300_qat_round: int = 3  # pruning round whose model is then trained int4 quantisation-aware, pruned weights held at zero (0 = skip; chosen on a validation split, see docs/studies/compress.md)
+    lenet5_qat_round: int = 2  # the same for LeNet-5 (chosen on a validation split)
+    qat_epochs: int = 12  # epochs of that pruning -> int4 QAT stage (learning rate finetune_lr, decaying linearly to zero; chosen on a validation split)
     distill: float = 0.0  # weight of knowledge distillation from the uncompressed model in that int4 QAT stage (0 = labels only)
     distill_temperature: float = 4.0  # softmax temperature of the distillation term
     bias_bits: int = 5  # k-means bits of the biases (shared too, so they are not stored as floats)
@@ -81,7 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "lenet300_qat_round": 2, "lenet5_qat_round": 2, "qat_epochs": 2,
               "share_epochs": 1, "technique_epochs": 1, "lenet5_density": [0.6, 0.2, 0.05, 0.2]},
     "quick": {"train_subset": 12000, "test_subset": 5000, "epochs": 4, "prune_rounds": 3, "prune_epochs": 1,
-              "lenet300_qat_round": 0, "lenet5_qat_round": 2, "qat_epochs": 1,
+              "qat_epochs": 1,
               "share_epochs": 1, "technique_epochs": 1},
     "full": {},
 }
