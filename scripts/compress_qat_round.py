@@ -18,9 +18,9 @@ printed for the record and play no part in the choice.
 
 With `--from-run RUN_DIR` (a finished or partial `dlslab run compress --preset full` folder
 holding the network's baseline and pruning-round checkpoints), the listed settings instead
-start from that run's models, trained on all 60,000 images, and only test errors are
-printed: the measurement of a setting already chosen, as the study itself would make it.
-The run folder is only read.
+start from that run's models, trained on all 60,000 images, with that run's seed and
+settings, and only test errors are printed: the measurement of a setting already chosen, as
+the study itself would make it. The run folder is only read.
 
     python scripts/compress_qat_round.py --from-run runs/compress/RUN --rounds 2 --distill 0.5
 """
@@ -43,6 +43,7 @@ from dlslab.compress.prune import prune_magnitude, sparsity_schedule
 from dlslab.compress.quant import prepare_qat
 from dlslab.data.images import load_images
 from dlslab.models import build_model
+from dlslab.runner import plan_from_file
 from dlslab.studies.compress import (
     MNIST_MEAN,
     MNIST_STD,
@@ -83,7 +84,9 @@ def saved_stages(run_dir: Path, net: str, rounds: int) -> SimpleNamespace:
 
 def main() -> None:
     args = parse_args()
-    cfg, net = Config(), args.net
+    net = args.net
+    # from a run: its own settings (seed, schedule, densities); the QAT settings tried come from the arguments
+    cfg = plan_from_file(args.from_run / "config.yaml").cfg if args.from_run else Config()
     images = load_images("mnist")
     x = (images.train_x.float() / 255 - MNIST_MEAN) / MNIST_STD
     test = ((images.test_x.float() / 255 - MNIST_MEAN) / MNIST_STD, images.test_y)
