@@ -3,6 +3,7 @@ padding is accounted for, and the report holds the comparison, figures and audio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import torch
 from study_runs import run_smoke
 
 from dlslab import runner
+from dlslab.audio import metrics
 from dlslab.errors import ConfigError
+from dlslab.models.lstm_denoiser import LSTMDenoiser
 from dlslab.studies import lstm_denoise
 
 
@@ -127,6 +130,89 @@ def test_remixed_copies_keep_the_speech_and_move_the_noise() -> None:
         gain_db = 10 * np.log10(np.sum(new_noise**2) / np.sum(noise**2))
         assert abs(gain_db) <= 3.0 + 1e-4
         assert not np.allclose(new_noise, noise * 10 ** (gain_db / 20), atol=1e-3)  # shifted in time
+
+
+def test_fresh_babble_remix_is_other_speech_at_the_noise_level() -> None:
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal(1600).astype(np.float32)
+    noise = 0.3 * rng.standard_normal(1600).astype(np.float32)
+    talkers = [np.sin(np.arange(800) * f).astype(np.float32) for f in (0.05, 0.11, 0.23, 0.31, 0.47)]
+    copies = lstm_denoise.remixed(clean, noise, 4, 2.0, np.random.default_rng(1), babble_pool=talkers)
+    assert len(copies) == 4
+    for new_noise, noisy in copies:
+        assert np.allclose(noisy - clean, new_noise, atol=1e-6)  # the speech is kept
+        gain_db = 10 * np.log10(np.sum(new_noise**2) / np.sum(noise**2))
+        assert abs(gain_db) <= 2.0 + 1e-3  # at the old noise's level, within the gain range
+        # made of the pool's voices: their spectral lines hold nearly all of its energy ...
+        power = np.abs(np.fft.rfft(new_noise.astype(np.float64))) ** 2
+        lines = [round(f * 1600 / (2 * np.pi)) for f in (0.05, 0.11, 0.23, 0.31, 0.47)]
+        near = sum(power[max(0, k - 3): k + 4].sum() for k in lines)
+        assert near > 0.9 * power.sum()  # (white noise would put ~4% there)
+        # ... and none of the old noise is left in it
+        assert abs(np.corrcoef(new_noise, noise)[0, 1]) < 0.1
+
+
+def test_fresh_babble_remix_changes_only_remixed_babble(data_root: Path) -> None:
+    cfg = lstm_denoise.Config(**(lstm_denoise.PRESETS["smoke"] | {"remix": 1, "remix_babble": "fresh"}))
+    dirs = lstm_denoise.corpus_dirs(cfg)
+    shifted = lstm_denoise.load_frames(dirs, "train", dataclasses.replace(cfg, remix_babble="shift"), False, remix=1)
+    fresh = lstm_denoise.load_frames(dirs, "train", cfg, False, remix=1)
+    kinds = [r["noise_type"] for d in dirs for r in lstm_denoise.read_pairs(d, "train")]
+    assert "babble" in kinds
+    assert torch.equal(fresh.lengths, shifted.lengths)
+
+    def frames(data: lstm_denoise.Frames, u: int) -> torch.Tensor:
+        return data.noisy[data.offsets[u]: data.offsets[u] + data.lengths[u]]
+
+    for i, kind in enumerate(kinds):
+        original, copy = 2 * i, 2 * i + 1  # each utterance, then its remixed copy
+        assert torch.equal(frames(fresh, original), frames(shifted, original))  # the corpus itself is kept
+        if kind == "babble":
+            assert not torch.allclose(frames(fresh, copy), frames(shifted, copy), rtol=0.1)
+
+
+def test_level_norm_gives_every_utterance_unit_rms_input_and_keeps_its_spectrum(data_root: Path) -> None:
+    cfg = lstm_denoise.Config(**(lstm_denoise.PRESETS["smoke"] | {"level_norm": True}))
+    dirs = lstm_denoise.corpus_dirs(cfg)
+    plain = lstm_denoise.load_frames(dirs, "test", dataclasses.replace(cfg, level_norm=False), True)
+    normed = lstm_denoise.load_frames(dirs, "test", cfg, True)
+    levels = []
+    for u in range(len(plain.lengths)):
+        span = slice(int(plain.offsets[u]), int(plain.offsets[u] + plain.lengths[u]))
+        rms = normed.noisy[span].square().mean().sqrt()
+        assert abs(float(rms) - 1) < 1e-4
+        level = float(plain.noisy[span].square().mean().sqrt())
+        assert torch.allclose(normed.noisy[span] * level, plain.noisy[span], rtol=1e-4, atol=1e-9)
+        levels.append(level)
+        assert torch.equal(normed.specs[u], plain.specs[u])  # the audio rebuilt from the mask is untouched
+    assert max(levels) > 1.5 * min(levels)  # the corpus's utterances do differ in level
+    assert torch.equal(normed.target, plain.target)
+
+
+def test_ensemble_scores_the_mean_logit_of_the_seeds_models(tmp_path: Path, data_root: Path) -> None:
+    overrides = {"strategies": ["chunk"], "n_seeds": 2, "ensemble": True, "context": 2}
+    outcome = runner.execute(runner.plan_study("lstm-denoise", "smoke", overrides), out=tmp_path, device="cpu",
+                             quiet=True)
+    assert outcome.status == "finished", outcome.message
+    (row,) = outcome.metrics["strategies"]
+    assert row["n"] == 1  # one estimate, not one per seed
+    cfg = lstm_denoise.Config(**(lstm_denoise.PRESETS["smoke"] | overrides))
+    val = lstm_denoise.load_frames(lstm_denoise.corpus_dirs(cfg), "test", cfg, True)
+    logits = []
+    for seed in (0, 1):
+        model = LSTMDenoiser(val.noisy.shape[1], cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.log_input)
+        state = torch.load(outcome.dir / "checkpoints" / f"chunk-seed{seed}.done.pt", weights_only=True)["model"]
+        model.load_state_dict(state)
+        logits.append(lstm_denoise.infer_logits(model, "chunk", val, cfg.chunk, lstm_denoise._chunk_sides(cfg)))
+
+    def snr(logit: torch.Tensor) -> float:
+        masks = [m.T for m in torch.sigmoid(logit).split(val.lengths.tolist())]
+        waves = lstm_denoise.waveforms(masks, val, cfg)
+        return float(np.mean([metrics.snr_db(c, w) for c, w in zip(val.clean, waves, strict=True)]))
+
+    assert not torch.allclose(logits[0], logits[1], atol=1e-3)  # two different models
+    assert row["snr_db"] == pytest.approx(snr((logits[0] + logits[1]) / 2), abs=1e-5)
+    assert all(abs(row["snr_db"] - snr(x)) > 1e-4 for x in logits)
 
 
 def test_signal_approximation_chunk_training_with_context_and_remix_improves_snr(

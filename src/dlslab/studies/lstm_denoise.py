@@ -21,7 +21,7 @@ validation utterances: SNR, SI-SDR and STOI, beside the noisy input and the orac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import mean, pstdev
 from typing import Any, Literal
@@ -32,12 +32,26 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dlslab.audio import metrics
-from dlslab.audio.batching import (chunk_streams, chunk_table, gather_chunks, length_buckets,
-                                   pad_to_longest, stack_sequences, unchunk)
+from dlslab.audio.batching import (
+    chunk_streams,
+    chunk_table,
+    gather_chunks,
+    length_buckets,
+    pad_to_longest,
+    stack_sequences,
+    unchunk,
+)
 from dlslab.audio.corpus import CorpusSpec, read_pairs, speech_corpus
 from dlslab.audio.io import read_audio
-from dlslab.audio.masks import (ideal_binary_mask, ideal_ratio_mask, mask_loss, mask_mse_loss, masked_waveform,
-                                phase_sensitive_mask)
+from dlslab.audio.masks import (
+    ideal_binary_mask,
+    ideal_ratio_mask,
+    mask_loss,
+    mask_mse_loss,
+    masked_waveform,
+    phase_sensitive_mask,
+)
+from dlslab.audio.noise import babble
 from dlslab.audio.stft import stft
 from dlslab.config import StudyConfig
 from dlslab.errors import ConfigError
@@ -64,6 +78,7 @@ class Config(StudyConfig):
     target: Literal["ibm", "irm", "psm"] = "ibm"  # mask the model learns: ideal binary, ideal ratio or phase-sensitive (clipped to [0, 1]) mask
     loss: Literal["bce", "mse"] = "bce"  # binary cross-entropy or squared error between the mask and the target (mse with psm and loss_weight=2: the error of the rebuilt spectrum, what the SNR measures)
     log_input: bool = True  # feed log(|X|) rather than |X| (both standardised per bin)
+    level_norm: bool = False  # divide each utterance's |X| by its RMS before the model sees it: its input ignores the recording level, and the |X|-weighted loss weighs every utterance alike
     loss_weight: float = 2.0  # weight each time-frequency cell's loss by |X| ** this (0: all equal; 2: by energy, as the SNR weighs errors)
     hidden: int = 256  # LSTM units per direction
     layers: int = 2  # stacked LSTM layers
@@ -74,6 +89,7 @@ class Config(StudyConfig):
     context: int = 0  # chunk strategy: frames of the same utterance fed before each chunk (and after it, if bidirectional) but not scored
     remix: int = 0  # extra copies of each training utterance, its noise circularly shifted in time and rescaled
     remix_gain_db: float = 3.0  # remix: noise gain drawn uniformly within ± this many dB
+    remix_babble: Literal["shift", "fresh"] = "shift"  # remix of a babble utterance: its babble shifted, or fresh babble of other training utterances' speech at the same level
     batch_frames: int = 640  # real frames per update, the same for every strategy
     tbptt_group: int = 8  # utterances per tbptt stream in one group (more: less padding at stream ends)
     epochs: int = 20  # passes over the training frames, the same for every strategy
@@ -81,6 +97,7 @@ class Config(StudyConfig):
     one_cycle: bool = False  # warm up to lr then anneal over the whole training (train.optim.one_cycle)
     grad_clip: float = 1.0  # gradient-norm clipping
     n_seeds: int = 1  # training seeds per strategy (seed, seed + 1, ...): tables show mean ± std
+    ensemble: bool = False  # score the mean mask logit of the n_seeds models of each strategy, as one estimate (an ensemble), instead of each model alone
     stoi_utterances: int = 0  # validation utterances STOI is measured on (0: all; STOI is slow)
     audio_examples: int = 2  # validation utterances written as audio, spread from the shortest to the longest
 
@@ -153,14 +170,19 @@ def target_masks(clean_wave: np.ndarray, noise_wave: np.ndarray, noisy_wave: np.
 
 
 def remixed(clean_wave: np.ndarray, noise_wave: np.ndarray, copies: int, gain_db: float,
-            rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`copies` new (noise, noisy) waves of the same speech: its noise circularly shifted by
-    10-90 % of its length and rescaled by a gain drawn within ± gain_db."""
+            rng: np.random.Generator, babble_pool: Sequence[np.ndarray] = ()) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`copies` new (noise, noisy) waves of the same speech, each noise rescaled by a gain drawn
+    within ± gain_db: its own noise circularly shifted by 10-90 % of its length or, given a
+    `babble_pool` of other utterances' speech, fresh babble of that speech at its noise's level."""
+    level = float(np.sqrt(np.mean(noise_wave.astype(np.float64) ** 2)))
     out = []
     for _ in range(copies):
-        shift = int(rng.uniform(0.1, 0.9) * len(noise_wave))
+        if babble_pool:
+            fresh = level * babble(len(noise_wave), rng, babble_pool)
+        else:
+            fresh = np.roll(noise_wave, int(rng.uniform(0.1, 0.9) * len(noise_wave)))
         gain = 10 ** (rng.uniform(-gain_db, gain_db) / 20)
-        noise = (gain * np.roll(noise_wave, shift)).astype(noise_wave.dtype)
+        noise = (gain * fresh).astype(noise_wave.dtype)
         out.append((noise, clean_wave + noise))
     return out
 
@@ -171,16 +193,19 @@ def load_frames(dirs: list[Any], split: str, cfg: Config, keep_audio: bool, remi
     spectra, clean waves, oracle masks)."""
     rows = [r for d in dirs for r in read_pairs(d, split)]
     rng = np.random.default_rng(cfg.corpus_seed)
+    speech = [read_audio(r["clean"])[0] for r in rows] if remix and cfg.remix_babble == "fresh" else []
     noisy, target, seconds = [], [], []
     specs, clean, oracle, rate = [], [], {"ibm": [], "irm": [], "psm": []}, 0
-    for r in rows:
+    for i, r in enumerate(rows):
         clean_wave, rate = read_audio(r["clean"])
         noise_wave, _ = read_audio(r["noise"], expect_rate=rate)
         noisy_wave, _ = read_audio(r["noisy"], expect_rate=rate)
-        mixes = [(noise_wave, noisy_wave), *remixed(clean_wave, noise_wave, remix, cfg.remix_gain_db, rng)]
+        pool = speech[:i] + speech[i + 1:] if speech and r["noise_type"] == "babble" else []  # never its own speech
+        mixes = [(noise_wave, noisy_wave), *remixed(clean_wave, noise_wave, remix, cfg.remix_gain_db, rng, pool)]
         for k, (noise, mix) in enumerate(mixes):
             spec, masks = target_masks(clean_wave, noise, mix, cfg)
-            noisy.append(spec.abs().T)  # (frames, bins)
+            mag = spec.abs().T  # (frames, bins)
+            noisy.append(mag / mag.square().mean().sqrt().clamp_min(1e-8) if cfg.level_norm else mag)
             target.append(masks[cfg.target].T)
             seconds.append(r["seconds"])
             if keep_audio and k == 0:
@@ -464,11 +489,14 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
     histories: dict[str, History] = {}
     examples: dict[str, list[torch.Tensor]] = {}
     for name in cfg.strategies:
-        for seed in seeds:
-            model, history, strategy = train_one(name, cfg, seed, train, val, run)
-            masks = torch.sigmoid(infer_logits(model, name, val, cfg.chunk, _chunk_sides(cfg))).split(val.lengths.tolist())
-            masks = [m.T.cpu() for m in masks]  # (bins, frames) each
-            scores = run.cached(f"scores-{name}-seed{seed}", lambda masks=masks: score(masks))
+        trained = [(seed, *train_one(name, cfg, seed, train, val, run)) for seed in seeds]
+        logits = [infer_logits(model, name, val, cfg.chunk, _chunk_sides(cfg)) for _, model, _, _ in trained]
+        estimates = [f"seed{seed}" for seed in seeds]
+        if cfg.ensemble:  # one estimate from all the seeds' models: their mean logit; costs are the first model's
+            logits, estimates = [torch.stack(logits).mean(0)], [f"ensemble{len(seeds)}"]
+        for (seed, _, history, strategy), member_logits, label in zip(trained, logits, estimates, strict=False):
+            masks = [m.T.cpu() for m in torch.sigmoid(member_logits).split(val.lengths.tolist())]  # (bins, frames) each
+            scores = run.cached(f"scores-{name}-{label}", lambda masks=masks: score(masks))
             train_s = [e["epoch_s"] - e["eval_s"] for e in history.epochs]
             results.setdefault(name, []).append(scores | {
                 "epoch_s": mean(train_s), "padded_frac": strategy.padded_frac,
@@ -557,8 +585,11 @@ def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[s
                  f"({', '.join(cfg.noise_types)}). STOI over {cfg.stoi_utterances or len(val.lengths)} "
                  "validation utterances spread over all lengths; SNR and SI-SDR over all.")
     run.add_text("Findings", conclusions(rows, references, target_gain))
+    ensemble = (f"Each strategy's scores are those of one ensemble: the mean mask logit of its {cfg.n_seeds} "
+                "models (one per seed); its costs are its first model's. ") if cfg.ensemble else ""
     run.add_table("Batching strategies", rows, caption=(
         f"Same data, {cfg.epochs} epochs and about {cfg.batch_frames} real frames per update for every strategy. "
+        f"{ensemble}"
         "padded_frac: padding among the frames the LSTM steps over; tensor_padded_frac: among the frames "
         "of the batch tensors; epoch_s: training seconds per epoch (validation excluded); "
         "gap_to_ibm_db: SNR minus the oracle IBM's."))
