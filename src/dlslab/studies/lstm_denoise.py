@@ -107,11 +107,11 @@ PRESETS: dict[str, dict[str, Any]] = {
               "layers": 1, "batch_frames": 320, "epochs": 3, "lr": 3e-3, "stoi_utterances": 2,
               "audio_examples": 1},
     "quick": {"n_train": 600, "n_test": 30, "hidden": 128, "layers": 1, "epochs": 5, "lr": 1e-2,
-              "one_cycle": True, "batch_frames": 1280, "context": 10, "stoi_utterances": 10},
+              "one_cycle": True, "batch_frames": 1280, "context": 10, "level_norm": True, "stoi_utterances": 10},
     # The quick corpus with the best chunk configuration found on its validation utterances.
     "full": {"n_train": 600, "n_test": 30, "strategies": ["chunk"], "hidden": 256, "layers": 1,
-             "bidirectional": True, "context": 5, "remix": 1, "epochs": 15, "lr": 1e-2, "one_cycle": True,
-             "batch_frames": 1280, "stoi_utterances": 10},
+             "bidirectional": True, "context": 5, "remix": 1, "level_norm": True, "epochs": 15, "lr": 1e-2,
+             "one_cycle": True, "batch_frames": 1280, "n_seeds": 2, "ensemble": True, "stoi_utterances": 10},
 }
 
 
