@@ -193,14 +193,16 @@ def load_frames(dirs: list[Any], split: str, cfg: Config, keep_audio: bool, remi
     spectra, clean waves, oracle masks)."""
     rows = [r for d in dirs for r in read_pairs(d, split)]
     rng = np.random.default_rng(cfg.corpus_seed)
-    speech = [read_audio(r["clean"])[0] for r in rows] if remix and cfg.remix_babble == "fresh" else []
+    # fresh babble draws on every utterance's speech, so all of it is read first (once)
+    speech = [read_audio(r["clean"]) for r in rows] if remix and cfg.remix_babble == "fresh" else []
     noisy, target, seconds = [], [], []
     specs, clean, oracle, rate = [], [], {"ibm": [], "irm": [], "psm": []}, 0
     for i, r in enumerate(rows):
-        clean_wave, rate = read_audio(r["clean"])
+        clean_wave, rate = speech[i] if speech else read_audio(r["clean"])
         noise_wave, _ = read_audio(r["noise"], expect_rate=rate)
         noisy_wave, _ = read_audio(r["noisy"], expect_rate=rate)
-        pool = speech[:i] + speech[i + 1:] if speech and r["noise_type"] == "babble" else []  # never its own speech
+        # the speech fresh babble is made of (none unless remix_babble=fresh), never the utterance's own
+        pool = [wave for j, (wave, _) in enumerate(speech) if j != i] if r["noise_type"] == "babble" else []
         mixes = [(noise_wave, noisy_wave), *remixed(clean_wave, noise_wave, remix, cfg.remix_gain_db, rng, pool)]
         for k, (noise, mix) in enumerate(mixes):
             spec, masks = target_masks(clean_wave, noise, mix, cfg)
@@ -493,8 +495,8 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
         logits = [infer_logits(model, name, val, cfg.chunk, _chunk_sides(cfg)) for _, model, _, _ in trained]
         estimates = [f"seed{seed}" for seed in seeds]
         if cfg.ensemble:  # one estimate from all the seeds' models: their mean logit; costs are the first model's
-            logits, estimates = [torch.stack(logits).mean(0)], [f"ensemble{len(seeds)}"]
-        for (seed, _, history, strategy), member_logits, label in zip(trained, logits, estimates, strict=False):
+            logits, estimates, trained = [torch.stack(logits).mean(0)], [f"ensemble{len(seeds)}"], trained[:1]
+        for (seed, _, history, strategy), member_logits, label in zip(trained, logits, estimates, strict=True):
             masks = [m.T.cpu() for m in torch.sigmoid(member_logits).split(val.lengths.tolist())]  # (bins, frames) each
             scores = run.cached(f"scores-{name}-{label}", lambda masks=masks: score(masks))
             train_s = [e["epoch_s"] - e["eval_s"] for e in history.epochs]
