@@ -27,6 +27,7 @@ same encoder untrained, scored the same way.
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -417,8 +418,6 @@ def cross_validate(cfg: Config, data_dir: str | Path | None = None, n_folds: int
     held-out fold and the synthetic validation voices), and the held-out real speakers are
     identified one-shot among all of them (`all`) and within each corpus, with cosine and
     s-norm scores. Returns the means over folds."""
-    import tempfile
-
     data, roles = load_sets(cfg, data_dir)
     noise = noise_frames(cfg, data_dir)
     out: dict[str, list[float]] = {}
