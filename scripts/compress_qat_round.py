@@ -8,13 +8,17 @@ quantisation-aware with its pruned weights held at zero (distilling the uncompre
 when the weight is > 0), is packed, loaded back and measured on the validation and the test
 images.
 
-The rule, fixed before the run: among the files at least `--min-reduction` % smaller than
-the float32 model, the lowest validation error; ties go to the smaller file. Test errors are
-printed for the record and play no part in the choice.
+With several `--splits`, each split holds out its own 5,000 images and seeds its own
+training. The rule, fixed before the run: among the settings whose files are at least
+`--min-reduction` % smaller than the float32 model on every split, the lowest validation error
+relative to the split's baseline, averaged over the splits; ties go to the smaller files. Test
+errors are printed for the record and play no part in the choice. `--cache DIR` keeps each
+split's baseline and pruning rounds, so a later call with other QAT settings trains only those.
 
     python scripts/compress_qat_round.py                      # rounds 2, 3 x distill 0, 0.5, 0.9
     python scripts/compress_qat_round.py --rounds 1 2 3 4 5 --distill 0
     python scripts/compress_qat_round.py --net lenet300 --rounds 3 4 5 --distill 0 --qat-epochs 3 10
+    python scripts/compress_qat_round.py --net lenet300 --rounds 3 --splits 0 1 2 --cache /tmp/qat-cache
 
 With `--from-run RUN_DIR` (a finished or partial `dlslab run compress --preset full` folder
 holding the network's baseline and pruning-round checkpoints), the listed settings instead
@@ -68,6 +72,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=Config.distill_temperature)
     p.add_argument("--min-reduction", type=float, default=97.0, help="size reduction (%%) a candidate needs")
     p.add_argument("--from-run", type=Path, help="start from this full-preset run's checkpoints; test only")
+    p.add_argument("--prune-distill", type=float,
+                   help="distillation weight in the pruning rounds' retraining (default: the config's)")
+    p.add_argument("--prune-epochs", type=int, help="retraining epochs per pruning round (default: the config's)")
+    p.add_argument("--prune-rounds", type=int, help="rounds of the pruning schedule (default: the config's)")
+    p.add_argument("--splits", type=int, nargs="+", default=[Config.seed],
+                   help="validation splits (each also seeds its training); the choice takes the mean over them")
+    p.add_argument("--cache", type=Path,
+                   help="keep each split's baseline and pruning rounds here, and reuse them on the next call")
     return p.parse_args()
 
 
@@ -87,27 +99,66 @@ def main() -> None:
     net = args.net
     # from a run: its own settings (seed, schedule, densities); the QAT settings tried come from the arguments
     cfg = plan_from_file(args.from_run / "config.yaml").cfg if args.from_run else Config()
+    cfg = dataclasses.replace(cfg, prune_epochs=args.prune_epochs or cfg.prune_epochs,
+                              prune_rounds=args.prune_rounds or cfg.prune_rounds,
+                              prune_distill=cfg.prune_distill if args.prune_distill is None else args.prune_distill)
     images = load_images("mnist")
     x = (images.train_x.float() / 255 - MNIST_MEAN) / MNIST_STD
     test = ((images.test_x.float() / 255 - MNIST_MEAN) / MNIST_STD, images.test_y)
-    if args.from_run:
-        data = Mnist((x, images.train_y), test)
-        val = None
-        saved = saved_stages(args.from_run, net, max(args.rounds))
-    else:
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
-        fit_idx, val_idx = perm[HELD_OUT:], perm[:HELD_OUT]
-        data = Mnist((x[fit_idx], images.train_y[fit_idx]), test)
-        val = Mnist(data.train, (x[val_idx], images.train_y[val_idx]))  # error_percent reads .test
-        saved = None
     t0, c0 = time.perf_counter(), time.process_time()
 
     def clock() -> str:
         return f"[{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU]"
 
+    if args.from_run:
+        saved = saved_stages(args.from_run, net, max(args.rounds))
+        measure(net, cfg, Mnist((x, images.train_y), test), None, saved, saved, args, clock)
+        return
+    results: dict[tuple, list] = {}  # (round, distill, epochs) -> per split (bytes, ratio, val - baseline val)
+    for split in args.splits:
+        split_cfg = dataclasses.replace(cfg, seed=split)  # the split's seed also seeds its training
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split))
+        fit_idx, val_idx = perm[HELD_OUT:], perm[:HELD_OUT]
+        data = Mnist((x[fit_idx], images.train_y[fit_idx]), test)
+        val = Mnist(data.train, (x[val_idx], images.train_y[val_idx]))  # error_percent reads .test
+        cache = (None, None)
+        if args.cache:  # the baseline, and the pruning rounds of these pruning settings
+            dirs = [args.cache / f"{net}-split{split}",
+                    args.cache / (f"{net}-split{split}-prune{cfg.prune_epochs}x{cfg.prune_distill:g}"
+                                  + (f"-r{cfg.prune_rounds}" if cfg.prune_rounds != Config.prune_rounds else ""))]
+            cache = tuple(SimpleNamespace(checkpoint_dir=d, info=print, log=lambda **_: None) for d in dirs)
+            for d in dirs:
+                d.mkdir(parents=True, exist_ok=True)
+        print(f"-- split {split}", flush=True)
+        for key, (nbytes, ratio, v, base_v) in measure(net, split_cfg, data, val, *cache, args, clock).items():
+            results.setdefault(key, []).append((nbytes, ratio, v - base_v))
+    n = len(args.splits)
+    print(f"\nover {n} split(s): round, QAT epochs, distill: mean bytes, smallest ratio, "
+          "mean validation error change (pp) per split")
+    for (r, alpha, epochs), rows in sorted(results.items()):
+        print(f"  round {r}, {epochs} epochs, distill {alpha:g}: {sum(b for b, _, _ in rows) / n:,.0f} bytes, "
+              f"{min(q for _, q, _ in rows):.1f}x, {sum(d for _, _, d in rows) / n:+.3f} pp "
+              f"({' '.join(f'{d:+.2f}' for _, _, d in rows)})")
+    eligible = {k: rows for k, rows in results.items()
+                if all(100 * (1 - 1 / q) >= args.min_reduction for _, q, _ in rows)}
+    if not eligible:
+        print(f"no candidate is {args.min_reduction}% smaller on every split")
+        return
+    (r, alpha, epochs), rows = min(eligible.items(), key=lambda kv: (sum(d for _, _, d in kv[1]),
+                                                                    sum(b for b, _, _ in kv[1])))
+    print(f"chosen: round {r}, {epochs} QAT epochs, distill {alpha:g} "
+          f"(smallest ratio {min(q for _, q, _ in rows):.1f}x, mean validation change "
+          f"{sum(d for _, _, d in rows) / n:+.3f} pp)")
+
+
+def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: SimpleNamespace | None,
+            saved: SimpleNamespace | None, args: argparse.Namespace, clock) -> dict[tuple, tuple]:
+    """Train (or load from `saved_base` / `saved`) the baseline and pruning rounds, then every listed QAT
+    setting; print each packed file's figures. Returns (round, distill, epochs) -> (bytes,
+    ratio, validation error, baseline validation error) when there is a validation split."""
     torch.manual_seed(cfg.seed)
     base = build_model(net)
-    train(base, data, cfg, saved, f"{net}-baseline", cfg.epochs, finetune=False)
+    train(base, data, cfg, saved_base, f"{net}-baseline", cfg.epochs, finetune=False)
     reference = dense_bytes(base.state_dict())
     base_val = error_percent(base, val) if val else float("nan")
     seen = f"validation {base_val:.2f}%, " if val else ""
@@ -115,13 +166,14 @@ def main() -> None:
     names = list(weight_layers(base))
     sparsity = {n: 1 - d for n, d in zip(names, getattr(cfg, f"{net}_density"))}
     pruned = clone_model(base)
-    candidates = []
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
             if r > max(args.rounds):
                 break
             prune_magnitude(pruned, round_sparsity)
-            train(pruned, data, cfg, saved, f"{net}-prune{r}", cfg.prune_epochs)
+            train(pruned, data, dataclasses.replace(cfg, distill_temperature=args.temperature), saved,
+                  f"{net}-prune{r}", cfg.prune_epochs, teacher=base, distill=cfg.prune_distill)
             bake(pruned)
             if r not in args.rounds:
                 continue
@@ -138,19 +190,11 @@ def main() -> None:
                 loaded, _ = load_packed(report.path, torch.device("cpu"))
                 v = error_percent(loaded, val) if val else float("nan")
                 t = error_percent(loaded, data)
-                candidates.append((r, alpha, epochs, report.ratio, report.file_bytes, v))
+                out[(r, alpha, epochs)] = (report.file_bytes, report.ratio, v, base_val)
                 seen = f"validation {v:.2f}%, " if val else ""
                 print(f"round {r} + int4 QAT {epochs} epochs, distill {alpha:g}: {report.file_bytes:,} bytes, "
                       f"{report.ratio:.1f}x, {seen}test {t:.2f}% {clock()}", flush=True)
-    if val is None:
-        return
-    eligible = [c for c in candidates if 100 * (1 - 1 / c[3]) >= args.min_reduction]
-    if not eligible:
-        print(f"no candidate is {args.min_reduction}% smaller")
-        return
-    r, alpha, epochs, ratio, _, v = min(eligible, key=lambda c: (c[5], c[4]))
-    print(f"chosen: round {r}, {epochs} QAT epochs, distill {alpha:g} "
-          f"({ratio:.1f}x, validation {v:.2f}% vs baseline {base_val:.2f}%)")
+    return out
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dlslab.compress.quant import prepare_qat
 from dlslab.errors import ConfigError
 from dlslab.models import build_model
 from dlslab.studies.compress import Config, Mnist, check_config, train
+from dlslab.train.engine import clone_model
 
 
 def test_distillation_loss_is_zero_when_the_student_matches_the_teacher():
@@ -69,7 +70,41 @@ def test_distilled_qat_of_a_pruned_model_keeps_its_zeros_and_leaves_the_teacher_
     assert all(p.requires_grad for p in teacher.parameters())
 
 
-@pytest.mark.parametrize("bad", [{"distill": 1.5}, {"distill": -0.1}, {"distill_temperature": 0.0}])
+def test_a_pruning_rounds_distillation_weight_overrides_the_qat_stages():
+    """`train(..., distill=w)` (the pruning rounds' `prune_distill`) is used in place of
+    `cfg.distill`: with w = 1 a pruned student moves towards its teacher even though the
+    config's own weight is 0, while labels alone (w = 0) pull it away, towards random labels."""
+    torch.manual_seed(0)
+    x, y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
+    data = Mnist((x, y), (x, y))
+    cfg = Config(batch_size=32, distill=0.0, distill_temperature=4.0, finetune_lr=3e-3)
+    teacher = build_model("lenet300")
+    with torch.no_grad():
+        teacher.fc3.weight.mul_(20)  # confident outputs, so pruning visibly moves them
+
+    def gap(student):  # KL(teacher || student) at temperature 1 over the batch
+        with torch.no_grad():
+            return torch.nn.functional.kl_div(student(x).log_softmax(1), teacher(x).log_softmax(1),
+                                              reduction="batchmean", log_target=True).item()
+
+    def pruned():  # the same pruning round's start every time (magnitude pruning is deterministic)
+        student = clone_model(teacher)
+        prune_magnitude(student, 0.8)
+        return student
+
+    start = gap(pruned())
+    assert start > 0.01
+    after = {}
+    for w in (0.0, 1.0):
+        student = pruned()
+        train(student, data, cfg, None, "prune1", 3, teacher=teacher, distill=w)
+        after[w] = gap(student)
+    assert after[1.0] < 0.5 * start  # distilled: closer to the teacher than just after pruning
+    assert after[0.0] > start  # labels only: further away
+
+
+@pytest.mark.parametrize("bad", [{"distill": 1.5}, {"distill": -0.1}, {"distill_temperature": 0.0},
+                                 {"prune_distill": 1.2}, {"prune_distill": -0.5}])
 def test_bad_distillation_settings_fail_before_training(bad):
     with pytest.raises(ConfigError):
         check_config(Config(**bad))
