@@ -1,5 +1,5 @@
 """Choose compress's pruning -> int4 QAT operating point on a validation split
-(`<net>_qat_round`, `qat_epochs`, `distill`; docs/studies/compress.md).
+(`<net>_qat_round`, `qat_epochs`, `<net>_distill`, `<net>_prune_distill`; docs/studies/compress.md).
 
 The network (`--net`, LeNet-5 by default) is trained on 55,000 MNIST training images with the
 full preset's schedule (5,000 held out, seeded), pruned iteratively in `prune_rounds` rounds;
@@ -76,6 +76,8 @@ def parse_args() -> argparse.Namespace:
                    help="distillation weight in the pruning rounds' retraining (default: the config's)")
     p.add_argument("--prune-epochs", type=int, help="retraining epochs per pruning round (default: the config's)")
     p.add_argument("--prune-rounds", type=int, help="rounds of the pruning schedule (default: the config's)")
+    p.add_argument("--shift", type=int, nargs="+", default=[0],
+                   help="random shifts of up to this many pixels in the QAT stage's inputs (0 = none)")
     p.add_argument("--splits", type=int, nargs="+", default=[Config.seed],
                    help="validation splits (each also seeds its training); the choice takes the mean over them")
     p.add_argument("--cache", type=Path,
@@ -101,7 +103,8 @@ def main() -> None:
     cfg = plan_from_file(args.from_run / "config.yaml").cfg if args.from_run else Config()
     cfg = dataclasses.replace(cfg, prune_epochs=args.prune_epochs or cfg.prune_epochs,
                               prune_rounds=args.prune_rounds or cfg.prune_rounds,
-                              prune_distill=cfg.prune_distill if args.prune_distill is None else args.prune_distill)
+                              **({} if args.prune_distill is None else {f"{net}_prune_distill": args.prune_distill}))
+    prune_distill = getattr(cfg, f"{net}_prune_distill")
     images = load_images("mnist")
     x = (images.train_x.float() / 255 - MNIST_MEAN) / MNIST_STD
     test = ((images.test_x.float() / 255 - MNIST_MEAN) / MNIST_STD, images.test_y)
@@ -114,7 +117,7 @@ def main() -> None:
         saved = saved_stages(args.from_run, net, max(args.rounds))
         measure(net, cfg, Mnist((x, images.train_y), test), None, saved, saved, args, clock)
         return
-    results: dict[tuple, list] = {}  # (round, distill, epochs) -> per split (bytes, ratio, val - baseline val)
+    results: dict[tuple, list] = {}  # (round, distill, epochs, shift) -> per split (bytes, ratio, val - baseline val)
     for split in args.splits:
         split_cfg = dataclasses.replace(cfg, seed=split)  # the split's seed also seeds its training
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split))
@@ -124,7 +127,7 @@ def main() -> None:
         cache = (None, None)
         if args.cache:  # the baseline, and the pruning rounds of these pruning settings
             dirs = [args.cache / f"{net}-split{split}",
-                    args.cache / (f"{net}-split{split}-prune{cfg.prune_epochs}x{cfg.prune_distill:g}"
+                    args.cache / (f"{net}-split{split}-prune{cfg.prune_epochs}x{prune_distill:g}"
                                   + (f"-r{cfg.prune_rounds}" if cfg.prune_rounds != Config.prune_rounds else ""))]
             cache = tuple(SimpleNamespace(checkpoint_dir=d, info=print, log=lambda **_: None) for d in dirs)
             for d in dirs:
@@ -133,10 +136,10 @@ def main() -> None:
         for key, (nbytes, ratio, v, base_v) in measure(net, split_cfg, data, val, *cache, args, clock).items():
             results.setdefault(key, []).append((nbytes, ratio, v - base_v))
     n = len(args.splits)
-    print(f"\nover {n} split(s): round, QAT epochs, distill: mean bytes, smallest ratio, "
+    print(f"\nover {n} split(s): round, QAT epochs, distill, shift: mean bytes, smallest ratio, "
           "mean validation error change (pp) per split")
-    for (r, alpha, epochs), rows in sorted(results.items()):
-        print(f"  round {r}, {epochs} epochs, distill {alpha:g}: {sum(b for b, _, _ in rows) / n:,.0f} bytes, "
+    for (r, alpha, epochs, shift), rows in sorted(results.items()):
+        print(f"  round {r}, {epochs} epochs, distill {alpha:g}, shift {shift}: {sum(b for b, _, _ in rows) / n:,.0f} bytes, "
               f"{min(q for _, q, _ in rows):.1f}x, {sum(d for _, _, d in rows) / n:+.3f} pp "
               f"({' '.join(f'{d:+.2f}' for _, _, d in rows)})")
     eligible = {k: rows for k, rows in results.items()
@@ -144,9 +147,9 @@ def main() -> None:
     if not eligible:
         print(f"no candidate is {args.min_reduction}% smaller on every split")
         return
-    (r, alpha, epochs), rows = min(eligible.items(), key=lambda kv: (sum(d for _, _, d in kv[1]),
+    (r, alpha, epochs, shift), rows = min(eligible.items(), key=lambda kv: (sum(d for _, _, d in kv[1]),
                                                                     sum(b for b, _, _ in kv[1])))
-    print(f"chosen: round {r}, {epochs} QAT epochs, distill {alpha:g} "
+    print(f"chosen: round {r}, {epochs} QAT epochs, distill {alpha:g}, shift {shift} "
           f"(smallest ratio {min(q for _, q, _ in rows):.1f}x, mean validation change "
           f"{sum(d for _, _, d in rows) / n:+.3f} pp)")
 
@@ -155,7 +158,7 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
             saved: SimpleNamespace | None, args: argparse.Namespace, clock) -> dict[tuple, tuple]:
     """Train (or load from `saved_base` / `saved`) the baseline and pruning rounds, then every listed QAT
     setting; print each packed file's figures. Returns (round, distill, epochs) -> (bytes,
-    ratio, validation error, baseline validation error) when there is a validation split."""
+    ratio, validation error, baseline validation error), keyed by (round, distill, epochs, shift)."""
     torch.manual_seed(cfg.seed)
     base = build_model(net)
     train(base, data, cfg, saved_base, f"{net}-baseline", cfg.epochs, finetune=False)
@@ -173,26 +176,27 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
                 break
             prune_magnitude(pruned, round_sparsity)
             train(pruned, data, dataclasses.replace(cfg, distill_temperature=args.temperature), saved,
-                  f"{net}-prune{r}", cfg.prune_epochs, teacher=base, distill=cfg.prune_distill)
+                  f"{net}-prune{r}", cfg.prune_epochs, teacher=base, distill=getattr(cfg, f"{net}_prune_distill"))
             bake(pruned)
             if r not in args.rounds:
                 continue
-            for alpha, epochs in itertools.product(args.distill, args.qat_epochs):
-                stage_cfg = dataclasses.replace(cfg, distill=alpha, distill_temperature=args.temperature)
+            for alpha, epochs, shift in itertools.product(args.distill, args.qat_epochs, args.shift):
+                stage_cfg = dataclasses.replace(cfg, distill_temperature=args.temperature)
                 torch.manual_seed(cfg.seed)
                 m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
-                train(m, data, stage_cfg, None, f"qat{r}", epochs, teacher=base)
+                train(m, data, stage_cfg, None, f"qat{r}", epochs, teacher=base, distill=alpha, shift=shift)
                 bake(m)
                 label = f"prune round {r} + int4 quantisation-aware" + (" + distillation" if alpha > 0 else "")
-                report = pack_model(m, Path(tmp) / f"round{r}-{alpha}-{epochs}.dlz", name=net,
+                report = pack_model(m, Path(tmp) / f"round{r}-{alpha}-{epochs}-{shift}.dlz", name=net,
                                     reference_bytes=reference,
                                     meta={"study": "compress", "label": label})  # the study's header, byte for byte
                 loaded, _ = load_packed(report.path, torch.device("cpu"))
                 v = error_percent(loaded, val) if val else float("nan")
                 t = error_percent(loaded, data)
-                out[(r, alpha, epochs)] = (report.file_bytes, report.ratio, v, base_val)
+                out[(r, alpha, epochs, shift)] = (report.file_bytes, report.ratio, v, base_val)
                 seen = f"validation {v:.2f}%, " if val else ""
-                print(f"round {r} + int4 QAT {epochs} epochs, distill {alpha:g}: {report.file_bytes:,} bytes, "
+                print(f"round {r} + int4 QAT {epochs} epochs, distill {alpha:g}, shift {shift}: "
+                      f"{report.file_bytes:,} bytes, "
                       f"{report.ratio:.1f}x, {seen}test {t:.2f}% {clock()}", flush=True)
     return out
 

@@ -37,6 +37,10 @@ def test_overrides_parse_every_type() -> None:
     assert cfg.limit is None and cfg.seed == 7
     assert config.apply_overrides(cfg, {"limit": "5"}).limit == 5
     assert config.apply_overrides(cfg, {"widths": ""}).widths == []
+    # a list may also be written as YAML writes it in a run's config.yaml
+    assert config.apply_overrides(cfg, {"widths": "[32, 16]", "factors": "[lr]"}).widths == [32, 16]
+    assert config.apply_overrides(cfg, {"factors": "[lr]"}).factors == ["lr"]
+    assert config.apply_overrides(cfg, {"widths": "[]"}).widths == []
 
 
 @pytest.mark.parametrize("item, message", [

@@ -67,7 +67,10 @@ def parse_value(key: str, text: str, tp: Any) -> Any:
     if origin in (list, tuple):
         args = get_args(tp)
         item = args[0] if args else str
-        parts = [p.strip() for p in text.split(",")] if text.strip() else []
+        text = text.strip()
+        if text.startswith("[") and text.endswith("]"):  # YAML's flow style, as in a run's config.yaml
+            text = text[1:-1].strip()
+        parts = [p.strip() for p in text.split(",")] if text else []
         values = [parse_value(key, p, item) for p in parts]
         return values if origin is list else tuple(values)
     if tp is bool:

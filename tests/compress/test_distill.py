@@ -49,7 +49,7 @@ def test_distilled_qat_of_a_pruned_model_keeps_its_zeros_and_leaves_the_teacher_
     torch.manual_seed(0)
     x, y = torch.randn(96, 1, 28, 28), torch.randint(0, 10, (96,))
     data = Mnist((x, y), (x, y))
-    cfg = Config(batch_size=32, distill=0.9, distill_temperature=4.0)
+    cfg = Config(batch_size=32, distill_temperature=4.0)
     teacher = build_model("lenet300")
     teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
     model = build_model("lenet300")
@@ -59,7 +59,7 @@ def test_distilled_qat_of_a_pruned_model_keeps_its_zeros_and_leaves_the_teacher_
     zeros = model.fc1.weight == 0
     start = model.fc1.weight.detach().clone()
     prepare_qat(model, 4, keep_zeros=True)
-    train(model, data, cfg, None, "qat", 2, teacher=teacher)
+    train(model, data, cfg, None, "qat", 2, teacher=teacher, distill=0.9)
     bake(model)
     w = model.fc1.weight
     assert torch.all(w[zeros] == 0)  # pruned weights stayed exactly zero
@@ -70,14 +70,13 @@ def test_distilled_qat_of_a_pruned_model_keeps_its_zeros_and_leaves_the_teacher_
     assert all(p.requires_grad for p in teacher.parameters())
 
 
-def test_a_pruning_rounds_distillation_weight_overrides_the_qat_stages():
-    """`train(..., distill=w)` (the pruning rounds' `prune_distill`) is used in place of
-    `cfg.distill`: with w = 1 a pruned student moves towards its teacher even though the
-    config's own weight is 0, while labels alone (w = 0) pull it away, towards random labels."""
+def test_distillation_weight_decides_whether_a_pruned_student_follows_its_teacher():
+    """The pruning rounds' retraining with `<net>_prune_distill` = 1 pulls a pruned student
+    back towards its teacher; with labels only (0) it moves away, towards random labels."""
     torch.manual_seed(0)
     x, y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
     data = Mnist((x, y), (x, y))
-    cfg = Config(batch_size=32, distill=0.0, distill_temperature=4.0, finetune_lr=3e-3)
+    cfg = Config(batch_size=32, distill_temperature=4.0, finetune_lr=3e-3)
     teacher = build_model("lenet300")
     with torch.no_grad():
         teacher.fc3.weight.mul_(20)  # confident outputs, so pruning visibly moves them
@@ -103,8 +102,8 @@ def test_a_pruning_rounds_distillation_weight_overrides_the_qat_stages():
     assert after[0.0] > start  # labels only: further away
 
 
-@pytest.mark.parametrize("bad", [{"distill": 1.5}, {"distill": -0.1}, {"distill_temperature": 0.0},
-                                 {"prune_distill": 1.2}, {"prune_distill": -0.5}])
+@pytest.mark.parametrize("bad", [{"lenet300_distill": 1.5}, {"lenet5_distill": -0.1}, {"distill_temperature": 0.0},
+                                 {"lenet300_prune_distill": 1.2}, {"lenet5_prune_distill": -0.5}])
 def test_bad_distillation_settings_fail_before_training(bad):
     with pytest.raises(ConfigError):
         check_config(Config(**bad))

@@ -39,6 +39,7 @@ from dlslab.errors import ConfigError
 from dlslab.models import build_model
 from dlslab.report.plots import pyplot
 from dlslab.report.run import Run
+from dlslab.train.augment import random_crop
 from dlslab.train.engine import classifier_eval, clone_model, fit
 from dlslab.train.optim import linear_decay, make_optimizer, one_cycle
 
@@ -65,8 +66,10 @@ class Config(StudyConfig):
     lenet300_qat_round: int = 3  # pruning round whose model is then trained int4 quantisation-aware, pruned weights held at zero (0 = skip; chosen on a validation split, see docs/studies/compress.md)
     lenet5_qat_round: int = 2  # the same for LeNet-5 (chosen on a validation split)
     qat_epochs: int = 12  # epochs of that pruning -> int4 QAT stage (learning rate finetune_lr, decaying linearly to zero; chosen on a validation split)
-    distill: float = 0.0  # weight of knowledge distillation from the uncompressed model in that int4 QAT stage (0 = labels only)
-    prune_distill: float = 0.0  # the same weight in every pruning round's retraining (0 = labels only)
+    lenet300_distill: float = 0.9  # weight of knowledge distillation from the uncompressed model in LeNet-300-100's int4 QAT stage (0 = labels only; chosen on validation splits)
+    lenet5_distill: float = 0.0  # the same for LeNet-5
+    lenet300_prune_distill: float = 0.9  # the same weight in every pruning round's retraining of LeNet-300-100 (chosen on validation splits)
+    lenet5_prune_distill: float = 0.0  # the same for LeNet-5
     distill_temperature: float = 4.0  # softmax temperature of the distillation term
     bias_bits: int = 5  # k-means bits of the biases (shared too, so they are not stored as floats)
     share_epochs: int = 4  # centroid fine-tuning epochs after weight sharing
@@ -118,23 +121,24 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epochs: int, *,
-          finetune: bool = True, teacher: nn.Module | None = None, distill: float | None = None) -> nn.Module:
+          finetune: bool = True, teacher: nn.Module | None = None, distill: float = 0.0,
+          shift: int = 0) -> nn.Module:
     """Train the trainable tensors of `model` (weights, or centroids after sharing) with Adam;
     resumable under `name`. From scratch: a one-cycle schedule to `lr`. Fine-tuning: start at
     `finetune_lr` with no warm-up (the network is already good) and decay linearly to zero.
-    With a `teacher` and a distillation weight > 0 (`distill`, by default `cfg.distill`), the
-    loss distils the teacher's outputs too."""
+    With a `teacher` and a distillation weight `distill` > 0, the loss distils the teacher's
+    outputs too."""
     if epochs <= 0:
         return model
-    alpha = cfg.distill if distill is None else distill
     lr = cfg.finetune_lr if finetune else cfg.lr
     opt = make_optimizer("adam", trainable(model), lr=lr, weight_decay=cfg.weight_decay)
     steps = epochs * math.ceil(len(data.train[0]) / cfg.batch_size)
     schedule = linear_decay(opt, steps) if finetune else one_cycle(opt, lr, steps)
-    loss = (distillation_objective(teacher, alpha, cfg.distill_temperature)
-            if teacher is not None and alpha > 0 else cross_entropy)
+    loss = (distillation_objective(teacher, distill, cfg.distill_temperature)
+            if teacher is not None and distill > 0 else cross_entropy)
+    transform = (lambda b: (random_crop(b[0], shift), *b[1:])) if shift else None
     fit(model, data.train, loss, optimizer=opt, epochs=epochs, batch_size=cfg.batch_size,
-        scheduler=schedule, seed=cfg.seed, run=run, name=name)
+        scheduler=schedule, seed=cfg.seed, run=run, name=name, transform=transform)
     return model
 
 
@@ -210,13 +214,15 @@ def check_config(cfg: Config) -> None:
             raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
     if cfg.qat_epochs < 1:
         raise ConfigError(f"qat_epochs must be >= 1; got {cfg.qat_epochs}")
-    if not (0 <= cfg.distill <= 1 and 0 <= cfg.prune_distill <= 1) or cfg.distill_temperature <= 0:
-        raise ConfigError(f"distill and prune_distill must lie in [0, 1] and distill_temperature be > 0; "
-                          f"got {cfg.distill}, {cfg.prune_distill}, {cfg.distill_temperature}")
+    for name in [f"{net}_{stage}" for net in NETWORKS for stage in ("distill", "prune_distill")]:
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ConfigError(f"{name} must lie in [0, 1]; got {getattr(cfg, name)}")
+    if cfg.distill_temperature <= 0:
+        raise ConfigError(f"distill_temperature must be > 0; got {cfg.distill_temperature}")
 
 
 def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
-    qat_round = getattr(cfg, f"{net}_qat_round")
+    qat_round, distill = getattr(cfg, f"{net}_qat_round"), getattr(cfg, f"{net}_distill")
     torch.manual_seed(cfg.seed)
     base = build_model(net).to(run.device)
     train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, finetune=False)
@@ -236,7 +242,8 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     pruned = clone_model(base)
     for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
         prune_magnitude(pruned, round_sparsity)
-        train(pruned, data, cfg, run, f"{net}-prune{r}", cfg.prune_epochs, teacher=base, distill=cfg.prune_distill)
+        train(pruned, data, cfg, run, f"{net}-prune{r}", cfg.prune_epochs,
+              teacher=base, distill=getattr(cfg, f"{net}_prune_distill"))
         bake(pruned)  # parametrized models are baked before copying: copies share their class
         last = r == cfg.prune_rounds
         bench.measure(clone_model(pruned), "prune iterative" if last else f"prune round {r}",
@@ -245,9 +252,9 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
                       f"prune round {r} + k-means (no fine-tuning)", "curve")
         if r == qat_round:  # pruning, then int4 quantisation-aware training with the pruned weights held at zero
             m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
-            train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.qat_epochs, teacher=base)
+            train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.qat_epochs, teacher=base, distill=distill)
             bench.measure(m, f"prune round {qat_round} + int4 quantisation-aware"
-                          + (" + distillation" if cfg.distill > 0 else ""), "pipeline")
+                          + (" + distillation" if distill > 0 else ""), "pipeline")
     density = layer_density(pruned)
 
     # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
