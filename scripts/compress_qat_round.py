@@ -76,8 +76,6 @@ def parse_args() -> argparse.Namespace:
                    help="distillation weight in the pruning rounds' retraining (default: the config's)")
     p.add_argument("--prune-epochs", type=int, help="retraining epochs per pruning round (default: the config's)")
     p.add_argument("--prune-rounds", type=int, help="rounds of the pruning schedule (default: the config's)")
-    p.add_argument("--shift", type=int, nargs="+", default=[0],
-                   help="random shifts of up to this many pixels in the QAT stage's inputs (0 = none)")
     p.add_argument("--splits", type=int, nargs="+", default=[Config.seed],
                    help="validation splits (each also seeds its training); the choice takes the mean over them")
     p.add_argument("--cache", type=Path,
@@ -117,7 +115,7 @@ def main() -> None:
         saved = saved_stages(args.from_run, net, max(args.rounds))
         measure(net, cfg, Mnist((x, images.train_y), test), None, saved, saved, args, clock)
         return
-    results: dict[tuple, list] = {}  # (round, distill, epochs, shift) -> per split (bytes, ratio, val - baseline val)
+    results: dict[tuple, list] = {}  # (round, distill, epochs) -> per split (bytes, ratio, val - baseline val)
     for split in args.splits:
         split_cfg = dataclasses.replace(cfg, seed=split)  # the split's seed also seeds its training
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split))
@@ -136,10 +134,10 @@ def main() -> None:
         for key, (nbytes, ratio, v, base_v) in measure(net, split_cfg, data, val, *cache, args, clock).items():
             results.setdefault(key, []).append((nbytes, ratio, v - base_v))
     n = len(args.splits)
-    print(f"\nover {n} split(s): round, QAT epochs, distill, shift: mean bytes, smallest ratio, "
+    print(f"\nover {n} split(s): round, QAT epochs, distill: mean bytes, smallest ratio, "
           "mean validation error change (pp) per split")
-    for (r, alpha, epochs, shift), rows in sorted(results.items()):
-        print(f"  round {r}, {epochs} epochs, distill {alpha:g}, shift {shift}: {sum(b for b, _, _ in rows) / n:,.0f} bytes, "
+    for (r, alpha, epochs), rows in sorted(results.items()):
+        print(f"  round {r}, {epochs} epochs, distill {alpha:g}: {sum(b for b, _, _ in rows) / n:,.0f} bytes, "
               f"{min(q for _, q, _ in rows):.1f}x, {sum(d for _, _, d in rows) / n:+.3f} pp "
               f"({' '.join(f'{d:+.2f}' for _, _, d in rows)})")
     eligible = {k: rows for k, rows in results.items()
@@ -147,9 +145,9 @@ def main() -> None:
     if not eligible:
         print(f"no candidate is {args.min_reduction}% smaller on every split")
         return
-    (r, alpha, epochs, shift), rows = min(eligible.items(), key=lambda kv: (sum(d for _, _, d in kv[1]),
+    (r, alpha, epochs), rows = min(eligible.items(), key=lambda kv: (sum(d for _, _, d in kv[1]),
                                                                     sum(b for b, _, _ in kv[1])))
-    print(f"chosen: round {r}, {epochs} QAT epochs, distill {alpha:g}, shift {shift} "
+    print(f"chosen: round {r}, {epochs} QAT epochs, distill {alpha:g} "
           f"(smallest ratio {min(q for _, q, _ in rows):.1f}x, mean validation change "
           f"{sum(d for _, _, d in rows) / n:+.3f} pp)")
 
@@ -158,7 +156,7 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
             saved: SimpleNamespace | None, args: argparse.Namespace, clock) -> dict[tuple, tuple]:
     """Train (or load from `saved_base` / `saved`) the baseline and pruning rounds, then every listed QAT
     setting; print each packed file's figures. Returns (round, distill, epochs) -> (bytes,
-    ratio, validation error, baseline validation error), keyed by (round, distill, epochs, shift)."""
+    ratio, validation error, baseline validation error); the errors are NaN without a validation split."""
     torch.manual_seed(cfg.seed)
     base = build_model(net)
     train(base, data, cfg, saved_base, f"{net}-baseline", cfg.epochs, finetune=False)
@@ -180,23 +178,22 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
             bake(pruned)
             if r not in args.rounds:
                 continue
-            for alpha, epochs, shift in itertools.product(args.distill, args.qat_epochs, args.shift):
+            for alpha, epochs in itertools.product(args.distill, args.qat_epochs):
                 stage_cfg = dataclasses.replace(cfg, distill_temperature=args.temperature)
                 torch.manual_seed(cfg.seed)
                 m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
-                train(m, data, stage_cfg, None, f"qat{r}", epochs, teacher=base, distill=alpha, shift=shift)
+                train(m, data, stage_cfg, None, f"qat{r}", epochs, teacher=base, distill=alpha)
                 bake(m)
                 label = f"prune round {r} + int4 quantisation-aware" + (" + distillation" if alpha > 0 else "")
-                report = pack_model(m, Path(tmp) / f"round{r}-{alpha}-{epochs}-{shift}.dlz", name=net,
+                report = pack_model(m, Path(tmp) / f"round{r}-{alpha}-{epochs}.dlz", name=net,
                                     reference_bytes=reference,
                                     meta={"study": "compress", "label": label})  # the study's header, byte for byte
                 loaded, _ = load_packed(report.path, torch.device("cpu"))
                 v = error_percent(loaded, val) if val else float("nan")
                 t = error_percent(loaded, data)
-                out[(r, alpha, epochs, shift)] = (report.file_bytes, report.ratio, v, base_val)
+                out[(r, alpha, epochs)] = (report.file_bytes, report.ratio, v, base_val)
                 seen = f"validation {v:.2f}%, " if val else ""
-                print(f"round {r} + int4 QAT {epochs} epochs, distill {alpha:g}, shift {shift}: "
-                      f"{report.file_bytes:,} bytes, "
+                print(f"round {r} + int4 QAT {epochs} epochs, distill {alpha:g}: {report.file_bytes:,} bytes, "
                       f"{report.ratio:.1f}x, {seen}test {t:.2f}% {clock()}", flush=True)
     return out
 

@@ -39,7 +39,6 @@ from dlslab.errors import ConfigError
 from dlslab.models import build_model
 from dlslab.report.plots import pyplot
 from dlslab.report.run import Run
-from dlslab.train.augment import random_crop
 from dlslab.train.engine import classifier_eval, clone_model, fit
 from dlslab.train.optim import linear_decay, make_optimizer, one_cycle
 
@@ -121,8 +120,7 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epochs: int, *,
-          finetune: bool = True, teacher: nn.Module | None = None, distill: float = 0.0,
-          shift: int = 0) -> nn.Module:
+          finetune: bool = True, teacher: nn.Module | None = None, distill: float = 0.0) -> nn.Module:
     """Train the trainable tensors of `model` (weights, or centroids after sharing) with Adam;
     resumable under `name`. From scratch: a one-cycle schedule to `lr`. Fine-tuning: start at
     `finetune_lr` with no warm-up (the network is already good) and decay linearly to zero.
@@ -136,9 +134,8 @@ def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epoch
     schedule = linear_decay(opt, steps) if finetune else one_cycle(opt, lr, steps)
     loss = (distillation_objective(teacher, distill, cfg.distill_temperature)
             if teacher is not None and distill > 0 else cross_entropy)
-    transform = (lambda b: (random_crop(b[0], shift), *b[1:])) if shift else None
     fit(model, data.train, loss, optimizer=opt, epochs=epochs, batch_size=cfg.batch_size,
-        scheduler=schedule, seed=cfg.seed, run=run, name=name, transform=transform)
+        scheduler=schedule, seed=cfg.seed, run=run, name=name)
     return model
 
 
