@@ -1,30 +1,31 @@
-"""Choose compress's pruning -> int4 QAT operating point on a validation split
+"""Choose compress's pruning -> int4 QAT operating point on validation splits
 (`<net>_qat_round`, `qat_epochs`, `<net>_distill`, `<net>_prune_distill`; docs/studies/compress.md).
 
-The network (`--net`, LeNet-5 by default) is trained on 55,000 MNIST training images with the
-full preset's schedule (5,000 held out, seeded), pruned iteratively in `prune_rounds` rounds;
-after each listed round, a copy per distillation weight and per QAT length trains int4
-quantisation-aware with its pruned weights held at zero (distilling the uncompressed model
-when the weight is > 0), is packed, loaded back and measured on the validation and the test
-images.
+The network (`--net`, LeNet-5 by default) is trained with the full preset's schedule (or the
+settings given with `--set`) on the MNIST training images less 5,000 held out, and pruned
+iteratively in `prune_rounds` rounds; after each listed round, a copy per distillation weight
+and per QAT length trains int4 quantisation-aware with its pruned weights held at zero
+(distilling the uncompressed model when the weight is > 0), is packed, loaded back and
+measured on the held-out and the test images.
 
-With several `--splits`, each split holds out its own 5,000 images and seeds its own
-training. The rule, fixed before the run: among the settings whose files are at least
-`--min-reduction` % smaller than the float32 model on every split, the lowest validation error
-relative to the split's baseline, averaged over the splits; ties go to the smaller files. Test
-errors are printed for the record and play no part in the choice. `--cache DIR` keeps each
-split's baseline and pruning rounds, so a later call with other QAT settings trains only those.
+Each of the `--splits` holds out its own images (a permutation seeded with the split's number)
+and seeds its own training. The rule, fixed before the run: among the settings whose files are
+at least `--min-reduction` % smaller than the float32 model on every split, the lowest
+validation error relative to the split's baseline, averaged over the splits; ties go to the
+smaller files. Test errors are printed for the record and play no part in the choice.
+`--cache DIR` keeps each split's baseline and pruning rounds (under a name that hashes the
+settings they depend on), so a later call with other QAT settings trains only those.
 
     python scripts/compress_qat_round.py                      # rounds 2, 3 x distill 0, 0.5, 0.9
     python scripts/compress_qat_round.py --rounds 1 2 3 4 5 --distill 0
-    python scripts/compress_qat_round.py --net lenet300 --rounds 3 4 5 --distill 0 --qat-epochs 3 10
-    python scripts/compress_qat_round.py --net lenet300 --rounds 3 --splits 0 1 2 --cache /tmp/qat-cache
+    python scripts/compress_qat_round.py --net lenet300 --rounds 3 --distill 0.9 --splits 0 1 2 --cache C
+    python scripts/compress_qat_round.py --net lenet300 --rounds 4 5 --set prune_rounds=8 --splits 0 1 2
 
-With `--from-run RUN_DIR` (a finished or partial `dlslab run compress --preset full` folder
-holding the network's baseline and pruning-round checkpoints), the listed settings instead
-start from that run's models, trained on all 60,000 images, with that run's seed and
-settings, and only test errors are printed: the measurement of a setting already chosen, as
-the study itself would make it. The run folder is only read.
+With `--from-run RUN_DIR` (a finished or partial `dlslab run compress` folder holding the
+network's baseline and pruning-round checkpoints), the listed settings instead start from
+that run's models, with that run's data, seed and settings, and only test errors are printed:
+the measurement of a setting already chosen, as the study itself would make it. The run
+folder is only read.
 
     python scripts/compress_qat_round.py --from-run runs/compress/RUN --rounds 2 --distill 0.5
 """
@@ -33,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import itertools
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -45,20 +48,16 @@ from dlslab.compress.layers import bake, weight_layers
 from dlslab.compress.packed import dense_bytes, load_packed, pack_model
 from dlslab.compress.prune import prune_magnitude, sparsity_schedule
 from dlslab.compress.quant import prepare_qat
-from dlslab.data.images import load_images
+from dlslab.config import apply_overrides, parse_set_args, to_dict
 from dlslab.models import build_model
 from dlslab.runner import plan_from_file
-from dlslab.studies.compress import (
-    MNIST_MEAN,
-    MNIST_STD,
-    Config,
-    Mnist,
-    error_percent,
-    train,
-)
+from dlslab.studies.compress import Config, Mnist, error_percent, load_mnist, train
 from dlslab.train.engine import clone_model
 
 HELD_OUT = 5000
+# the settings a split's baseline, and then its pruning rounds, depend on (the cache's key)
+BASELINE_KEYS = ("train_subset", "batch_size", "epochs", "lr", "weight_decay")
+PRUNE_KEYS = ("finetune_lr", "prune_rounds", "prune_epochs", "distill_temperature")
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,20 +65,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--net", choices=["lenet300", "lenet5"], default="lenet5", help="network to compress")
     p.add_argument("--rounds", type=int, nargs="+", default=[2, 3], help="pruning rounds to start QAT from")
     p.add_argument("--distill", type=float, nargs="+", default=[0.0, 0.5, 0.9],
-                   help="distillation weights tried at every round (0 = labels only)")
+                   help="distillation weights of the QAT stage tried at every round (0 = labels only)")
     p.add_argument("--qat-epochs", type=int, nargs="+", default=[Config.qat_epochs],
                    help="lengths (epochs) of the int4 QAT stage tried at every round")
-    p.add_argument("--temperature", type=float, default=Config.distill_temperature)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a setting of the compress config (repeatable), e.g. prune_rounds=8")
     p.add_argument("--min-reduction", type=float, default=97.0, help="size reduction (%%) a candidate needs")
-    p.add_argument("--from-run", type=Path, help="start from this full-preset run's checkpoints; test only")
-    p.add_argument("--prune-distill", type=float,
-                   help="distillation weight in the pruning rounds' retraining (default: the config's)")
-    p.add_argument("--prune-epochs", type=int, help="retraining epochs per pruning round (default: the config's)")
-    p.add_argument("--prune-rounds", type=int, help="rounds of the pruning schedule (default: the config's)")
     p.add_argument("--splits", type=int, nargs="+", default=[Config.seed],
                    help="validation splits (each also seeds its training); the choice takes the mean over them")
     p.add_argument("--cache", type=Path,
                    help="keep each split's baseline and pruning rounds here, and reuse them on the next call")
+    p.add_argument("--from-run", type=Path, help="start from this run's checkpoints; test errors only")
     return p.parse_args()
 
 
@@ -94,18 +90,21 @@ def saved_stages(run_dir: Path, net: str, rounds: int) -> SimpleNamespace:
     return SimpleNamespace(checkpoint_dir=ckpt, info=print, log=lambda **_: None)
 
 
+def cache_dir(root: Path, cfg: Config, net: str, keys: tuple[str, ...]) -> SimpleNamespace:
+    """A Run-like checkpoint folder under `root`, named by the settings `keys` it depends on."""
+    settings = {k: v for k, v in to_dict(cfg).items() if k in keys}
+    path = root / f"{net}-split{cfg.seed}-{hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]}"
+    path.mkdir(parents=True, exist_ok=True)
+    return SimpleNamespace(checkpoint_dir=path, info=print, log=lambda **_: None)
+
+
 def main() -> None:
     args = parse_args()
     net = args.net
-    # from a run: its own settings (seed, schedule, densities); the QAT settings tried come from the arguments
+    # from a run: its own settings (seed, data, schedule, densities); the QAT settings tried come from the arguments
     cfg = plan_from_file(args.from_run / "config.yaml").cfg if args.from_run else Config()
-    cfg = dataclasses.replace(cfg, prune_epochs=args.prune_epochs or cfg.prune_epochs,
-                              prune_rounds=args.prune_rounds or cfg.prune_rounds,
-                              **({} if args.prune_distill is None else {f"{net}_prune_distill": args.prune_distill}))
-    prune_distill = getattr(cfg, f"{net}_prune_distill")
-    images = load_images("mnist")
-    x = (images.train_x.float() / 255 - MNIST_MEAN) / MNIST_STD
-    test = ((images.test_x.float() / 255 - MNIST_MEAN) / MNIST_STD, images.test_y)
+    cfg = apply_overrides(cfg, parse_set_args(args.set))
+    data = load_mnist(cfg, SimpleNamespace(data_dir=None, device=torch.device("cpu")))
     t0, c0 = time.perf_counter(), time.process_time()
 
     def clock() -> str:
@@ -113,25 +112,24 @@ def main() -> None:
 
     if args.from_run:
         saved = saved_stages(args.from_run, net, max(args.rounds))
-        measure(net, cfg, Mnist((x, images.train_y), test), None, saved, saved, args, clock)
+        measure(net, cfg, data, None, saved, saved, args, clock)
         return
+    x, y = data.train
+    held_out = min(HELD_OUT, len(x) // 6)
     results: dict[tuple, list] = {}  # (round, distill, epochs) -> per split (bytes, ratio, val - baseline val)
     for split in args.splits:
         split_cfg = dataclasses.replace(cfg, seed=split)  # the split's seed also seeds its training
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split))
-        fit_idx, val_idx = perm[HELD_OUT:], perm[:HELD_OUT]
-        data = Mnist((x[fit_idx], images.train_y[fit_idx]), test)
-        val = Mnist(data.train, (x[val_idx], images.train_y[val_idx]))  # error_percent reads .test
+        fit_idx, val_idx = perm[held_out:], perm[:held_out]
+        fit_data = Mnist((x[fit_idx], y[fit_idx]), data.test)
+        val = Mnist(fit_data.train, (x[val_idx], y[val_idx]))  # error_percent reads .test
         cache = (None, None)
-        if args.cache:  # the baseline, and the pruning rounds of these pruning settings
-            dirs = [args.cache / f"{net}-split{split}",
-                    args.cache / (f"{net}-split{split}-prune{cfg.prune_epochs}x{prune_distill:g}"
-                                  + (f"-r{cfg.prune_rounds}" if cfg.prune_rounds != Config.prune_rounds else ""))]
-            cache = tuple(SimpleNamespace(checkpoint_dir=d, info=print, log=lambda **_: None) for d in dirs)
-            for d in dirs:
-                d.mkdir(parents=True, exist_ok=True)
+        if args.cache:
+            prune_keys = (*BASELINE_KEYS, *PRUNE_KEYS, f"{net}_density", f"{net}_prune_distill")
+            cache = (cache_dir(args.cache, split_cfg, net, BASELINE_KEYS),
+                     cache_dir(args.cache, split_cfg, net, prune_keys))
         print(f"-- split {split}", flush=True)
-        for key, (nbytes, ratio, v, base_v) in measure(net, split_cfg, data, val, *cache, args, clock).items():
+        for key, (nbytes, ratio, v, base_v) in measure(net, split_cfg, fit_data, val, *cache, args, clock).items():
             results.setdefault(key, []).append((nbytes, ratio, v - base_v))
     n = len(args.splits)
     print(f"\nover {n} split(s): round, QAT epochs, distill: mean bytes, smallest ratio, "
@@ -154,9 +152,10 @@ def main() -> None:
 
 def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: SimpleNamespace | None,
             saved: SimpleNamespace | None, args: argparse.Namespace, clock) -> dict[tuple, tuple]:
-    """Train (or load from `saved_base` / `saved`) the baseline and pruning rounds, then every listed QAT
-    setting; print each packed file's figures. Returns (round, distill, epochs) -> (bytes,
-    ratio, validation error, baseline validation error); the errors are NaN without a validation split."""
+    """Train (or load from `saved_base` / `saved`) the baseline and pruning rounds, then every
+    listed QAT setting; print each packed file's figures. Returns (round, distill, epochs) ->
+    (bytes, ratio, validation error, baseline validation error); the errors are NaN without a
+    validation split."""
     torch.manual_seed(cfg.seed)
     base = build_model(net)
     train(base, data, cfg, saved_base, f"{net}-baseline", cfg.epochs, finetune=False)
@@ -173,16 +172,15 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
             if r > max(args.rounds):
                 break
             prune_magnitude(pruned, round_sparsity)
-            train(pruned, data, dataclasses.replace(cfg, distill_temperature=args.temperature), saved,
-                  f"{net}-prune{r}", cfg.prune_epochs, teacher=base, distill=getattr(cfg, f"{net}_prune_distill"))
+            train(pruned, data, cfg, saved, f"{net}-prune{r}", cfg.prune_epochs,
+                  teacher=base, distill=getattr(cfg, f"{net}_prune_distill"))
             bake(pruned)
             if r not in args.rounds:
                 continue
             for alpha, epochs in itertools.product(args.distill, args.qat_epochs):
-                stage_cfg = dataclasses.replace(cfg, distill_temperature=args.temperature)
                 torch.manual_seed(cfg.seed)
                 m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
-                train(m, data, stage_cfg, None, f"qat{r}", epochs, teacher=base, distill=alpha)
+                train(m, data, cfg, None, f"qat{r}", epochs, teacher=base, distill=alpha)
                 bake(m)
                 label = f"prune round {r} + int4 quantisation-aware" + (" + distillation" if alpha > 0 else "")
                 report = pack_model(m, Path(tmp) / f"round{r}-{alpha}-{epochs}.dlz", name=net,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -108,6 +111,26 @@ def test_prune_then_int4_qat_keeps_the_pruned_weights_at_zero(smoke_run, net):
     ckpt = smoke_run / "checkpoints"
     assert len(safe_torch_load(ckpt / f"{net}-prune{r}-qat4.done.pt")["history"]["epochs"]) == cfg.qat_epochs
     assert len(safe_torch_load(ckpt / f"{net}-qat4.done.pt")["history"]["epochs"]) == cfg.technique_epochs
+
+
+def test_the_qat_script_from_a_run_repeats_the_studys_own_file(smoke_run):
+    """scripts/compress_qat_round.py --from-run trains the stage from the run's saved models,
+    on the run's data, with its settings (LeNet-300-100 distils in its pruning rounds and its
+    QAT stage): its file is the study's, to the byte and to the test error."""
+    cfg = runner.plan_study("compress", "smoke").cfg
+    r, alpha = cfg.lenet300_qat_round, cfg.lenet300_distill
+    assert alpha > 0 and cfg.lenet300_prune_distill > 0
+    row = next(row for row in json.loads((smoke_run / "metrics.json").read_text())["results"]["lenet300"]
+               if row["model"] == f"prune round {r} + int4 quantisation-aware + distillation")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "compress_qat_round.py"
+    proc = subprocess.run([sys.executable, str(script), "--from-run", str(smoke_run), "--net", "lenet300",
+                           "--rounds", str(r), "--distill", str(alpha), "--qat-epochs", str(cfg.qat_epochs)],
+                          check=False, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r"([\d,]+) bytes, [\d.]+x, test ([\d.]+)%", proc.stdout)
+    assert found, proc.stdout[-2000:]
+    assert int(found[1].replace(",", "")) == row["bytes"]
+    assert float(found[2]) == pytest.approx(row["test_error_%"], abs=1e-9)
 
 
 @pytest.mark.parametrize("bad", [{"qat_epochs": 0}, {"lenet5_qat_round": 9},
