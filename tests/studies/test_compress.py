@@ -113,6 +113,16 @@ def test_prune_then_int4_qat_keeps_the_pruned_weights_at_zero(smoke_run, net):
     assert len(safe_torch_load(ckpt / f"{net}-qat4.done.pt")["history"]["epochs"]) == cfg.technique_epochs
 
 
+def test_the_findings_say_which_network_distilled_in_its_pruning_rounds(smoke_run):
+    cfg = runner.plan_study("compress", "smoke").cfg
+    assert cfg.lenet300_prune_distill > 0 and cfg.lenet5_prune_distill == 0
+    items = json.loads((smoke_run / "report.json").read_text())["items"]
+    findings = next(i for i in items if i["kind"] == "text" and i["title"] == "Findings")["text"]
+    lenet300, lenet5 = findings.split("\n\n")
+    assert lenet300.startswith("LeNet-300-100") and "distillation from the uncompressed model" in lenet300
+    assert lenet5.startswith("LeNet-5") and "distillation" not in lenet5
+
+
 def test_the_qat_script_from_a_run_repeats_the_studys_own_file(smoke_run):
     """scripts/compress_qat_round.py --from-run trains the stage from the run's saved models,
     on the run's data, with its settings (LeNet-300-100 distils in its pruning rounds and its

@@ -409,7 +409,9 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
             f"the largest with no loss at all is {best_lossless.report.ratio:.1f}x "
             f"({100 * (1 - 1 / best_lossless.report.ratio):.1f}% smaller, {best_lossless.label}). "
             f"Huffman coding makes the file {out['fixed'].report.file_bytes / deep.report.file_bytes:.2f}x "
-            f"smaller than fixed-width codes.")
+            f"smaller than fixed-width codes."
+            + (f" Every pruning round retrained with knowledge distillation from the uncompressed model "
+               f"(weight {w:g})." if (w := getattr(cfg, f"{net}_prune_distill")) > 0 else ""))
     run.add_figure(curve_figure(outs, cfg.loss_tolerance_pp), "error-vs-ratio",
                    title="Test error vs compression ratio",
                    caption="Each point is a packed file loaded back and evaluated; the lines follow the "
