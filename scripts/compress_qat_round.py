@@ -1,10 +1,11 @@
-"""Choose compress's pruning -> int4 QAT operating point on validation splits
-(`<net>_qat_round`, `qat_epochs`, `<net>_distill`, `<net>_prune_distill`; docs/studies/compress.md).
+"""Choose compress's pruning -> quantisation-aware training operating point on validation splits
+(`<net>_qat_round`, `qat_bits`, `qat_epochs`, `<net>_distill`, `<net>_prune_distill`;
+docs/studies/compress.md).
 
 The network (`--net`, LeNet-5 by default) is trained with the full preset's schedule (or the
 settings given with `--set`) on the MNIST training images less 5,000 held out, and pruned
-iteratively in `prune_rounds` rounds; after each listed round, a copy per distillation weight
-and per QAT length trains int4 quantisation-aware with its pruned weights held at zero
+iteratively in `prune_rounds` rounds; after each listed round, a copy per bit width,
+distillation weight and QAT length trains quantisation-aware with its pruned weights held at zero
 (distilling the uncompressed model when the weight is > 0), is packed, loaded back and
 measured on the held-out and the test images.
 
@@ -67,7 +68,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--distill", type=float, nargs="+", default=[0.0, 0.5, 0.9],
                    help="distillation weights of the QAT stage tried at every round (0 = labels only)")
     p.add_argument("--qat-epochs", type=int, nargs="+", default=[Config.qat_epochs],
-                   help="lengths (epochs) of the int4 QAT stage tried at every round")
+                   help="lengths (epochs) of the QAT stage tried at every round")
+    p.add_argument("--bits", type=int, nargs="+", default=[Config.qat_bits],
+                   help="bit widths of the QAT stage's uniform quantiser tried at every round")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change a setting of the compress config (repeatable), e.g. prune_rounds=8")
     p.add_argument("--min-reduction", type=float, default=97.0, help="size reduction (%%) a candidate needs")
@@ -116,7 +119,7 @@ def main() -> None:
         return
     x, y = data.train
     held_out = min(HELD_OUT, len(x) // 6)
-    results: dict[tuple, list] = {}  # (round, distill, epochs) -> per split (bytes, ratio, val - baseline val)
+    results: dict[tuple, list] = {}  # (round, bits, distill, epochs) -> per split (bytes, ratio, val - baseline val)
     for split in args.splits:
         split_cfg = dataclasses.replace(cfg, seed=split)  # the split's seed also seeds its training
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split))
@@ -132,10 +135,10 @@ def main() -> None:
         for key, (nbytes, ratio, v, base_v) in measure(net, split_cfg, fit_data, val, *cache, args, clock).items():
             results.setdefault(key, []).append((nbytes, ratio, v - base_v))
     n = len(args.splits)
-    print(f"\nover {n} split(s): round, QAT epochs, distill: mean bytes, smallest ratio, "
+    print(f"\nover {n} split(s): round, bits, QAT epochs, distill: mean bytes, smallest ratio, "
           "mean validation error change (pp) per split")
-    for (r, alpha, epochs), rows in sorted(results.items()):
-        print(f"  round {r}, {epochs} epochs, distill {alpha:g}: {sum(b for b, _, _ in rows) / n:,.0f} bytes, "
+    for (r, bits, alpha, epochs), rows in sorted(results.items()):
+        print(f"  round {r}, int{bits}, {epochs} epochs, distill {alpha:g}: {sum(b for b, _, _ in rows) / n:,.0f} bytes, "
               f"{min(q for _, q, _ in rows):.1f}x, {sum(d for _, _, d in rows) / n:+.3f} pp "
               f"({' '.join(f'{d:+.2f}' for _, _, d in rows)})")
     eligible = {k: rows for k, rows in results.items()
@@ -143,9 +146,9 @@ def main() -> None:
     if not eligible:
         print(f"no candidate is {args.min_reduction}% smaller on every split")
         return
-    (r, alpha, epochs), rows = min(eligible.items(), key=lambda kv: (sum(d for _, _, d in kv[1]),
+    (r, bits, alpha, epochs), rows = min(eligible.items(), key=lambda kv: (sum(d for _, _, d in kv[1]),
                                                                     sum(b for b, _, _ in kv[1])))
-    print(f"chosen: round {r}, {epochs} QAT epochs, distill {alpha:g} "
+    print(f"chosen: round {r}, int{bits}, {epochs} QAT epochs, distill {alpha:g} "
           f"(smallest ratio {min(q for _, q, _ in rows):.1f}x, mean validation change "
           f"{sum(d for _, _, d in rows) / n:+.3f} pp)")
 
@@ -153,7 +156,7 @@ def main() -> None:
 def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: SimpleNamespace | None,
             saved: SimpleNamespace | None, args: argparse.Namespace, clock) -> dict[tuple, tuple]:
     """Train (or load from `saved_base` / `saved`) the baseline and pruning rounds, then every
-    listed QAT setting; print each packed file's figures. Returns (round, distill, epochs) ->
+    listed QAT setting; print each packed file's figures. Returns (round, bits, distill, epochs) ->
     (bytes, ratio, validation error, baseline validation error); the errors are NaN without a
     validation split."""
     torch.manual_seed(cfg.seed)
@@ -177,21 +180,21 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
             bake(pruned)
             if r not in args.rounds:
                 continue
-            for alpha, epochs in itertools.product(args.distill, args.qat_epochs):
+            for bits, alpha, epochs in itertools.product(args.bits, args.distill, args.qat_epochs):
                 torch.manual_seed(cfg.seed)
-                m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
+                m = prepare_qat(clone_model(pruned), bits, keep_zeros=True)
                 train(m, data, cfg, None, f"qat{r}", epochs, teacher=base, distill=alpha)
                 bake(m)
-                label = f"prune round {r} + int4 quantisation-aware" + (" + distillation" if alpha > 0 else "")
-                report = pack_model(m, Path(tmp) / f"round{r}-{alpha}-{epochs}.dlz", name=net,
+                label = f"prune round {r} + int{bits} quantisation-aware" + (" + distillation" if alpha > 0 else "")
+                report = pack_model(m, Path(tmp) / f"round{r}-{bits}-{alpha}-{epochs}.dlz", name=net,
                                     reference_bytes=reference,
                                     meta={"study": "compress", "label": label})  # the study's header, byte for byte
                 loaded, _ = load_packed(report.path, torch.device("cpu"))
                 v = error_percent(loaded, val) if val else float("nan")
                 t = error_percent(loaded, data)
-                out[(r, alpha, epochs)] = (report.file_bytes, report.ratio, v, base_val)
+                out[(r, bits, alpha, epochs)] = (report.file_bytes, report.ratio, v, base_val)
                 seen = f"validation {v:.2f}%, " if val else ""
-                print(f"round {r} + int4 QAT {epochs} epochs, distill {alpha:g}: {report.file_bytes:,} bytes, "
+                print(f"round {r} + int{bits} QAT {epochs} epochs, distill {alpha:g}: {report.file_bytes:,} bytes, "
                       f"{report.ratio:.1f}x, {seen}test {t:.2f}% {clock()}", flush=True)
     return out
 

@@ -10,8 +10,8 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compress_qat_round.py"
 SMALL = ["--set", "train_subset=3000", "--set", "test_subset=1000", "--set", "epochs=2",
          "--set", "prune_rounds=2", "--set", "prune_epochs=1"]
-# "round 2 + int4 QAT 1 epochs, distill 0.9: 23,139 bytes, 46.1x, validation 28.20%, test 29.20% [8 s wall, 8 s CPU]"
-RESULT = re.compile(r"round (\d) \+ int4 QAT (\d+) epochs, distill ([\d.]+): ([\d,]+) bytes, ([\d.]+)x, "
+# "round 2 + int3 QAT 1 epochs, distill 0.9: 23,139 bytes, 46.1x, validation 28.20%, test 29.20% [8 s wall, 8 s CPU]"
+RESULT = re.compile(r"round (\d) \+ int(\d) QAT (\d+) epochs, distill ([\d.]+): ([\d,]+) bytes, ([\d.]+)x, "
                     r"validation ([\d.]+)%, test ([\d.]+)%")
 BASELINE = re.compile(r"baseline: validation ([\d.]+)%")
 
@@ -24,25 +24,25 @@ def run_script(*args: str) -> str:
 
 
 def test_the_choice_follows_the_rule_over_splits_and_the_cache_repeats_every_figure(data_root, tmp_path):
-    common = ["--rounds", "2", "--distill", "0", "0.9", "--qat-epochs", "1", "--splits", "0", "1",
+    common = ["--rounds", "2", "--bits", "3", "4", "--distill", "0", "0.9", "--qat-epochs", "1", "--splits", "0", "1",
               "--cache", str(tmp_path / "cache")]
     first = run_script(*common, "--min-reduction", "50")
     results = RESULT.findall(first)
     baselines = [float(b) for b in BASELINE.findall(first)]
-    assert len(results) == 4 and len(baselines) == 2  # 2 splits x 2 distillation weights
+    assert len(results) == 8 and len(baselines) == 2  # 2 splits x 2 bit widths x 2 distillation weights
     assert "[lenet300-baseline] epoch" in first  # trained here
 
     # the rule, recomputed from the per-split lines: lowest mean change among files >= 50%
     # smaller, then the fewest bytes
     scores: dict[tuple, list[float]] = {}
-    for i, (_, epochs, alpha, nbytes, ratio, val, _) in enumerate(results):
+    for i, (_, bits, epochs, alpha, nbytes, ratio, val, _) in enumerate(results):
         assert float(ratio) >= 2  # every candidate is eligible at 50%
-        change, size = float(val) - baselines[i // 2], int(nbytes.replace(",", ""))
-        scores[(epochs, float(alpha))] = [a + b for a, b in zip(scores.get((epochs, float(alpha)), [0, 0]),
-                                                                (change, size))]
-    epochs, alpha = min(scores, key=lambda k: tuple(scores[k]))
-    chosen = re.search(r"chosen: round 2, (\d+) QAT epochs, distill ([\d.]+)", first)
-    assert chosen and (chosen[1], float(chosen[2])) == (epochs, alpha)
+        change, size = float(val) - baselines[i // 4], int(nbytes.replace(",", ""))
+        key = (bits, epochs, float(alpha))
+        scores[key] = [a + b for a, b in zip(scores.get(key, [0, 0]), (change, size))]
+    best = min(scores, key=lambda k: tuple(scores[k]))
+    chosen = re.search(r"chosen: round 2, int(\d), (\d+) QAT epochs, distill ([\d.]+)", first)
+    assert chosen and (chosen[1], chosen[2], float(chosen[3])) == best
 
     # a second call reuses the splits' baselines and pruning rounds: the same files, to the byte
     again = run_script(*common, "--min-reduction", "99.9")

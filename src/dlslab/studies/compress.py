@@ -62,10 +62,11 @@ class Config(StudyConfig):
     lenet5_density: list[float] = field(default_factory=lambda: [0.66, 0.12, 0.05, 0.19])  # LeNet-5 weights kept per layer (conv1, conv2, fc1, fc2)
     lenet300_bits: list[int] = field(default_factory=lambda: [5, 5, 5])  # k-means bits per layer, deep compression of LeNet-300-100
     lenet5_bits: list[int] = field(default_factory=lambda: [5, 5, 4, 5])  # k-means bits per layer, deep compression of LeNet-5
-    lenet300_qat_round: int = 3  # pruning round whose model is then trained int4 quantisation-aware, pruned weights held at zero (0 = skip; chosen on a validation split, see docs/studies/compress.md)
-    lenet5_qat_round: int = 2  # the same for LeNet-5 (chosen on a validation split)
-    qat_epochs: int = 12  # epochs of that pruning -> int4 QAT stage (learning rate finetune_lr, decaying linearly to zero; chosen on a validation split)
-    lenet300_distill: float = 0.9  # weight of knowledge distillation from the uncompressed model in LeNet-300-100's int4 QAT stage (0 = labels only; chosen on validation splits)
+    lenet300_qat_round: int = 2  # pruning round whose model is then trained quantisation-aware at qat_bits, pruned weights held at zero (0 = skip; chosen on validation splits, see docs/studies/compress.md)
+    lenet5_qat_round: int = 2  # the same for LeNet-5 (chosen on validation splits)
+    qat_epochs: int = 12  # epochs of that pruning -> QAT stage (learning rate finetune_lr, decaying linearly to zero; chosen on a validation split)
+    qat_bits: int = 3  # bits of that stage's uniform quantiser, 2..8 (3: 7 levels; chosen on validation splits)
+    lenet300_distill: float = 0.9  # weight of knowledge distillation from the uncompressed model in LeNet-300-100's QAT stage (0 = labels only; chosen on validation splits)
     lenet5_distill: float = 0.0  # the same for LeNet-5
     lenet300_prune_distill: float = 0.9  # the same weight in every pruning round's retraining of LeNet-300-100 (chosen on validation splits)
     lenet5_prune_distill: float = 0.0  # the same for LeNet-5
@@ -212,6 +213,8 @@ def check_config(cfg: Config) -> None:
             raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
     if cfg.qat_epochs < 1:
         raise ConfigError(f"qat_epochs must be >= 1; got {cfg.qat_epochs}")
+    if not 2 <= cfg.qat_bits <= 8:
+        raise ConfigError(f"qat_bits must lie in 2..8; got {cfg.qat_bits}")
     for name in [f"{net}_{stage}" for net in NETWORKS for stage in ("distill", "prune_distill")]:
         if not 0 <= getattr(cfg, name) <= 1:
             raise ConfigError(f"{name} must lie in [0, 1]; got {getattr(cfg, name)}")
@@ -248,10 +251,11 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
                       "technique" if last else "curve")
         bench.measure(share_weights(clone_model(pruned), bits, cfg.bias_bits),
                       f"prune round {r} + k-means (no fine-tuning)", "curve")
-        if r == qat_round:  # pruning, then int4 quantisation-aware training with the pruned weights held at zero
-            m = prepare_qat(clone_model(pruned), 4, keep_zeros=True)
-            train(m, data, cfg, run, f"{net}-prune{qat_round}-qat4", cfg.qat_epochs, teacher=base, distill=distill)
-            bench.measure(m, f"prune round {qat_round} + int4 quantisation-aware"
+        if r == qat_round:  # pruning, then quantisation-aware training with the pruned weights held at zero
+            m = prepare_qat(clone_model(pruned), cfg.qat_bits, keep_zeros=True)
+            train(m, data, cfg, run, f"{net}-prune{qat_round}-qat{cfg.qat_bits}", cfg.qat_epochs,
+                  teacher=base, distill=distill)
+            bench.measure(m, f"prune round {qat_round} + int{cfg.qat_bits} quantisation-aware"
                           + (" + distillation" if distill > 0 else ""), "pipeline")
     density = layer_density(pruned)
 
