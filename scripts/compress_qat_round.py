@@ -50,6 +50,7 @@ from dlslab.compress.packed import dense_bytes, load_packed, pack_model
 from dlslab.compress.prune import prune_magnitude, sparsity_schedule
 from dlslab.compress.quant import prepare_qat
 from dlslab.config import apply_overrides, parse_set_args, to_dict
+from dlslab.errors import DlsError
 from dlslab.models import build_model
 from dlslab.runner import plan_from_file
 from dlslab.studies.compress import Config, Mnist, error_percent, load_mnist, train
@@ -200,4 +201,7 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DlsError as exc:  # a bad --set, a missing dataset or run folder: the message, not a traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -50,3 +50,11 @@ def test_the_choice_follows_the_rule_over_splits_and_the_cache_repeats_every_fig
     assert RESULT.findall(again) == results
     assert "no candidate is 99.9% smaller on every split" in again
     assert len(list((tmp_path / "cache").iterdir())) == 4  # per split: the baseline, the pruning rounds
+
+
+def test_an_unknown_setting_is_a_one_line_error_before_any_data_loads(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--set", "prune_round=8"],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "prune_round" in proc.stderr and "prune_rounds" in proc.stderr  # names the key and the valid ones
+    assert "Traceback" not in proc.stderr
