@@ -3,7 +3,8 @@
 docs/studies/compress.md).
 
 The network (`--net`, LeNet-5 by default) is trained with the full preset's schedule (or the
-settings given with `--set`) on the MNIST training images less 5,000 held out, and pruned
+settings given with `--set`) on the MNIST training images less 5,000 held out (a sixth of a
+`train_subset` smaller than 30,000), and pruned
 iteratively in `prune_rounds` rounds; after each listed round, a copy per bit width,
 distillation weight and QAT length trains quantisation-aware with its pruned weights held at zero
 (distilling the uncompressed model when the weight is > 0), is packed, loaded back and
