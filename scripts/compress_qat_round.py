@@ -46,16 +46,21 @@ from types import SimpleNamespace
 
 import torch
 
-from dlslab.compress.layers import bake, weight_layers
 from dlslab.compress.packed import dense_bytes, load_packed, pack_model
-from dlslab.compress.prune import prune_magnitude, sparsity_schedule
-from dlslab.compress.quant import prepare_qat
 from dlslab.config import apply_overrides, parse_set_args, to_dict
 from dlslab.errors import DlsError
 from dlslab.models import build_model
 from dlslab.runner import plan_from_file
-from dlslab.studies.compress import Config, Mnist, error_percent, load_mnist, train
-from dlslab.train.engine import clone_model
+from dlslab.studies.compress import (
+    Config,
+    Mnist,
+    error_percent,
+    load_mnist,
+    pruning_rounds,
+    quantise_pruned,
+    quantised_label,
+    train,
+)
 
 HELD_OUT = 5000
 # the settings a split's baseline, and then its pruning rounds, depend on (the cache's key)
@@ -84,23 +89,28 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def checkpoints_in(folder: Path) -> SimpleNamespace:
+    """A stand-in for a Run that `train` uses for its checkpoints only: a finished stage there
+    is loaded instead of trained, and a new one is saved there."""
+    return SimpleNamespace(checkpoint_dir=folder, info=print, log=lambda **_: None)
+
+
 def saved_stages(run_dir: Path, net: str, rounds: int) -> SimpleNamespace:
-    """A read-only stand-in for a Run: `train` finds each finished stage's checkpoint there
-    and loads it instead of training. Every stage needed must be finished already."""
+    """A run folder's checkpoints, read only: every stage needed must be finished already."""
     ckpt = run_dir / "checkpoints"
     missing = [n for n in [f"{net}-baseline", *(f"{net}-prune{r}" for r in range(1, rounds + 1))]
                if not (ckpt / f"{n}.done.pt").exists()]
     if missing:
         raise SystemExit(f"{run_dir}: no finished {', '.join(missing)}")
-    return SimpleNamespace(checkpoint_dir=ckpt, info=print, log=lambda **_: None)
+    return checkpoints_in(ckpt)
 
 
 def cache_dir(root: Path, cfg: Config, net: str, keys: tuple[str, ...]) -> SimpleNamespace:
-    """A Run-like checkpoint folder under `root`, named by the settings `keys` it depends on."""
+    """A checkpoint folder under `root`, named by the settings `keys` its stages depend on."""
     settings = {k: v for k, v in to_dict(cfg).items() if k in keys}
     path = root / f"{net}-split{cfg.seed}-{hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]}"
     path.mkdir(parents=True, exist_ok=True)
-    return SimpleNamespace(checkpoint_dir=path, info=print, log=lambda **_: None)
+    return checkpoints_in(path)
 
 
 def main() -> None:
@@ -136,23 +146,22 @@ def main() -> None:
         print(f"-- split {split}", flush=True)
         for key, (nbytes, ratio, v, base_v) in measure(net, split_cfg, fit_data, val, *cache, args, clock).items():
             results.setdefault(key, []).append((nbytes, ratio, v - base_v))
-    n = len(args.splits)
-    print(f"\nover {n} split(s): round, bits, QAT epochs, distill: mean bytes, smallest ratio, "
+    # per setting over the splits: mean bytes, smallest ratio, mean validation change, the changes
+    summary = {key: (sum(b for b, _, _ in rows) / len(rows), min(q for _, q, _ in rows),
+                     sum(d for _, _, d in rows) / len(rows), [d for _, _, d in rows])
+               for key, rows in results.items()}
+    print(f"\nover {len(args.splits)} split(s): round, bits, QAT epochs, distill: mean bytes, smallest ratio, "
           "mean validation error change (pp) per split")
-    for (r, bits, alpha, epochs), rows in sorted(results.items()):
-        print(f"  round {r}, int{bits}, {epochs} epochs, distill {alpha:g}: {sum(b for b, _, _ in rows) / n:,.0f} bytes, "
-              f"{min(q for _, q, _ in rows):.1f}x, {sum(d for _, _, d in rows) / n:+.3f} pp "
-              f"({' '.join(f'{d:+.2f}' for _, _, d in rows)})")
-    eligible = {k: rows for k, rows in results.items()
-                if all(100 * (1 - 1 / q) >= args.min_reduction for _, q, _ in rows)}
+    for (r, bits, alpha, epochs), (nbytes, ratio, change, changes) in sorted(summary.items()):
+        print(f"  round {r}, int{bits}, {epochs} epochs, distill {alpha:g}: {nbytes:,.0f} bytes, {ratio:.1f}x, "
+              f"{change:+.3f} pp ({' '.join(f'{d:+.2f}' for d in changes)})")
+    eligible = {k: v for k, v in summary.items() if 100 * (1 - 1 / v[1]) >= args.min_reduction}
     if not eligible:
         print(f"no candidate is {args.min_reduction}% smaller on every split")
         return
-    (r, bits, alpha, epochs), rows = min(eligible.items(), key=lambda kv: (sum(d for _, _, d in kv[1]),
-                                                                    sum(b for b, _, _ in kv[1])))
+    (r, bits, alpha, epochs), (_, ratio, change, _) = min(eligible.items(), key=lambda kv: (kv[1][2], kv[1][0]))
     print(f"chosen: round {r}, int{bits}, {epochs} QAT epochs, distill {alpha:g} "
-          f"(smallest ratio {min(q for _, q, _ in rows):.1f}x, mean validation change "
-          f"{sum(d for _, _, d in rows) / n:+.3f} pp)")
+          f"(smallest ratio {ratio:.1f}x, mean validation change {change:+.3f} pp)")
 
 
 def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: SimpleNamespace | None,
@@ -168,26 +177,14 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
     base_val = error_percent(base, val) if val else float("nan")
     seen = f"validation {base_val:.2f}%, " if val else ""
     print(f"baseline: {seen}test {error_percent(base, data):.2f}% {clock()}", flush=True)
-    names = list(weight_layers(base))
-    sparsity = {n: 1 - d for n, d in zip(names, getattr(cfg, f"{net}_density"))}
-    pruned = clone_model(base)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
-            if r > max(args.rounds):
-                break
-            prune_magnitude(pruned, round_sparsity)
-            train(pruned, data, cfg, saved, f"{net}-prune{r}", cfg.prune_epochs,
-                  teacher=base, distill=getattr(cfg, f"{net}_prune_distill"))
-            bake(pruned)
-            if r not in args.rounds:
-                continue
-            for bits, alpha, epochs in itertools.product(args.bits, args.distill, args.qat_epochs):
+        for r, pruned in pruning_rounds(base, data, cfg, saved, net):
+            settings = itertools.product(args.bits, args.distill, args.qat_epochs) if r in args.rounds else []
+            for bits, alpha, epochs in settings:
                 torch.manual_seed(cfg.seed)
-                m = prepare_qat(clone_model(pruned), bits, keep_zeros=True)
-                train(m, data, cfg, None, f"qat{r}", epochs, teacher=base, distill=alpha)
-                bake(m)
-                label = f"prune round {r} + int{bits} quantisation-aware" + (" + distillation" if alpha > 0 else "")
+                m = quantise_pruned(pruned, base, data, cfg, None, f"qat{r}", bits=bits, epochs=epochs, distill=alpha)
+                label = quantised_label(r, bits, alpha)
                 report = pack_model(m, Path(tmp) / f"round{r}-{bits}-{alpha}-{epochs}.dlz", name=net,
                                     reference_bytes=reference,
                                     meta={"study": "compress", "label": label})  # the study's header, byte for byte
@@ -198,6 +195,8 @@ def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: S
                 seen = f"validation {v:.2f}%, " if val else ""
                 print(f"round {r} + int{bits} QAT {epochs} epochs, distill {alpha:g}: {report.file_bytes:,} bytes, "
                       f"{report.ratio:.1f}x, {seen}test {t:.2f}% {clock()}", flush=True)
+            if r == max(args.rounds):  # no later round is needed: stop before training it
+                break
     return out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import lzma
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,6 +223,34 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"distill_temperature must be > 0; got {cfg.distill_temperature}")
 
 
+def pruning_rounds(base: nn.Module, data: Mnist, cfg: Config, run: Run | None, net: str
+                   ) -> Iterator[tuple[int, nn.Module]]:
+    """Iterative per-layer magnitude pruning of a copy of `base`: `prune_rounds` rounds whose
+    sparsity rises cubically to the targets, each retrained `prune_epochs` (distilling `base`
+    when `<net>_prune_distill` > 0) and baked. Yields (round, model) after each round; it is the
+    same model every time, pruned further, so clone what must outlive the next round."""
+    sparsity, _ = layer_settings(cfg, net, base)
+    pruned = clone_model(base)
+    for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
+        prune_magnitude(pruned, round_sparsity)
+        train(pruned, data, cfg, run, f"{net}-prune{r}", cfg.prune_epochs,
+              teacher=base, distill=getattr(cfg, f"{net}_prune_distill"))
+        yield r, bake(pruned)  # parametrized models are baked before copying: copies share their class
+
+
+def quantise_pruned(pruned: nn.Module, base: nn.Module, data: Mnist, cfg: Config, run: Run | None, name: str, *,
+                    bits: int, epochs: int, distill: float) -> nn.Module:
+    """A copy of `pruned` trained `epochs` quantisation-aware at `bits` with its pruned weights
+    held at exactly zero (distilling `base` when `distill` > 0), baked onto its grid."""
+    m = prepare_qat(clone_model(pruned), bits, keep_zeros=True)
+    train(m, data, cfg, run, name, epochs, teacher=base, distill=distill)
+    return bake(m)
+
+
+def quantised_label(r: int, bits: int, distill: float) -> str:
+    return f"prune round {r} + int{bits} quantisation-aware" + (" + distillation" if distill > 0 else "")
+
+
 def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
     qat_round, distill = getattr(cfg, f"{net}_qat_round"), getattr(cfg, f"{net}_distill")
     torch.manual_seed(cfg.seed)
@@ -240,23 +269,16 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     bench.measure(m, "prune one-shot global", "technique")
 
     # iterative per-layer pruning with retraining; every round is a point on the curve
-    pruned = clone_model(base)
-    for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
-        prune_magnitude(pruned, round_sparsity)
-        train(pruned, data, cfg, run, f"{net}-prune{r}", cfg.prune_epochs,
-              teacher=base, distill=getattr(cfg, f"{net}_prune_distill"))
-        bake(pruned)  # parametrized models are baked before copying: copies share their class
+    for r, pruned in pruning_rounds(base, data, cfg, run, net):
         last = r == cfg.prune_rounds
         bench.measure(clone_model(pruned), "prune iterative" if last else f"prune round {r}",
                       "technique" if last else "curve")
         bench.measure(share_weights(clone_model(pruned), bits, cfg.bias_bits),
                       f"prune round {r} + k-means (no fine-tuning)", "curve")
         if r == qat_round:  # pruning, then quantisation-aware training with the pruned weights held at zero
-            m = prepare_qat(clone_model(pruned), cfg.qat_bits, keep_zeros=True)
-            train(m, data, cfg, run, f"{net}-prune{qat_round}-qat{cfg.qat_bits}", cfg.qat_epochs,
-                  teacher=base, distill=distill)
-            bench.measure(m, f"prune round {qat_round} + int{cfg.qat_bits} quantisation-aware"
-                          + (" + distillation" if distill > 0 else ""), "pipeline")
+            m = quantise_pruned(pruned, base, data, cfg, run, f"{net}-prune{r}-qat{cfg.qat_bits}",
+                                bits=cfg.qat_bits, epochs=cfg.qat_epochs, distill=distill)
+            bench.measure(m, quantised_label(r, cfg.qat_bits, distill), "pipeline")
     density = layer_density(pruned)
 
     # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
@@ -404,6 +426,7 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
         headline["best_ratio_within_tolerance"][net] = round(best.report.ratio, 2)
         headline["lossless_size_reduction_pct"][net] = round(100 * (1 - 1 / best_lossless.report.ratio), 2)
         ok = deep.error <= base_error + cfg.loss_tolerance_pp
+        prune_distill = getattr(cfg, f"{net}_prune_distill")
         findings.append(
             f"{NETWORKS[net]}: deep compression stores {deep.report.dense_bytes:,} float32 bytes in "
             f"{deep.report.file_bytes:,} bytes ({deep.report.ratio:.1f}x) at {deep.error:.2f}% test error "
@@ -415,7 +438,7 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
             f"Huffman coding makes the file {out['fixed'].report.file_bytes / deep.report.file_bytes:.2f}x "
             f"smaller than fixed-width codes."
             + (f" Every pruning round retrained with knowledge distillation from the uncompressed model "
-               f"(weight {w:g})." if (w := getattr(cfg, f"{net}_prune_distill")) > 0 else ""))
+               f"(weight {prune_distill:g})." if prune_distill > 0 else ""))
     run.add_figure(curve_figure(outs, cfg.loss_tolerance_pp), "error-vs-ratio",
                    title="Test error vs compression ratio",
                    caption="Each point is a packed file loaded back and evaluated; the lines follow the "
