@@ -17,7 +17,7 @@ from torch import nn
 
 from dlslab.audio.io import AudioError, read_audio
 from dlslab.errors import DataError, UnsafeFileError, UsageError
-from dlslab.report.run import safe_torch_load
+from dlslab.runs import safe_torch_load
 from dlslab.train.engine import fit
 
 MARKER = "/tmp/dlslab-checkpoint-pwned"

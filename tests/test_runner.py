@@ -15,7 +15,7 @@ import yaml
 
 import toy_cli
 from dlslab import cli, runner
-from dlslab.studies import STUDIES
+from dlslab.catalog import STUDIES
 
 TESTS = Path(__file__).parent
 

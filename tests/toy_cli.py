@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import toy_study  # noqa: E402
 
 from dlslab import cli  # noqa: E402
-from dlslab.studies import STUDIES, StudyInfo  # noqa: E402
+from dlslab.catalog import STUDIES, StudyInfo  # noqa: E402
 
 
 def register() -> None:

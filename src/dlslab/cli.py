@@ -18,19 +18,18 @@ from dlslab.errors import DlsError, UsageError
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from dlslab.studies import STUDIES
+    from dlslab.catalog import STUDIES
 
-    print(f"{'#':>2}  {'study':<17} {'status':<14} presets            question")
+    print(f"{'#':>2}  {'study':<17} presets            question")
     for s in STUDIES.values():
-        presets = ", ".join(s.load().PRESETS) if s.built else "-"
-        print(f"{s.number:>2}  {s.name:<17} {'built' if s.built else 'not built yet':<14} "
-              f"{presets:<18} {s.question}")
+        presets = ", ".join(s.load().PRESETS)
+        print(f"{s.number:>2}  {s.name:<17} {presets:<18} {s.question}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from dlslab import config
-    from dlslab.studies import get_study
+    from dlslab.catalog import get_study
 
     module = get_study(args.study).load()
     print(f"{args.study}: config fields (set with --set key=value)\n")
@@ -47,9 +46,6 @@ def _data_plan(plans: list[Any], data_dir: str | None) -> None:
 
     print("data plan:", file=sys.stderr)
     for plan in plans:
-        if plan.module is None:
-            print(f"  {plan.info.name:<17} not built yet", file=sys.stderr)
-            continue
         for need in plan.module.data_needs(plan.cfg):
             print(f"  {plan.info.name:<17} {need:<14} {locate(need, data_dir).describe()}", file=sys.stderr)
 
@@ -94,9 +90,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     if len(outcomes) == 1 and outcomes[0].status == "no-data":
         return 2
-    if len(outcomes) == 1 and outcomes[0].status == "not-built":
-        print(f"{outcomes[0].study}: not built yet", file=sys.stderr)
-        return 2
     return 0
 
 
@@ -107,11 +100,11 @@ def _summary(outcomes: list[Any]) -> None:
     for o in outcomes:
         head = flatten_headline(o.metrics.get("headline", {})) if o.metrics else {}
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(head.items())[:4])
-        label = {"finished": "finished", "reused": "finished (reused)", "not-built": "NOT RUN: not built yet",
+        label = {"finished": "finished", "reused": "finished (reused)",
                  "no-data": "NOT RUN: data missing", "failed": "FAILED"}[o.status]
         print(f"  {o.study:<17} {label:<22} {o.seconds:7.1f} s  {shown}", file=sys.stderr)
     done = sum(o.status in ("finished", "reused") for o in outcomes)
-    not_run = sum(o.status in ("not-built", "no-data") for o in outcomes)
+    not_run = sum(o.status == "no-data" for o in outcomes)
     failed = sum(o.status == "failed" for o in outcomes)
     total = sum(o.seconds for o in outcomes)
     print(f"  {done} finished, {not_run} not run, {failed} failed; {total:.1f} s of study time", file=sys.stderr)

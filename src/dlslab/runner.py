@@ -25,14 +25,14 @@ import torch
 
 from dlslab import atomic, config
 from dlslab.errors import DataError, DlsError, UsageError
-from dlslab.report.run import Run
-from dlslab.studies import STUDIES, StudyInfo, get_study
+from dlslab.runs import Run
+from dlslab.catalog import STUDIES, StudyInfo, get_study
 from dlslab.train.engine import resolve_device, seed_everything
 
 
 @dataclass
 class Outcome:
-    """How one study's run ended: finished, reused, not-built, no-data or failed."""
+    """How one study's run ended: finished, reused, no-data or failed."""
 
     study: str
     status: str
@@ -48,7 +48,7 @@ class Plan:
     """What `run` will do for one study, resolved before anything runs."""
 
     info: StudyInfo
-    module: ModuleType | None
+    module: ModuleType
     cfg: Any
     preset: str | None
 
@@ -57,13 +57,18 @@ def plan_study(name: str, preset: str | None = "quick", overrides: dict[str, Any
                seed: int | None = None) -> Plan:
     """Resolve a study's config (defaults -> preset -> overrides -> seed). Raises UsageError."""
     info = get_study(name)
-    if not info.built:
-        return Plan(info, None, None, preset)
     module = info.load()
     cfg = config.resolve(module.Config, module.PRESETS, preset, overrides)
     if seed is not None:
         cfg = config.apply_overrides(cfg, {"seed": seed})
+    check(module, cfg)
     return Plan(info, module, cfg, preset)
+
+
+def check(module: ModuleType, cfg: Any) -> None:
+    """The study's own range checks (`check(cfg)`, optional), run when a run is planned."""
+    if hasattr(module, "check"):
+        module.check(cfg)
 
 
 def plan_from_file(path: str | Path) -> Plan:
@@ -72,6 +77,7 @@ def plan_from_file(path: str | Path) -> Plan:
     info = get_study(data["study"])
     module = info.load()
     cfg = config.apply_overrides(module.Config(), data["config"], source=str(path))
+    check(module, cfg)
     return Plan(info, module, cfg, data.get("preset"))
 
 
@@ -163,8 +169,6 @@ def execute(plan: Plan, *, out: str | Path = "runs", device: str = "auto", force
     """Run one planned study and record it. Returns an Outcome; raises only on bad usage
     and KeyboardInterrupt (the run folder is left resumable)."""
     name = plan.info.name
-    if plan.module is None:
-        return Outcome(name, "not-built", message="not built yet")
     out = Path(out)
     dev = resolve_device(device)
     digest = run_hash(name, plan.cfg, dev)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dlslab.data.images import load_images, split_validation, subset_fraction, verify
+from dlslab.data.images import load_images, verify
+from dlslab.data.splits import split_validation, subset_fraction
 
 
 def test_mnist_matches_its_manifest(data_root) -> None:

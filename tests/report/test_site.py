@@ -14,8 +14,8 @@ import browser
 import toy_cli
 from dlslab import cli
 from dlslab.report.html import fmt
-from dlslab.report.run import Run
-from dlslab.studies import STUDIES
+from dlslab.runs import Run
+from dlslab.catalog import STUDIES
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -39,7 +39,7 @@ def test_pages_link_up_and_show_headlines(toy_runs, capsys) -> None:
     assert cli.main(["report", str(toy_runs)]) == 0
     index = (toy_runs / "index.html").read_text()
     assert "toy/compare.html" in index and "val_acc" in index
-    assert "not built yet" in index or all(s.built for s in STUDIES.values())
+    assert all(name in index for name in STUDIES), "every study has a row"
     compare = (toy_runs / "toy" / "compare.html").read_text()
     assert "lr" in compare and compare.count("<th><a href=") == 2
     for page in toy_runs.rglob("*.html"):

@@ -18,7 +18,7 @@ from dlslab.cli import main
 from dlslab.compress.layers import weight_layers
 from dlslab.compress.packed import load_packed, read_packed
 from dlslab.errors import ConfigError
-from dlslab.report.run import safe_torch_load
+from dlslab.runs import safe_torch_load
 from dlslab.studies import compress
 from dlslab.studies.compress import MNIST_MEAN, MNIST_STD, error_percent, load_mnist
 

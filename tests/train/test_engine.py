@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import batch_indices, classifier_eval, fit
 from dlslab.train.optim import OPTIMIZERS, linear_decay, make_optimizer
 

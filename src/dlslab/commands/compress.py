@@ -31,7 +31,7 @@ def read_checkpoint(path: Path, model: str | None, kwargs: str | None) -> tuple[
     """(model name, its arguments, state dict) from a checkpoint: a plain state dict, a
     training checkpoint (`{"model": state_dict, ...}`) or a study's model file
     (`{"model": name, "kwargs": ..., "state_dict": ...}`)."""
-    from dlslab.report.run import safe_torch_load
+    from dlslab.runs import safe_torch_load
 
     if not path.is_file():
         raise UsageError(f"{path}: no such checkpoint file")

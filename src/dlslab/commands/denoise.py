@@ -41,7 +41,7 @@ def find_checkpoint(model: str, family: str | None = None) -> Path:
 def load_denoiser(path: Path) -> tuple[Any, dict[str, Any]]:
     """(model in eval mode, its STFT settings) from a checkpoint written by the denoise study."""
     from dlslab.models import build_model
-    from dlslab.report.run import safe_torch_load
+    from dlslab.runs import safe_torch_load
 
     state = safe_torch_load(path)
     if not isinstance(state, dict) or not {"model", "kwargs", "state_dict"} <= state.keys():

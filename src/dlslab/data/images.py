@@ -1,8 +1,8 @@
 """Image datasets as uint8 tensors: MNIST, Fashion-MNIST and CIFAR-10.
 
 `load_images(name)` returns train/test tensors of shape (N, C, H, W), uint8, and int64
-labels, plus where they came from. `split_validation` holds out a seeded, stratified part of
-the training set. Converting to float and moving to the device is the caller's choice.
+labels, plus where they came from (`data.splits` holds out validation sets and subsets).
+Converting to float and moving to the device is the caller's choice.
 """
 
 from __future__ import annotations
@@ -129,32 +129,3 @@ def load_images(name: str, data_dir: str | Path | None = None) -> ImageData:
     shared between calls in one process: do not modify them in place."""
     folder = require(name, data_dir)
     return _load_cached(name, folder.resolve())
-
-
-def split_validation(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int
-                     ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """A seeded, class-stratified hold-out: ((train_x, train_y), (val_x, val_y))."""
-    idx_train, idx_val = stratified_indices(y, fraction, seed)
-    return (x[idx_train], y[idx_train]), (x[idx_val], y[idx_val])
-
-
-def stratified_indices(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (rest, chosen) where `chosen` holds `fraction` of each class, seeded."""
-    g = torch.Generator().manual_seed(seed)
-    chosen, rest = [], []
-    for c in torch.unique(y):
-        members = torch.nonzero(y == c).flatten()
-        members = members[torch.randperm(len(members), generator=g)]
-        k = max(1, int(round(fraction * len(members))))
-        chosen.append(members[:k])
-        rest.append(members[k:])
-    return torch.cat(rest).sort().values, torch.cat(chosen).sort().values
-
-
-def subset_fraction(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded, stratified `fraction` of (x, y) (e.g. 1% of CIFAR-10's training set)."""
-    if fraction >= 1.0:
-        return x, y
-    _, idx = stratified_indices(y, fraction, seed)
-    return x[idx], y[idx]

@@ -16,7 +16,7 @@ from dlslab import atomic
 from dlslab.data.images import load_images
 from dlslab.data.locate import cache_dir
 from dlslab.models.judge import JudgeCNN
-from dlslab.report.run import safe_torch_load
+from dlslab.runs import safe_torch_load
 from dlslab.train.engine import classifier_eval, fit, predict
 
 

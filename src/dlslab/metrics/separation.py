@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlslab.data.images import stratified_indices
+from dlslab.data.splits import stratified_indices
 from dlslab.errors import UsageError
 from dlslab.train.engine import fit, predict
 

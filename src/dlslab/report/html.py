@@ -70,7 +70,7 @@ def flatten_headline(headline: dict[str, Any], prefix: str = "") -> dict[str, An
 
 
 def run_context(run_dir: Path) -> dict[str, Any]:
-    from dlslab.studies import STUDIES
+    from dlslab.catalog import STUDIES
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
     metrics = _read_json(run_dir / "metrics.json", {})
@@ -99,7 +99,7 @@ def render_run(run_dir: str | Path) -> Path:
 
 def render_index(runs_dir: str | Path) -> Path:
     """index.html over a runs folder: each study's latest run and its headline numbers."""
-    from dlslab.studies import STUDIES
+    from dlslab.catalog import STUDIES
 
     runs_dir = Path(runs_dir)
     studies = []
@@ -114,7 +114,7 @@ def render_index(runs_dir: str | Path) -> Path:
                             "headline": flatten_headline(metrics.get("headline", {}))})
         finished = [e for e in entries if e["status"] == "finished"]
         studies.append({"number": info.number, "name": info.name, "question": info.question,
-                        "built": info.built, "runs": entries,
+                        "runs": entries,
                         "latest": (finished or entries or [None])[-1],
                         "compare_href": f"{info.name}/compare.html"
                         if (runs_dir / info.name / "compare.html").exists() else None})

@@ -27,7 +27,7 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
 
 def render_compare(study_dir: Path) -> Path | None:
     """`STUDY/compare.html` over the finished runs of one study (None if fewer than two)."""
-    from dlslab.studies import STUDIES
+    from dlslab.catalog import STUDIES
 
     runs = [_run_summary(p.parent) for p in sorted(study_dir.glob("*/config.yaml"))]
     runs = [r for r in runs if r["status"] == "finished"]

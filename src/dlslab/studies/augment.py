@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from dlslab.config import StudyConfig
-from dlslab.data.images import ImageData, load_images, subset_fraction
+from dlslab.data.images import ImageData, load_images
+from dlslab.data.splits import subset_fraction
 from dlslab.models.resnet import ResNetFast, SmallCNN
 from dlslab.report.plots import line_plot
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.augment import POLICIES, Augmenter, flip_tta, normalize, soft_cross_entropy, to_unit
 from dlslab.train.ddp import fit_data_parallel
 from dlslab.train.engine import History, fit, predict

@@ -35,11 +35,12 @@ from dlslab.compress.quant import prepare_qat, quantise_ptq
 from dlslab.compress.share import share_weights
 from dlslab.compress.structured import structured_prune
 from dlslab.config import StudyConfig
-from dlslab.data.images import load_images, subset_fraction
+from dlslab.data.images import load_images
+from dlslab.data.splits import subset_fraction
 from dlslab.errors import ConfigError
 from dlslab.models import build_model
 from dlslab.report.plots import pyplot
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import classifier_eval, clone_model, fit
 from dlslab.train.optim import linear_decay, make_optimizer, one_cycle
 

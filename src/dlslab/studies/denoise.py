@@ -40,7 +40,7 @@ from dlslab.errors import DataError, UsageError
 from dlslab.models import build_model
 from dlslab.models.denoisers import FrameDenoiser
 from dlslab.report.plots import bar_chart, pyplot
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import fit, predict, seed_everything
 
 MODELS = ("mlp", "cnn1d", "cnn2d")

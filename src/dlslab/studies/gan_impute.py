@@ -33,7 +33,7 @@ from dlslab.config import StudyConfig
 from dlslab.errors import DataError, UsageError
 from dlslab.metrics.image import rmse_missing
 from dlslab.models.gan import GAIN, ImputerMLP
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import History, fit, predict
 
 TABLES = ("breast", "wine", "digits", "housing")

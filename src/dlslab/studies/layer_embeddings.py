@@ -22,12 +22,12 @@ import torch
 
 from dlslab import config
 from dlslab.config import StudyConfig
-from dlslab.data.images import stratified_indices
+from dlslab.data.splits import stratified_indices
 from dlslab.errors import DataError, UsageError
 from dlslab.metrics import separation
 from dlslab.models.mlp import ACTIVATIONS, MLP
 from dlslab.report.plots import line_plot, pyplot
-from dlslab.report.run import Run, safe_torch_load
+from dlslab.runs import Run, safe_torch_load
 from dlslab.train import sweep
 
 METRICS = ("silhouette", "knn_acc", "probe_acc", "fisher_ratio")

@@ -57,7 +57,7 @@ from dlslab.config import StudyConfig
 from dlslab.errors import ConfigError
 from dlslab.models.lstm_denoiser import LSTMDenoiser
 from dlslab.report.plots import bar_chart, line_plot, pyplot
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import History, batch_indices, fit, seed_everything
 from dlslab.train.optim import one_cycle
 

@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 from dlslab.config import StudyConfig
 from dlslab.errors import UsageError
 from dlslab.report.plots import line_plot, pyplot
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train import sweep
 from dlslab.train.optim import OptimizerName
 

@@ -26,7 +26,7 @@ from dlslab.config import StudyConfig
 from dlslab.errors import UsageError
 from dlslab.metrics.image import region_l1, region_mse, region_psnr, region_ssim, sample_diversity
 from dlslab.models.gan import OutpaintGenerator, Outpainter, centre_box, centre_mask
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import fit, predict
 
 VARIANTS = ("recon", "cgan")

@@ -26,7 +26,7 @@ from dlslab.metrics.likelihood import (bernoulli_nll, binarize, binarized_splits
                                        fixed_binarization)
 from dlslab.models.pixel_lstm import RowLSTM
 from dlslab.report.plots import line_plot
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import fit, predict
 
 PIXELRNN_NLL = 79.2  # nats, Diagonal BiLSTM on binarized MNIST (van den Oord et al. 2016, table 4)

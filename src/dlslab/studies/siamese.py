@@ -48,7 +48,7 @@ from dlslab.metrics.verification import (CohortNorm, accuracy_at, best_threshold
 from dlslab.models.siamese import (EncoderEnsemble, SiameseNet, SpeakerIndex, additive_margin_loss, contrastive_loss,
                                    hardest_negatives, masked_mean, triplet_loss)
 from dlslab.report.plots import line_plot, pyplot
-from dlslab.report.run import Run, safe_torch_load
+from dlslab.runs import Run, safe_torch_load
 from dlslab.train.engine import fit, seed_everything
 from dlslab.train.optim import make_optimizer
 

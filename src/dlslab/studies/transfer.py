@@ -28,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlslab.data.images import load_images, subset_fraction
+from dlslab.data.images import load_images
+from dlslab.data.splits import subset_fraction
 from dlslab.errors import UsageError
 from dlslab.report.plots import line_plot
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.studies.augment import CifarRecipe, build_model, device_tensors, mean_std, train_cifar, trained_cell
 from dlslab.train.augment import POLICIES
 

@@ -27,7 +27,7 @@ from dlslab.metrics.likelihood import (binarize, binarized_splits, elbo, evaluat
 from dlslab.metrics.orientation import rotation_regression, traversal_rotation
 from dlslab.models.vae import ConvVAE, MLPVAE, VAEBase
 from dlslab.report.plots import bar_chart, line_plot, pyplot
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import fit
 
 PUBLISHED_NLL = "published VAE test NLLs on binarized MNIST are about 85 to 90 nats (Kingma & Welling 2014; Burda et al. 2016, k = 5000)"

@@ -33,7 +33,7 @@ from torch import nn
 
 from dlslab import atomic
 from dlslab.errors import DlsError, UsageError
-from dlslab.report.run import Run, safe_torch_load
+from dlslab.runs import Run, safe_torch_load
 
 Batch = Sequence[torch.Tensor]
 LossFn = Callable[..., "torch.Tensor | tuple[torch.Tensor, dict[str, Any]]"]

@@ -53,10 +53,11 @@ import torch
 from torch import nn
 from torch.optim import adagrad, adam, rmsprop, sgd
 
-from dlslab.data.images import load_images, stratified_indices
+from dlslab.data.images import load_images
+from dlslab.data.splits import stratified_indices
 from dlslab.errors import UsageError
 from dlslab.models.mlp import ACTIVATIONS, INITS, MLP, StackedMLP, resize_hidden, zero_preserving
-from dlslab.report.run import Run
+from dlslab.runs import Run
 from dlslab.train.engine import fit
 from dlslab.train.optim import ADAMW_DECAY, MOMENTUM, OPTIMIZERS
 
