@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from study_runs import SMOKE_OUT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,5 +36,6 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     fixture runs (module-scoped study runs and subprocesses included)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        mp.setenv(SMOKE_OUT_ENV, str(tmp_path_factory.getbasetemp() / "smoke-runs"))
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         yield

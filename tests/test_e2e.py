@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 import browser
+from study_runs import smoke_out
 from dlslab.catalog import STUDIES
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def smoke_all(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("e2e") / "runs"
+def smoke_all(data_root):
+    out = smoke_out()  # shared with the studies' own tests: each smoke preset trains once
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "dlslab", "run", "all", "--preset", "smoke", "--out", str(out),
                            "--device", "cpu"], capture_output=True, text=True, timeout=900,
@@ -35,7 +36,8 @@ def test_run_all_smoke_finishes_every_study(smoke_all) -> None:
     proc, out = smoke_all
     assert proc.returncode == 0, proc.stderr[-3000:]
     err = proc.stderr
-    assert err.index("data plan:") < err.index("== "), "the data plan must come before any study runs"
+    first_study = min(err.index(mark) for mark in ("== ", "reused finished run") if mark in err)
+    assert err.index("data plan:") < first_study, "the data plan must come before any study runs"
     names = list(STUDIES)
     run_lines = [line[5:] for line in proc.stdout.splitlines() if line.startswith("run: ")]
     assert len(run_lines) == len(names)

@@ -25,8 +25,7 @@ from dlslab.studies.compress import MNIST_MEAN, MNIST_STD, error_percent, load_m
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("runs")
-    return run_smoke("compress", out).dir
+    return run_smoke("compress").dir
 
 
 def _table(run_dir, title_start):

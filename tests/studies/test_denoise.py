@@ -29,8 +29,7 @@ from dlslab.studies.denoise import (
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("runs")
-    return run_smoke("denoise", out).dir
+    return run_smoke("denoise").dir
 
 
 def test_every_model_raises_snr_by_3_db_on_held_out_audio(smoke_run):

@@ -21,8 +21,7 @@ from dlslab.studies import lstm_denoise
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict:
-    out = tmp_path_factory.mktemp("runs")
-    outcome = run_smoke("lstm-denoise", out)
+    outcome = run_smoke("lstm-denoise")
     return {"dir": outcome.dir, "metrics": outcome.metrics}
 
 
