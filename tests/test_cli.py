@@ -46,3 +46,28 @@ def test_data_status_names_every_dataset(data_root, capsys) -> None:
 def test_report_of_missing_folder_is_usage_error(tmp_path, capsys) -> None:
     assert cli.main(["report", str(tmp_path / "none")]) == 2
     assert "runs folder not found" in capsys.readouterr().err
+
+
+def test_version_prints_the_package_version(capsys) -> None:
+    from dlslab import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"dlslab {__version__}"
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["run", "augmnt"], "did you mean 'augment'?"),
+    (["show", "compres"], "did you mean 'compress'?"),
+    (["run", "vae", "--preset", "quik"], "did you mean 'quick'?"),
+    (["run", "vae", "--set", "epoch=3"], "did you mean 'epochs'?"),
+])
+def test_a_typo_is_exit_2_with_a_suggestion(argv, suggestion, capsys) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert suggestion in err and len(err.strip().splitlines()) == 1
+
+
+def test_show_all_is_not_offered_as_a_study(capsys) -> None:
+    assert cli.main(["show", "all"]) == 2
+    assert ", all" not in capsys.readouterr().err

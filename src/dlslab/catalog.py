@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from dlslab.errors import UsageError
+from dlslab.errors import UsageError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -55,5 +55,6 @@ STUDIES: dict[str, StudyInfo] = {s.name: s for s in [
 
 def get_study(name: str) -> StudyInfo:
     if name not in STUDIES:
-        raise UsageError(f"unknown study {name!r}; valid studies: {', '.join(STUDIES)}, all")
+        raise UsageError(f"unknown study {name!r}{did_you_mean(name, list(STUDIES))}; "
+                         f"valid studies: {', '.join(STUDIES)}")
     return STUDIES[name]

@@ -146,6 +146,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="dlslab", description="Twelve classic deep-learning studies, "
                                      "end to end: train, evaluate, write a report.")
+    from dlslab import __version__
+
+    parser.add_argument("--version", action="version", version=f"dlslab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from dlslab.errors import ConfigError
+from dlslab.errors import ConfigError, did_you_mean
 
 
 @dataclasses.dataclass
@@ -174,8 +174,8 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any], *, source: str = "--
     for key, value in overrides.items():
         if key not in hints or key not in names:
             raise ConfigError(
-                f"unknown config key {key!r} ({source}) for {type(cfg).__module__.rsplit('.', 1)[-1]}; "
-                f"valid keys: {', '.join(names)}"
+                f"unknown config key {key!r}{did_you_mean(key, names)} ({source}) for "
+                f"{type(cfg).__module__.rsplit('.', 1)[-1]}; valid keys: {', '.join(names)}"
             )
         tp = hints[key]
         if isinstance(value, str) and tp is not str and not _accepts_str(tp):
@@ -209,7 +209,8 @@ def resolve(cls: type, presets: Mapping[str, Mapping[str, Any]], preset: str | N
     cfg = cls()
     if preset is not None:
         if preset not in presets:
-            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(presets)}")
+            raise ConfigError(f"unknown preset {preset!r}{did_you_mean(preset, list(presets))}; "
+                              f"valid presets: {', '.join(presets)}")
         cfg = apply_overrides(cfg, presets[preset], source=f"preset {preset}")
     return apply_overrides(cfg, overrides or {})
 

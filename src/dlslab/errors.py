@@ -28,3 +28,11 @@ class UnsafeFileError(DataError):
 
 class DiskFullError(DlsError):
     """The disk filled up while writing; earlier results are left as they were."""
+
+
+def did_you_mean(word: str, choices: "list[str] | tuple[str, ...]") -> str:
+    """' (did you mean 'x'?)' when `word` is close to one of `choices`, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

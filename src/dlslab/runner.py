@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from dlslab import atomic, config
-from dlslab.errors import DataError, DlsError, UsageError
+from dlslab.errors import DataError, DlsError, UsageError, did_you_mean
 from dlslab.runs import Run
 from dlslab.catalog import STUDIES, StudyInfo, get_study
 from dlslab.train.engine import resolve_device, seed_everything
@@ -222,9 +222,12 @@ def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force
 
 
 def study_names(target: str) -> list[str]:
+    """The studies `dlslab run TARGET` runs: one by name, or all twelve for 'all'."""
     if target == "all":
         return list(STUDIES)
-    get_study(target)
+    if target not in STUDIES:
+        raise UsageError(f"unknown study {target!r}{did_you_mean(target, [*STUDIES, 'all'])}; "
+                         f"valid: {', '.join(STUDIES)}, or all")
     return [target]
 
 
