@@ -111,8 +111,11 @@ def _summary(outcomes: list[Any]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dlslab.report.site import build_site
+    from dlslab.report.site import build_site, compare_runs
 
+    if args.compare:
+        print(f"report: {compare_runs([Path(p) for p in args.compare])}")
+        return 0
     index = build_site(Path(args.runs_dir))
     print(f"report: {index}")
     return 0
@@ -177,6 +180,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
 
     p = sub.add_parser("report", help="build the HTML report site over a runs folder")
     p.add_argument("runs_dir", nargs="?", default="runs")
+    p.add_argument("--compare", nargs="+", metavar="RUN", help="compare these run folders of one study "
+                   "(headline numbers with deltas, config differences) on one page")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("data", help="datasets: status, verify, fetch (and builders)")

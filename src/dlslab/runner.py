@@ -209,7 +209,7 @@ def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force
     if "headline" not in metrics:
         raise DlsError(f"study {name} returned no 'headline' metrics")
     record = {"study": name, "status": "finished", "preset": plan.preset,
-              "seconds": round(seconds, 2), **metrics}
+              "seconds": round(seconds, 2), **metrics, **report_fields(plan, run)}
     atomic.write_json(run_dir / "metrics.json", record)
     run.log(event="finished", seconds=seconds)
     from dlslab.report.html import render_index, render_run
@@ -219,6 +219,27 @@ def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force
     render_compare(out / name)
     render_index(out)
     return Outcome(name, "finished", run_dir, record, seconds=seconds)
+
+
+def report_fields(plan: Plan, run: Run) -> dict[str, Any]:
+    """What metrics.json keeps for the report: the answer sentence, the targets, the test
+    data's fingerprint and the config fields that differ from the preset's defaults."""
+    items = run.items()
+    fields: dict[str, Any] = {}
+    answer = [i["text"] for i in items if i["kind"] == "answer"]
+    if answer:
+        fields["answer"] = answer[0]
+    targets = [{k: i[k] for k in ("title", "value", "goal", "met", "anchor")} for i in items if i["kind"] == "target"]
+    if targets:
+        fields["targets"] = targets
+    test_data = [i["sha256"] for i in items if i["kind"] == "test_data"]
+    if test_data:
+        fields["test_data_sha256"] = test_data[0]
+    base = config.to_dict(config.resolve(plan.module.Config, plan.module.PRESETS,
+                                         plan.preset if plan.preset in plan.module.PRESETS else None))
+    mine = config.to_dict(plan.cfg)
+    fields["config_changes"] = {k: {"preset": base.get(k), "run": v} for k, v in mine.items() if base.get(k) != v}
+    return fields
 
 
 def study_names(target: str) -> list[str]:

@@ -78,6 +78,36 @@ class Run:
         self._items = [i for i in self._items if i["key"] != key] + [item]
         atomic.write_json(self.dir / "report.json", {"items": self._items})
 
+    def answer(self, text: str) -> None:
+        """The study's answer to its question in one or two sentences, computed from the
+        numbers. The report and the index open with it; metrics.json keeps it as `answer`."""
+        self._add({"kind": "answer", "key": "answer", "title": "Answer", "text": text})
+
+    def target(self, metric: str, value: float, *, at_least: float | None = None,
+               at_most: float | None = None, anchor: str = "") -> bool:
+        """A headline number checked against its target (`at_least` / `at_most`), with the
+        published figure it is measured against (`anchor`). Returns whether it is met."""
+        if (at_least is None) == (at_most is None):
+            raise ValueError("give exactly one of at_least / at_most")
+        met = value >= at_least if at_least is not None else value <= at_most  # type: ignore[operator]
+        goal = f">= {at_least:g}" if at_least is not None else f"<= {at_most:g}"
+        self._add({"kind": "target", "key": f"target:{metric}", "title": metric, "value": float(value),
+                   "goal": goal, "met": bool(met), "anchor": anchor})
+        return bool(met)
+
+    def test_data(self, *arrays: Any) -> str:
+        """Record a fingerprint (sha256) of the test data the run is scored on, so that a
+        comparison of runs can warn when they were scored on different data."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for a in arrays:
+            arr = np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
+            digest.update(f"{arr.dtype}{arr.shape}".encode())
+            digest.update(arr.tobytes())
+        self._add({"kind": "test_data", "key": "test_data", "title": "test data", "sha256": digest.hexdigest()})
+        return digest.hexdigest()
+
     def add_text(self, title: str, text: str, *, key: str | None = None) -> None:
         """A paragraph of findings. Compute it from results; never type conclusions in."""
         self._add({"kind": "text", "key": key or f"text:{title}", "title": title, "text": text})
@@ -118,8 +148,10 @@ class Run:
         return path
 
     def add_audio(self, wave: np.ndarray | torch.Tensor, sample_rate: int, name: str, *,
-                  title: str, caption: str = "") -> Path:
-        """Write a mono wav (16-bit PCM) and add an <audio> player for it."""
+                  title: str, caption: str = "", row: str | None = None, column: str | None = None) -> Path:
+        """Write a mono wav (16-bit PCM) and add an <audio> player for it. Players given a
+        `row` (an utterance) and a `column` (a system: noisy, clean, a model) are shown as one
+        grid, a row per utterance and a column per system."""
         import io
 
         import soundfile as sf
@@ -136,7 +168,7 @@ class Run:
         path = self.path(name)
         atomic.write_bytes(path, buf.getvalue())
         self._add({"kind": "audio", "key": f"audio:{name}", "title": title, "caption": caption,
-                   "src": name})
+                   "src": name, "row": row, "column": column})
         return path
 
     def items(self) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -71,3 +72,57 @@ def test_browser_check_catches_broken_pages(toy_runs, tmp_path) -> None:
 def test_number_formatting() -> None:
     assert fmt(0.98765) == "0.9877" and fmt(12345) == "12,345" and fmt(15.25) == "15.2"
     assert fmt(float("nan")) == "nan" and fmt(None) == "" and fmt({"a": 1.5}) == "a: 1.5"
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_run_page_opens_with_the_answer_then_headline_against_target(toy_runs) -> None:
+    run_dir = sorted(p for p in (toy_runs / "toy").iterdir() if p.is_dir())[0]
+    html = (run_dir / "report.html").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    acc = metrics["headline"]["val_acc"]
+    assert metrics["answer"].startswith(f"The network reaches {acc:.1%}")
+    assert html.index('class="answer"') < html.index("<table"), "the answer comes before any table"
+    assert html.index('id="headline"') < html.index('id="key-figure"') < html.index("Per epoch")
+    target = metrics["targets"][0]
+    assert target["met"] == (acc >= 0.8) and target["goal"] == ">= 0.8"
+    assert ("yes" if target["met"] else "no") in _text(html.split('id="headline"')[1].split("</table>")[0])
+
+
+def test_config_section_lists_changes_from_the_preset_first(toy_runs) -> None:
+    runs = sorted(p for p in (toy_runs / "toy").iterdir() if p.is_dir())
+    changed = [json.loads((r / "metrics.json").read_text())["config_changes"] for r in runs]
+    assert sorted(map(len, changed)) == [0, 1]
+    assert {"lr": {"preset": 0.1, "run": 0.3}} in changed
+
+
+def test_compare_of_chosen_runs_gives_deltas_and_warns_on_other_test_data(toy_runs, capsys) -> None:
+    runs = sorted(p for p in (toy_runs / "toy").iterdir() if p.is_dir())
+    assert cli.main(["report", "--compare", *map(str, runs)]) == 0
+    page = Path(capsys.readouterr().out.split("report: ")[1].strip())
+    a, b = (json.loads((r / "metrics.json").read_text())["headline"]["val_acc"] for r in runs)
+    text = _text(page.read_text())
+    assert f"Δ {b - a:+.4g}" in text and "not directly comparable" not in text
+    other = json.loads((runs[1] / "metrics.json").read_text()) | {"test_data_sha256": "0" * 64}
+    (runs[1] / "metrics.json").write_text(json.dumps(other))
+    assert cli.main(["report", "--compare", *map(str, runs)]) == 0
+    assert "not directly comparable" in page.read_text()
+
+
+def test_compare_refuses_unfinished_runs_and_single_runs(toy_runs, capsys) -> None:
+    runs = sorted(p for p in (toy_runs / "toy").iterdir() if p.is_dir())
+    assert cli.main(["report", "--compare", str(runs[0])]) == 2
+    (runs[1] / "metrics.json").unlink()
+    assert cli.main(["report", "--compare", *map(str, runs)]) == 2
+    assert "has not finished" in capsys.readouterr().err
+
+
+def test_index_marks_unfinished_runs_and_shows_the_answer(toy_runs) -> None:
+    runs = sorted(p for p in (toy_runs / "toy").iterdir() if p.is_dir())
+    (runs[1] / "metrics.json").unlink()
+    assert cli.main(["report", str(toy_runs)]) == 0
+    row = (toy_runs / "index.html").read_text().split('id="study-toy"')[1].split("</tr>")[0]
+    assert "status-unfinished" in row and "status-finished" in row
+    assert "The network reaches" in row and 'class="thumb"' in row
