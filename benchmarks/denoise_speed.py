@@ -2,7 +2,7 @@
 
 Each denoise model at the study's default size (random weights: speed does not depend on
 them) denoises the same noisy audio (white noise at 16 kHz, default 60 s) (a) with
-`dlslab.commands.denoise.denoise_blocks` (one STFT per block, every frame's context window
+`dlslab.audio.denoise.denoise_blocks` (one STFT per block, every frame's context window
 gathered by indexing, the model run on 1024 frames at a time) and (b) in the style of a
 course notebook: a Python loop over frames, each window sliced and run through the model
 alone. Prints the real-time factor of each (audio seconds per wall second), the speed-up,
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dlslab.audio.stft import magphase, reconstruct, stft
-from dlslab.commands.denoise import denoise_blocks
+from dlslab.audio.denoise import denoise_blocks
 from dlslab.models import build_model
 from common import machine, timed, write_json
 

@@ -15,16 +15,10 @@ from dlslab.audio.io import read_audio, resample, write_audio
 from dlslab.audio.metrics import snr_db
 from dlslab.audio.stft import magphase, reconstruct, stft
 from dlslab.cli import main
-from dlslab.commands.denoise import denoise_blocks, find_checkpoint, load_denoiser
-from dlslab.studies.denoise import (
-    Config,
-    Pair,
-    denoise_wave,
-    frames,
-    load_data,
-    remix,
-    spectral_snr,
-)
+from dlslab.audio.corpus import Pair
+from dlslab.audio.denoise import denoise_blocks, denoise_wave, find_checkpoint, load_denoiser
+from dlslab.errors import ConfigError
+from dlslab.studies.denoise import Config, check, frames, load_data, remixed, spectral_snr
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +48,17 @@ def test_denoise_command_on_a_file_at_another_rate(smoke_run, tmp_path, capsys):
     out, out_rate = read_audio(tmp_path / "out.wav")
     assert out_rate == rate_in and abs(len(out) - len(resample(noisy, rate, rate_in))) <= 1
     back = resample(out, rate_in, rate)
-    model, stft_cfg = load_denoiser(find_checkpoint(str(smoke_run)))
-    direct = denoise_wave(model, noisy, stft_cfg["n_fft"], stft_cfg["hop"])  # the same model at its own rate
+    model, spec = load_denoiser(find_checkpoint(str(smoke_run)))
+    direct = denoise_wave(model, noisy, spec.n_fft, spec.hop)  # the same model at its own rate
     assert snr_db(clean, back) > snr_db(clean, noisy) + 1.0
     assert abs(snr_db(clean, back) - snr_db(clean, direct)) < 0.5  # the trip through 22.05 kHz costs little
 
 
 def test_blocks_match_one_pass_and_bad_inputs_are_usage_errors(smoke_run, tmp_path):
-    model, cfg = load_denoiser(find_checkpoint(str(smoke_run), "cnn2d"))
+    model, spec = load_denoiser(find_checkpoint(str(smoke_run), "cnn2d"))
     wave = np.random.default_rng(0).standard_normal(3 * 16000).astype(np.float32) * 0.1
-    whole = denoise_wave(model, wave, cfg["n_fft"], cfg["hop"])
-    blocks = denoise_blocks(model, wave, cfg["n_fft"], cfg["hop"], block_frames=7)
+    whole = denoise_wave(model, wave, spec.n_fft, spec.hop)
+    blocks = denoise_blocks(model, wave, spec.n_fft, spec.hop, block_frames=7)
     assert np.max(np.abs(whole - blocks)) < 1e-5
     silent = write_audio(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
     assert main(["denoise", str(silent), "-o", str(tmp_path / "o.wav"), "--model", str(smoke_run)]) == 2
@@ -84,7 +78,7 @@ def _pair(seconds: float = 2.0, seed: int = 0) -> Pair:
 def test_remix_keeps_the_speech_and_moves_the_noise():
     cfg = Config(remix=3, remix_gain_db=3.0)
     pair = _pair()
-    mixed = remix([pair], cfg)
+    mixed = remixed([pair], cfg)
     assert len(mixed) == 4 and mixed[0] is pair
     noise = pair.noisy - pair.clean
     for copy in mixed[1:]:
@@ -95,9 +89,9 @@ def test_remix_keeps_the_speech_and_moves_the_noise():
         shift = int(np.argmax(np.fft.irfft(np.fft.rfft(new) * np.conj(np.fft.rfft(noise)), len(noise))))
         assert len(noise) // 10 <= shift <= len(noise) - len(noise) // 10  # a real move, not the same stretch
         assert np.allclose(np.roll(noise, shift) * gain, new, atol=1e-5)
-    again = remix([pair], cfg)
+    again = remixed([pair], cfg)
     assert all(np.array_equal(a.noisy, b.noisy) for a, b in zip(mixed, again))  # fixed by the seed
-    assert remix([pair], Config(remix=0)) == [pair]
+    assert remixed([pair], Config(remix=0)) == [pair]
 
 
 def test_phase_sensitive_target_beats_the_clean_magnitude_and_validation_snr_is_exact():
@@ -105,6 +99,7 @@ def test_phase_sensitive_target_beats_the_clean_magnitude_and_validation_snr_is_
     pair = _pair(seed=1)
     data = frames([pair], cfg, pad=4, device="cpu")
     real = data.real
+    assert int(real.sum()) == len(data.noisy) - 4 - cfg.chunk_frames  # silent rows before and after
     x = stft(torch.from_numpy(pair.noisy), cfg.n_fft, cfg.hop)
     _, phase = magphase(x)
 
@@ -113,7 +108,7 @@ def test_phase_sensitive_target_beats_the_clean_magnitude_and_validation_snr_is_
         return snr_db(pair.clean, wave)
 
     # the clean spectrum projected on the noisy phase is the estimate with the least waveform error
-    assert snr_with_noisy_phase(data.proj.clamp_min(0)) > snr_with_noisy_phase(data.clean) + 0.5
+    assert snr_with_noisy_phase(data.extra["proj"].clamp_min(0)) > snr_with_noisy_phase(data.extra["clean"]) + 0.5
 
     class PassThrough(torch.nn.Module):  # estimates |X|: the noisy input itself
         context = 0
@@ -123,4 +118,12 @@ def test_phase_sensitive_target_beats_the_clean_magnitude_and_validation_snr_is_
 
     s = stft(torch.from_numpy(pair.clean), cfg.n_fft, cfg.hop)
     expected = 10 * torch.log10(s.abs().pow(2).sum() / (x - s).abs().pow(2).sum()).item()
-    assert abs(spectral_snr(PassThrough(), data) - expected) < 0.01
+    assert abs(spectral_snr(PassThrough(), data, cfg.chunk_frames) - expected) < 0.01
+
+
+@pytest.mark.parametrize("key, value", [("lr", 0.0), ("n_train", 0), ("train_fraction", 1.0), ("dropout", 1.0),
+                                        ("remix", -1), ("cnn2d_channels", []), ("models", []), ("hop", 2048)])
+def test_check_refuses_out_of_range_values(key, value):
+    with pytest.raises(ConfigError, match=key):
+        check(Config(**{key: value}))
+    check(Config())

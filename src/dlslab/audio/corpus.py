@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 
 from dlslab import atomic
-from dlslab.audio.io import resample, write_audio
+from dlslab.audio.io import read_audio, resample, write_audio
 from dlslab.audio.noise import GENERATED, REAL, NoiseBank, find_recordings, mix_at_snr
 from dlslab.errors import DataError, UsageError
 
@@ -349,3 +349,24 @@ def read_pairs(corpus_dir: str | Path, split: str) -> list[dict[str, Any]]:
             r[part] = corpus_dir / r[part]
         r["snr_db"], r["seconds"] = float(r["snr_db"]), float(r["seconds"])
     return rows
+
+
+@dataclass
+class Pair:
+    """One noisy/clean waveform pair at one rate."""
+
+    name: str
+    noisy: np.ndarray
+    clean: np.ndarray
+
+
+def read_pair(noisy: str | Path, clean: str | Path, sample_rate: int, name: str) -> Pair:
+    """A noisy file and its clean version, resampled to `sample_rate`; a few samples of
+    length difference are cut, more is a DataError (a pair must be sample-aligned)."""
+    x, _ = read_audio(noisy, sample_rate=sample_rate)
+    s, _ = read_audio(clean, sample_rate=sample_rate)
+    if abs(len(x) - len(s)) > sample_rate // 100:
+        raise DataError(f"{noisy} and {clean} differ in length ({len(x)} vs {len(s)} samples at "
+                        f"{sample_rate} Hz); a pair must be the same speech, sample-aligned")
+    n = min(len(x), len(s))
+    return Pair(name, x[:n], s[:n])

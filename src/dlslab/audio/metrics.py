@@ -76,3 +76,25 @@ def stoi(clean: Any, estimate: Any, sample_rate: int) -> float:
 
     s, e = align(clean, estimate)
     return float(_stoi(s, e, sample_rate, extended=False))
+
+
+SLOW = ("pesq", "stoi")  # the measures that take a good fraction of a second per utterance
+
+
+def speech_scores(clean: list[Any], estimates: list[Any], sample_rate: int, *, slow: tuple[str, ...] = SLOW,
+                  slow_n: int | None = None) -> dict[str, float]:
+    """Mean SNR and SI-SDR over every (clean, estimate) pair, and the `slow` measures (of
+    "pesq", "stoi") over the first `slow_n` pairs only (None: all; 0: none). Means skip NaN
+    (PESQ finds no speech in some files)."""
+    if len(clean) != len(estimates):
+        raise ValueError(f"speech_scores: {len(clean)} references but {len(estimates)} estimates")
+    measures = {"snr_db": lambda c, e: snr_db(c, e), "si_sdr_db": lambda c, e: si_sdr(c, e),
+                "pesq": lambda c, e: pesq_wb(c, e, sample_rate), "stoi": lambda c, e: stoi(c, e, sample_rate)}
+    n = len(clean) if slow_n is None else min(slow_n, len(clean))
+    out = {}
+    for name, measure in measures.items():
+        if name in SLOW and (name not in slow or n == 0):
+            continue
+        count = n if name in SLOW else len(clean)
+        out[name] = float(np.nanmean([measure(c, e) for c, e in zip(clean[:count], estimates[:count])]))
+    return out

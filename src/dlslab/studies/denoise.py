@@ -29,27 +29,31 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from dlslab import atomic
-from dlslab.audio import metrics
-from dlslab.audio.corpus import CorpusSpec, read_pairs, speech_corpus
-from dlslab.audio.io import read_audio
+from dlslab.audio.corpus import CorpusSpec, Pair, read_pair, read_pairs, speech_corpus
+from dlslab.audio.denoise import StftSpec, checkpoint_path, denoise_wave, oracle_wave, save_denoiser
+from dlslab.audio.frames import Frames, window_rows
 from dlslab.audio.masks import phase_sensitive_target
-from dlslab.audio.stft import magphase, reconstruct, stft
+from dlslab.audio.metrics import speech_scores
+from dlslab.audio.remix import remix_noise
+from dlslab.audio.stft import stft
 from dlslab.config import StudyConfig
-from dlslab.errors import DataError, UsageError
+from dlslab.errors import ConfigError, DataError, UsageError
 from dlslab.models import build_model
 from dlslab.models.denoisers import FrameDenoiser
-from dlslab.report.plots import bar_chart, pyplot
+from dlslab.report.figures import spectrograms
+from dlslab.report.plots import bar_chart
 from dlslab.runs import Run
+from dlslab.seeding import derive
 from dlslab.train.engine import fit, predict, seed_everything
 
-MODELS = ("mlp", "cnn1d", "cnn2d")
+Family = Literal["mlp", "cnn1d", "cnn2d"]
+MODELS: tuple[str, ...] = ("mlp", "cnn1d", "cnn2d")
 
 
 @dataclass
 class Config(StudyConfig):
     data: Literal["corpus", "recording"] = "recording"  # many utterances, or one long paired recording
-    models: list[str] = field(default_factory=lambda: list(MODELS))  # which of mlp, cnn1d, cnn2d to train
+    models: list[Family] = field(default_factory=lambda: list(MODELS))  # which of mlp, cnn1d, cnn2d to train
     output: Literal["mask", "magnitude"] = "mask"  # sigmoid mask on |X|, or a softplus magnitude
     target: Literal["phase_sensitive", "magnitude"] = "phase_sensitive"  # what the loss fits: |S|cos(∠S-∠X), or |S|
     sample_rate: int = 16000  # Hz the models work at (inputs are resampled to it)
@@ -111,26 +115,30 @@ def data_needs(cfg: Config) -> list[str]:
     return [] if own else ["speech-corpus", "noise"]
 
 
+def check(cfg: Config) -> None:
+    """Refuse out-of-range values before anything runs."""
+    def need(ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={getattr(cfg, key)!r}: {allowed}")
+
+    need(bool(cfg.models), "models", "give one or more of " + ", ".join(MODELS))
+    for key in ("sample_rate", "n_fft", "hop", "n_train", "n_test", "epochs", "patience", "batch_size",
+                "chunk_frames", "mlp_hidden", "mlp_layers", "cnn2d_hidden"):
+        need(getattr(cfg, key) >= 1, key, "must be >= 1")
+    for key in ("remix", "mlp_context", "cnn1d_context", "cnn2d_context", "max_quality_files",
+                "audio_examples", "remix_gain_db", "weight_decay", "recording_seconds"):
+        need(getattr(cfg, key) >= 0, key, "must be >= 0")
+    for key in ("cnn1d_channels", "cnn2d_channels"):
+        need(bool(getattr(cfg, key)) and min(getattr(cfg, key)) >= 1, key, "give one or more channel counts >= 1")
+    need(cfg.hop <= cfg.n_fft, "hop", f"must not exceed n_fft={cfg.n_fft}")
+    need(cfg.snr_low_db <= cfg.snr_high_db, "snr_low_db", f"must not exceed snr_high_db={cfg.snr_high_db}")
+    need(0 < cfg.train_fraction < 1, "train_fraction", "must be a fraction in (0, 1)")
+    need(0 < cfg.val_fraction < 1, "val_fraction", "must be a fraction in (0, 1)")
+    need(0 <= cfg.dropout < 1, "dropout", "must be a probability in [0, 1)")
+    need(cfg.lr > 0, "lr", "must be > 0")
+
+
 # --- data ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Pair:
-    """One noisy/clean waveform pair at the model rate."""
-
-    name: str
-    noisy: np.ndarray
-    clean: np.ndarray
-
-
-def _read_pair(noisy: Path, clean: Path, rate: int, name: str) -> Pair:
-    x, _ = read_audio(noisy, sample_rate=rate)
-    s, _ = read_audio(clean, sample_rate=rate)
-    if abs(len(x) - len(s)) > rate // 100:
-        raise DataError(f"{noisy} and {clean} differ in length ({len(x)} vs {len(s)} samples at "
-                        f"{rate} Hz); a pair must be the same speech, sample-aligned")
-    n = min(len(x), len(s))
-    return Pair(name, x[:n], s[:n])
 
 
 def load_data(cfg: Config, data_dir: Path | None) -> tuple[list[Pair], list[Pair], list[Pair]]:
@@ -143,9 +151,9 @@ def load_data(cfg: Config, data_dir: Path | None) -> tuple[list[Pair], list[Pair
                                               sample_rate=cfg.sample_rate,
                                               snr_range_db=(cfg.snr_low_db, cfg.snr_high_db),
                                               noise_types=tuple(cfg.noise_types)), data_dir)
-        train = [_read_pair(r["noisy"], r["clean"], cfg.sample_rate, f"train/{r['id']}")
+        train = [read_pair(r["noisy"], r["clean"], cfg.sample_rate, f"train/{r['id']}")
                  for r in read_pairs(folder, "train")]
-        test = [_read_pair(r["noisy"], r["clean"], cfg.sample_rate, f"test/{r['id']}")
+        test = [read_pair(r["noisy"], r["clean"], cfg.sample_rate, f"test/{r['id']}")
                 for r in read_pairs(folder, "test")]
         if len(train) < 2 or not test:
             raise DataError(f"{folder} needs at least 2 train and 1 test pairs (pairs.csv)")
@@ -154,14 +162,14 @@ def load_data(cfg: Config, data_dir: Path | None) -> tuple[list[Pair], list[Pair
     if cfg.noisy_file or cfg.clean_file:
         if not (cfg.noisy_file and cfg.clean_file):
             raise UsageError("give both noisy_file and clean_file (the same speech, noisy and clean)")
-        whole = _read_pair(Path(cfg.noisy_file), Path(cfg.clean_file), cfg.sample_rate, "recording")
+        whole = read_pair(Path(cfg.noisy_file), Path(cfg.clean_file), cfg.sample_rate, "recording")
     else:
         folder = speech_corpus(CorpusSpec(n_train=0, n_test=0, seed=cfg.seed, sample_rate=cfg.sample_rate,
                                           snr_range_db=(cfg.recording_snr_db, cfg.recording_snr_db),
                                           long_seconds=cfg.recording_seconds,
                                           long_noise=cfg.recording_noise), data_dir)
         (row,) = read_pairs(folder, "long")
-        whole = _read_pair(row["noisy"], row["clean"], cfg.sample_rate, "recording")
+        whole = read_pair(row["noisy"], row["clean"], cfg.sample_rate, "recording")
     n = len(whole.clean)
     cut, val_cut = int(n * cfg.train_fraction), int(n * cfg.train_fraction * (1 - cfg.val_fraction))
 
@@ -171,60 +179,31 @@ def load_data(cfg: Config, data_dir: Path | None) -> tuple[list[Pair], list[Pair
     return [part("train", 0, val_cut)], [part("val", val_cut, cut)], [part("test", cut, n)]
 
 
-def remix(pairs: list[Pair], cfg: Config) -> list[Pair]:
-    """`pairs` and `cfg.remix` copies of each with its noise (noisy - clean) circularly shifted
-    by a random offset and rescaled by a random gain: the same speech over other stretches of
-    the same noise, for more training frames from the training audio alone."""
-    rng = np.random.default_rng(cfg.seed)
+def remixed(pairs: list[Pair], cfg: Config) -> list[Pair]:
+    """`pairs` and `cfg.remix` copies of each with its noise (noisy - clean) moved in time and
+    rescaled (`audio.remix`): the same speech over other stretches of the same noise."""
+    rng = np.random.default_rng(derive(cfg.seed, "remix"))
     out = list(pairs)
     for p in pairs:
-        noise = p.noisy - p.clean
-        for i in range(cfg.remix):
-            shift = int(rng.integers(len(noise) // 10, len(noise) - len(noise) // 10 + 1))
-            gain = 10 ** (rng.uniform(-cfg.remix_gain_db, cfg.remix_gain_db) / 20)
-            noisy = (p.clean + gain * np.roll(noise, shift)).astype(np.float32)
-            out.append(Pair(f"{p.name}+remix{i}", noisy, p.clean))
+        copies = remix_noise(p.clean, p.noisy - p.clean, cfg.remix, cfg.remix_gain_db, rng)
+        out += [Pair(f"{p.name}+remix{i}", noisy, p.clean) for i, (_, noisy) in enumerate(copies)]
     return out
 
 
-@dataclass
-class Frames:
-    """Magnitude frames of several pairs in one tensor. Each pair is preceded by `pad` silent
-    rows (the context of its first frames) and the last by `chunk` more, so the run of rows
-    i - context .. i + chunk - 1 exists for every chunk start i: batches are plain indexing."""
-
-    noisy: torch.Tensor  # (rows, bins) noisy |X|
-    clean: torch.Tensor  # (rows, bins) clean |S|
-    proj: torch.Tensor  # (rows, bins) |S|·cos(∠S - ∠X): the clean spectrum projected on the noisy phase
-    real: torch.Tensor  # (rows,) True where a row is a real frame, False for padding
-    starts: torch.Tensor  # (chunks,) first row of every chunk of `chunk` frames
-    chunk: int  # frames per chunk
-
-    def runs(self, starts: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(noisy runs (B, context + chunk, bins), rows (B, chunk) of the frames they estimate)."""
-        rows = starts[:, None] + torch.arange(self.chunk, device=starts.device)  # (B, chunk)
-        ctx = starts[:, None] + torch.arange(-context, self.chunk, device=starts.device)  # (B, context + chunk)
-        return self.noisy[ctx], rows
-
-
-def frames(pairs: list[Pair], cfg: Config, pad: int, device: torch.device) -> Frames:
-    noisy, clean, proj, real, starts, row = [], [], [], [], [], 0
-    bins = cfg.n_fft // 2 + 1
-    zeros = torch.zeros(pad, bins)
+def frames(pairs: list[Pair], cfg: Config, pad: int, device: torch.device | str) -> Frames:
+    """Every pair's noisy |X|, clean |S| and the clean spectrum projected on the noisy phase
+    (`extra` "clean" and "proj"), `pad` silent rows before each pair and a chunk's worth
+    after the last, so the context window of every chunk exists. The target is the one
+    `cfg.target` names."""
+    noisy, clean, proj = [], [], []
     for p in pairs:
         x = stft(torch.from_numpy(p.noisy), cfg.n_fft, cfg.hop).T  # (frames, bins) complex
         s = stft(torch.from_numpy(p.clean), cfg.n_fft, cfg.hop).T
-        noisy += [zeros, x.abs()]
-        clean += [zeros, s.abs()]
-        proj += [zeros, phase_sensitive_target(s, x)]
-        real += [torch.zeros(pad, dtype=torch.bool), torch.ones(len(x), dtype=torch.bool)]
-        starts.append(torch.arange(row + pad, row + pad + len(x), cfg.chunk_frames))
-        row += pad + len(x)
-    tail = torch.zeros(cfg.chunk_frames, bins)
-    return Frames(torch.cat([*noisy, tail]).to(device), torch.cat([*clean, tail]).to(device),
-                  torch.cat([*proj, tail]).to(device),
-                  torch.cat([*real, torch.zeros(cfg.chunk_frames, dtype=torch.bool)]).to(device),
-                  torch.cat(starts).to(device), cfg.chunk_frames)
+        noisy.append(x.abs())
+        clean.append(s.abs())
+        proj.append(phase_sensitive_target(s, x))
+    target = proj if cfg.target == "phase_sensitive" else clean
+    return Frames.stack(noisy, target, pad=pad, tail=cfg.chunk_frames, clean=clean, proj=proj).to(device)
 
 
 # --- models, training, evaluation --------------------------------------------------------------
@@ -241,48 +220,36 @@ def model_spec(name: str, cfg: Config) -> tuple[str, dict[str, Any]]:
                              "hidden": cfg.cnn2d_hidden, **common}
 
 
-def make_model(name: str, cfg: Config) -> FrameDenoiser:
-    registry_name, kwargs = model_spec(name, cfg)
-    return build_model(registry_name, **kwargs)
-
-
-def save_denoiser(path: Path, family: str, model: FrameDenoiser, cfg: Config) -> None:
-    """A self-contained checkpoint for `dlslab denoise`: weights, normalisation, model
-    arguments and the STFT settings (tensors and plain values only)."""
-    registry_name, kwargs = model_spec(family, cfg)
-    state = {"model": registry_name, "kwargs": kwargs, "state_dict": model.state_dict(),
-             "sample_rate": cfg.sample_rate, "n_fft": cfg.n_fft, "hop": cfg.hop}
-    atomic.write_with(path, lambda f: torch.save(state, f))
-
-
-def spectral_snr(model: FrameDenoiser, data: Frames) -> float:
+def spectral_snr(model: FrameDenoiser, data: Frames, chunk: int) -> float:
     """SNR in dB of the estimated magnitudes with the noisy phase against the clean spectrum (a
     fast validation score that tracks the waveform SNR). With p the clean spectrum's projection
     on the noisy phase, |est·e^(j∠X) - S|² = (est - p)² + |S|² - p²."""
-    noisy, rows = data.runs(data.starts, model.context)
-    est = predict(model, noisy, 64)  # (chunks, chunk, bins)
+    starts = data.chunk_starts(chunk)
+    est = predict(model, data.noisy[window_rows(starts, model.context, chunk)], 64)  # (chunks, chunk, bins)
+    rows = window_rows(starts, 0, chunk)
     real = data.real[rows]
-    clean, proj = data.clean[rows][real], data.proj[rows][real]
+    clean, proj = data.extra["clean"][rows][real], data.extra["proj"][rows][real]
     err = ((est[real] - proj).pow(2) + clean.pow(2) - proj.pow(2)).sum().clamp_min(1e-20)
     return 10 * torch.log10(clean.pow(2).sum() / err).item()
 
 
 def train_model(name: str, cfg: Config, train: Frames, val: Frames, run: Run) -> tuple[FrameDenoiser, dict[str, Any]]:
     seed_everything(cfg.seed)
-    model = make_model(name, cfg).to(run.device)
-    model.fit_norm(train.noisy[train.real], train.clean[train.real])
+    registry_name, kwargs = model_spec(name, cfg)
+    model = build_model(registry_name, **kwargs).to(run.device)
+    model.fit_norm(train.noisy[train.real], train.extra["clean"][train.real])
     scale2 = model.norm.scale.item() ** 2
-
-    goal = train.proj if cfg.target == "phase_sensitive" else train.clean
+    chunk = cfg.chunk_frames
 
     def loss_fn(m: FrameDenoiser, starts: torch.Tensor) -> torch.Tensor:
-        noisy, rows = train.runs(starts, m.context)
-        return (m(noisy) - goal[rows])[train.real[rows]].pow(2).mean() / scale2  # MSE over real frames only
+        rows = window_rows(starts, 0, chunk)  # (B, chunk) the frames the runs estimate
+        est = m(train.noisy[window_rows(starts, m.context, chunk)])
+        return (est - train.target[rows])[train.real[rows]].pow(2).mean() / scale2  # MSE over real frames only
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    hist = fit(model, (train.starts,), loss_fn, optimizer=opt, epochs=cfg.epochs,
-               batch_size=max(1, cfg.batch_size // cfg.chunk_frames),
-               evaluate=lambda m: {"val_snr": spectral_snr(m, val)}, monitor="val_snr", mode="max",
+    hist = fit(model, (train.chunk_starts(chunk),), loss_fn, optimizer=opt, epochs=cfg.epochs,
+               batch_size=max(1, cfg.batch_size // chunk),
+               evaluate=lambda m: {"val_snr": spectral_snr(m, val, chunk)}, monitor="val_snr", mode="max",
                patience=cfg.patience, restore_best=True, seed=cfg.seed, run=run, name=f"denoise-{name}")
     model.eval()
     info = {"params": sum(p.numel() for p in model.parameters()), "train_seconds": hist.seconds,
@@ -290,63 +257,23 @@ def train_model(name: str, cfg: Config, train: Frames, val: Frames, run: Run) ->
     return model, info
 
 
-@torch.no_grad()
-def denoise_wave(model: FrameDenoiser, noisy: np.ndarray, n_fft: int, hop: int,
-                 device: torch.device | str = "cpu") -> np.ndarray:
-    """The model's estimate of the clean waveform of `noisy` (same length, same rate)."""
-    spec = stft(torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32)).to(device), n_fft, hop)
-    mag, phase = magphase(spec)  # (bins, frames)
-    est = model.denoise_frames(mag.T)  # (frames, bins)
-    return reconstruct(est.T, phase, n_fft, hop, length=len(noisy)).cpu().numpy()
-
-
-def score(clean: np.ndarray, estimate: np.ndarray, rate: int, quality: bool) -> dict[str, float]:
-    out = {"snr_db": metrics.snr_db(clean, estimate), "si_sdr_db": metrics.si_sdr(clean, estimate)}
-    if quality:
-        out |= {"pesq": metrics.pesq_wb(clean, estimate, rate), "stoi": metrics.stoi(clean, estimate, rate)}
-    return out
-
-
-def oracle_wave(pair: Pair, cfg: Config, phase_sensitive: bool = False) -> np.ndarray:
-    """Clean magnitude with the noisy phase, or (`phase_sensitive`) the clean spectrum's
-    projection on the noisy phase, floored at 0: the best any magnitude-only model can do
-    with the noisy phase, and what the phase-sensitive target trains for."""
-    s = stft(torch.from_numpy(pair.clean), cfg.n_fft, cfg.hop)
-    x = stft(torch.from_numpy(pair.noisy), cfg.n_fft, cfg.hop)
-    mag, phase = magphase(x)
-    est = phase_sensitive_target(s, x).clamp_min(0) if phase_sensitive else s.abs()
-    return reconstruct(est, phase, cfg.n_fft, cfg.hop, length=len(pair.noisy)).numpy()
-
-
 def evaluate(systems: dict[str, Any], pairs: list[Pair], rate: int, quality_files: int) -> dict[str, dict[str, float]]:
     """Mean metrics per system ('noisy', the oracles, each model) over `pairs`; PESQ and STOI
     over the first `quality_files` pairs only (they are slow)."""
-    sums: dict[str, dict[str, list[float]]] = {}
-    for k, p in enumerate(pairs):
-        for name, system in systems.items():
-            est = system(p)
-            for metric, value in score(p.clean, est, rate, k < quality_files).items():
-                sums.setdefault(name, {}).setdefault(metric, []).append(value)
-    return {name: {m: float(np.nanmean(v)) for m, v in ms.items()} for name, ms in sums.items()}
+    clean = [p.clean for p in pairs]
+    return {name: speech_scores(clean, [system(p) for p in pairs], rate, slow_n=quality_files)
+            for name, system in systems.items()}
 
 
 # --- report ------------------------------------------------------------------------------------
 
 
 def spectrogram_figure(pair: Pair, estimates: dict[str, np.ndarray], cfg: Config) -> Any:
-    plt = pyplot()
-    panels = {"noisy": pair.noisy, **estimates, "clean": pair.clean}
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.8 * len(panels)), sharex=True)
-    for ax, (name, wave) in zip(axes, panels.items()):
-        mag = stft(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), cfg.n_fft, cfg.hop).abs()
-        db = 20 * torch.log10(mag + 1e-6).numpy()
-        seconds = len(wave) / cfg.sample_rate
-        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
-                  extent=(0, seconds, 0, cfg.sample_rate / 2000))
-        ax.set_ylabel(f"{name}\nkHz", fontsize=8)
-    axes[-1].set_xlabel("seconds")
-    fig.tight_layout()
-    return fig
+    waves = {"noisy": pair.noisy, **estimates, "clean": pair.clean}
+    panels = {name: 20 * torch.log10(stft(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)),
+                                          cfg.n_fft, cfg.hop).abs() + 1e-6).numpy() for name, w in waves.items()}
+    extent = (0, len(pair.noisy) / cfg.sample_rate, 0, cfg.sample_rate / 2000)
+    return spectrograms(panels, extent=extent, xlabel="seconds", ylabel="kHz", range_db=80, colorbar_label="dB")
 
 
 def conclusions(test: dict[str, dict[str, float]], train: dict[str, dict[str, float]], models: list[str]) -> str:
@@ -366,33 +293,8 @@ def conclusions(test: dict[str, dict[str, float]], train: dict[str, dict[str, fl
     return " ".join(lines)
 
 
-def run(cfg: Config, run: Run) -> dict:
-    unknown = [m for m in cfg.models if m not in MODELS]
-    if unknown or not cfg.models:
-        raise UsageError(f"models={cfg.models}: give some of {', '.join(MODELS)}")
-    train_pairs, val_pairs, test_pairs = load_data(cfg, run.data_dir)
-    pad = max(cfg.mlp_context, cfg.cnn1d_context, cfg.cnn2d_context, cfg.chunk_frames)
-    train, val = frames(remix(train_pairs, cfg), cfg, pad, run.device), frames(val_pairs, cfg, pad, run.device)
-    run.info(f"denoise: {int(train.real.sum())} training frames ({cfg.remix} remixed copies), "
-             f"{int(val.real.sum())} validation frames, "
-             f"{len(test_pairs)} test file(s), "
-             f"{sum(len(p.clean) for p in test_pairs) / cfg.sample_rate:.1f} s of test audio")
-
-    trained, info = {}, {}
-    for name in cfg.models:
-        trained[name], info[name] = train_model(name, cfg, train, val, run)
-
-    def system(model: FrameDenoiser):
-        return lambda p: denoise_wave(model, p.noisy, cfg.n_fft, cfg.hop, run.device)
-
-    systems = {"noisy": lambda p: p.noisy, "oracle": lambda p: oracle_wave(p, cfg),
-               "oracle_ps": lambda p: oracle_wave(p, cfg, phase_sensitive=True)}
-    systems |= {name: system(m) for name, m in trained.items()}
-    t0 = time.perf_counter()
-    test = evaluate(systems, test_pairs, cfg.sample_rate, cfg.max_quality_files)
-    train_eval = evaluate(systems, train_pairs[: len(test_pairs)], cfg.sample_rate, 0)
-    run.info(f"denoise: evaluated in {time.perf_counter() - t0:.1f} s")
-
+def record(cfg: Config, run: Run, systems: dict[str, Any], test_pairs: list[Pair], test: dict[str, dict[str, float]],
+           train_eval: dict[str, dict[str, float]], info: dict[str, dict[str, Any]]) -> None:
     rows = []
     for name in ["noisy", *cfg.models, "oracle", "oracle_ps"]:
         row = {"system": name, **{k: round(v, 3) for k, v in test[name].items()},
@@ -418,10 +320,41 @@ def run(cfg: Config, run: Run) -> dict:
         for name in cfg.models:
             run.add_audio(systems[name](p), cfg.sample_rate, f"audio/{tag}-{name}", title=f"{p.name}: {name}")
         run.add_audio(p.clean, cfg.sample_rate, f"audio/{tag}-clean", title=f"{p.name}: clean")
-    for name, model in trained.items():
-        save_denoiser(run.path(f"models/{name}.pt"), name, model, cfg)
     run.add_text("Findings", conclusions(test, train_eval, cfg.models))
 
+
+# --- the study ---------------------------------------------------------------------------------
+
+
+def run(cfg: Config, run: Run) -> dict:
+    check(cfg)
+    train_pairs, val_pairs, test_pairs = load_data(cfg, run.data_dir)
+    pad = max(cfg.mlp_context, cfg.cnn1d_context, cfg.cnn2d_context, cfg.chunk_frames)
+    train, val = frames(remixed(train_pairs, cfg), cfg, pad, run.device), frames(val_pairs, cfg, pad, run.device)
+    run.info(f"denoise: {int(train.real.sum())} training frames ({cfg.remix} remixed copies), "
+             f"{int(val.real.sum())} validation frames, {len(test_pairs)} test file(s), "
+             f"{sum(len(p.clean) for p in test_pairs) / cfg.sample_rate:.1f} s of test audio")
+
+    trained, info = {}, {}
+    for name in cfg.models:
+        trained[name], info[name] = train_model(name, cfg, train, val, run)
+
+    def system(model: FrameDenoiser):
+        return lambda p: denoise_wave(model, p.noisy, cfg.n_fft, cfg.hop, run.device)
+
+    systems = {"noisy": lambda p: p.noisy,
+               "oracle": lambda p: oracle_wave(p.noisy, p.clean, cfg.n_fft, cfg.hop),
+               "oracle_ps": lambda p: oracle_wave(p.noisy, p.clean, cfg.n_fft, cfg.hop, phase_sensitive=True)}
+    systems |= {name: system(m) for name, m in trained.items()}
+    t0 = time.perf_counter()
+    test = evaluate(systems, test_pairs, cfg.sample_rate, cfg.max_quality_files)
+    train_eval = evaluate(systems, train_pairs[: len(test_pairs)], cfg.sample_rate, 0)
+    run.info(f"denoise: evaluated in {time.perf_counter() - t0:.1f} s")
+
+    record(cfg, run, systems, test_pairs, test, train_eval, info)
+    for name, model in trained.items():
+        save_denoiser(checkpoint_path(run.dir, name), model, *model_spec(name, cfg),
+                      StftSpec(cfg.sample_rate, cfg.n_fft, cfg.hop))
     headline = {"snr_db": {name: test[name]["snr_db"] for name in ["noisy", *cfg.models, "oracle"]},
                 "snr_gain_db": {name: test[name]["snr_db"] - test["noisy"]["snr_db"] for name in cfg.models}}
     return {"headline": headline, "test": test, "train": train_eval, "models": info}
