@@ -18,6 +18,8 @@ from dlslab.catalog import STUDIES
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
+pytestmark = pytest.mark.slow  # deselect locally with -m "not slow"; CI runs everything
+
 
 @pytest.fixture(scope="module")
 def smoke_all(data_root):
