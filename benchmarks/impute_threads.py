@@ -18,9 +18,12 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_info
 
+from dlslab.data.uci import load_table
+from dlslab.impute.classical import sklearn_impute
+from dlslab.impute.gain import gain_impute, train_gain
+from dlslab.impute.masks import mcar_mask
+from dlslab.impute.threads import few_threads
 from dlslab.metrics.image import rmse_missing
-from dlslab.studies.gan_impute import (few_threads, gain_impute, load_table, mcar_mask, sklearn_impute,
-                                       train_gain)
 from common import machine, timed, write_json
 
 

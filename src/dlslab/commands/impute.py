@@ -135,19 +135,12 @@ def decode(rows: list[list[str]], columns: list[Column], filled: np.ndarray) -> 
 
 def impute_matrix(x: np.ndarray, m: np.ndarray, method: str, iterations: int, seed: int) -> np.ndarray:
     """Fill the unobserved entries of `x` (values in [0, 1]); observed entries are unchanged."""
-    if method == "gain":
-        import torch
+    from dlslab.impute.compare import ImputerSpec, impute_with
+    from dlslab.impute.threads import few_threads
 
-        from dlslab.studies.gan_impute import few_threads, gain_impute, train_gain
-
-        xt, mt = torch.from_numpy(x).float(), torch.from_numpy(m).float()
-        with few_threads(x.shape[1]):
-            model, _ = train_gain(xt, mt, iterations=iterations, seed=seed)
-            filled = gain_impute(model, xt, mt, seed).double().numpy()
-        return np.where(m > 0, x, filled)
-    from dlslab.studies.gan_impute import sklearn_impute
-
-    return sklearn_impute(method, x, m, seed=seed)
+    with few_threads(x.shape[1]):
+        filled, _ = impute_with(method, x, m, ImputerSpec(iterations=iterations), seed)
+    return np.where(m > 0, x, filled)
 
 
 def cmd_impute(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""Imputation of missing values: masks, GAIN, a denoising autoencoder, scikit-learn baselines."""

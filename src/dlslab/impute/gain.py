@@ -1,0 +1,87 @@
+"""GAIN (Yoon, Jordon & van der Schaar, ICML 2018): a generator proposes every entry of a row
+from its observed entries, noise and the mask; a discriminator, given a hint about the mask,
+guesses which entries were observed.
+
+Trained through `train.engine.fit` with a `step` that updates the discriminator, then the
+generator, so runs checkpoint and resume like any other training. A table of a few hundred
+rows is a few batches: training steps, not passes, are the unit (`step_schedule`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from dlslab.impute.masks import hint, hint_reveal
+from dlslab.models.gan import GAIN
+from dlslab.runs import Run
+from dlslab.train.engine import History, fit, predict
+
+
+def step_schedule(n: int, iterations: int, batch_size: int, log_every: int) -> tuple[torch.Tensor, int, int]:
+    """Row indices for one logged epoch of `log_every` steps, the batch size and the epochs."""
+    batch = min(batch_size, n)
+    steps = min(log_every, iterations)
+    epochs = max(1, math.ceil(iterations / steps))
+    rows = torch.arange(n).repeat(math.ceil(steps * batch / n))[: steps * batch]
+    return rows, batch, epochs
+
+
+def propose(net: nn.Module, x_in: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """`net(x_in, m)` over all rows in batches, then the observed entries of `x_in` put back:
+    an imputer never changes what was observed."""
+    d = x_in.shape[1]
+    out = predict(net, torch.cat([x_in, m], 1), fn=lambda f, xb: f(xb[:, :d], xb[:, d:]))
+    return torch.where(m.bool(), x_in, out)
+
+
+def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size: int = 128,
+               hint_rate: float = 0.9, alpha: float = 100.0, lr: float = 1e-3, hidden: int | None = None,
+               seed: int = 0, log_every: int = 500, run: Run | None = None, name: str = "gain",
+               evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+               verbose: bool = False) -> tuple[GAIN, History]:
+    """Train GAIN on `x` (n, d) in [0, 1] (missing entries are ignored) with observed mask `m`.
+    Logs, per epoch: d_loss (discriminator BCE), g_adv (generator's adversarial loss on the
+    missing entries), mse (reconstruction of the observed entries)."""
+    n, d = x.shape
+    torch.manual_seed(seed)
+    model = GAIN(d, hidden).to(x.device)
+    opt_g = torch.optim.Adam(model.generator.parameters(), lr=lr)
+    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=lr)
+    bce = nn.functional.binary_cross_entropy_with_logits
+
+    def step(model: GAIN, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        xb, mb = x[batch[0]], m[batch[0]]
+        x_tilde = mb * xb + (1 - mb) * 0.01 * torch.rand_like(xb)  # noise in the missing entries
+        h = hint(mb, hint_reveal(tuple(mb.shape), hint_rate, mb.device))
+        with torch.no_grad():
+            proposal = model.generator(x_tilde, mb)
+        d_loss = bce(model.discriminator(mb * xb + (1 - mb) * proposal, h), mb)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+
+        proposal = model.generator(x_tilde, mb)
+        logits = model.discriminator(mb * xb + (1 - mb) * proposal, h)
+        g_adv = -((1 - mb) * nn.functional.logsigmoid(logits)).mean()  # fool D on the imputed entries
+        mse = ((mb * (proposal - xb)) ** 2).mean() / mb.mean()
+        opt_g.zero_grad(set_to_none=True)
+        (g_adv + alpha * mse).backward()
+        opt_g.step()
+        return {"d_loss": d_loss.detach(), "g_adv": g_adv.detach(), "mse": mse.detach()}
+
+    rows, batch, epochs = step_schedule(n, iterations, batch_size, log_every)
+    history = fit(model, (rows.to(x.device),), step=step, optimizer={"G": opt_g, "D": opt_d},
+                  epochs=epochs, batch_size=batch, evaluate=evaluate, seed=seed, run=run, name=name,
+                  verbose=verbose, progress=verbose)
+    return model, history
+
+
+def gain_impute(model: GAIN, x: torch.Tensor, m: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Observed entries unchanged; missing ones from the generator (noise drawn with `seed`)."""
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    x_tilde = m * x + (1 - m) * 0.01 * torch.rand(x.shape, generator=g, device=x.device)
+    return torch.where(m.bool(), x, propose(model.generator, x_tilde, m))
