@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dlslab.data.images import load_images
-from dlslab.studies.augment import CifarRecipe, build_model, make_loss
+from dlslab.train.cifar import CifarRecipe, build_model, make_loss
 from dlslab.train.augment import CIFAR10_MEAN, CIFAR10_STD, Augmenter
 from dlslab.train.engine import fit
 from common import machine, write_json

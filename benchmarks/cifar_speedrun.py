@@ -27,7 +27,7 @@ from torch import nn
 
 from cifar_epoch import RECIPE, PerSampleCifar
 from dlslab.data.images import load_images
-from dlslab.studies.augment import CifarRecipe, accuracy, build_model, device_tensors, train_cifar
+from dlslab.train.cifar import CifarRecipe, accuracy, build_model, device_tensors, train_cifar
 from dlslab.train.ddp import init_process_group, launched_by_torchrun
 from common import machine, write_json
 

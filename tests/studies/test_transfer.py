@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from dlslab import runner
+from dlslab.errors import ConfigError
 from dlslab.models.resnet import ResNetFast, SmallCNN
 from dlslab.studies.transfer import FrozenBackbone, transfer_weights
+from study_runs import run_smoke
 
 
 def _check_exact(source_state, before, target, report):
@@ -72,13 +76,24 @@ def test_frozen_backbone_trains_only_the_head():
 
 
 @pytest.mark.slow
-def test_smoke_learns_above_chance(data_root, tmp_path):
-    outcome = runner.execute(runner.plan_study("transfer", "smoke"), out=tmp_path, device="cpu", quiet=True)
-    assert outcome.status == "finished", outcome.message
+def test_smoke_learns_above_chance_and_answers_from_its_numbers(data_root):
+    outcome = run_smoke("transfer")
     head = outcome.metrics["headline"]
     assert head["source_test_acc"] > 0.35  # 5 classes: chance is 0.2
     for method in ("scratch", "init", "frozen", "finetune"):
-        assert head[f"test_acc.{method}.none.f4"] > 0.3, method
+        assert head["test_acc"][method]["none"]["f4"] > 0.3, method
+    gains = [g for by_fraction in head["transfer_gain"].values() for g in by_fraction.values()]
+    items = json.loads((outcome.dir / "report.json").read_text())["items"]
+    answer = next(i["text"] for i in items if i["kind"] == "text").splitlines()[0]
+    assert answer.startswith(f"Transfer beat training from scratch in {sum(g > 0 for g in gains)} of {len(gains)} ")
     tensors = outcome.metrics["tensors"]
     assert tensors["init"]["new"] == [] and "head.weight" in tensors["frozen"]["new"]
     assert (outcome.dir / "learning_curves.png").exists()
+
+
+@pytest.mark.parametrize("override, key", [({"target_classes": [4, 5]}, "target_classes"),
+                                           ({"methods": ["scratch", "warm"]}, "methods"),
+                                           ({"backbone_lr_scale": 0.0}, "backbone_lr_scale")])
+def test_bad_values_fail_at_plan_time(override, key):
+    with pytest.raises(ConfigError, match=key):
+        runner.plan_study("transfer", "smoke", override)

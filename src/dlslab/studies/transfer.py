@@ -1,5 +1,11 @@
 """Study 5: transfer learning on CIFAR-10, with and without augmentation.
 
+Scientific variables: how the target network starts (`methods`), the target training-set
+fraction and the augmentation. Nuisance: none tuned per cell; every cell trains with the same
+recipe (`train.cifar`), whose settings were chosen on a validation split (`holdout`). Fixed:
+the source network (trained once), the test set; within a repeat every method sees the same
+subset and batch order.
+
 A source network learns the source classes (default: airplane..deer, 0-4) on all their
 training images. The target task is the other classes (dog..truck, 5-9) with only a small
 stratified fraction of their training images. Four ways to train the target network, each
@@ -23,33 +29,37 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
+from dlslab.config import StudyConfig
 from dlslab.data.images import load_images
 from dlslab.data.splits import subset_fraction
-from dlslab.errors import UsageError
+from dlslab.errors import ConfigError
 from dlslab.report.plots import line_plot
+from dlslab.report.stats import STD_NOTE, format_mean_std, mean_std
 from dlslab.runs import Run
-from dlslab.studies.augment import CifarRecipe, build_model, device_tensors, mean_std, train_cifar, trained_cell
-from dlslab.train.augment import POLICIES
+from dlslab.seeding import derive
+from dlslab.train.augment import Policy
+from dlslab.train.cifar import CifarRecipe, build_model, check_recipe, study_tensors, train_cifar, trained_cell
 
-METHODS: tuple[str, ...] = ("scratch", "init", "frozen", "finetune")
+Method = Literal["scratch", "init", "frozen", "finetune"]
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 @dataclass
-class Config(CifarRecipe):
+class Config(StudyConfig, CifarRecipe):
     source_classes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # classes of the source task
     target_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9])  # classes of the target task
     source_fraction: float = 1.0  # fraction of the source classes' training images the source learns from
-    source_policy: str = "flip-crop-cutout"  # augmentation of the source training
+    source_policy: Policy = "flip-crop-cutout"  # augmentation of the source training
     fractions: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1])  # target training-set fractions (low-data regimes)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))  # scratch, init, frozen, finetune
-    policies: list[str] = field(default_factory=lambda: ["none", "flip-crop-cutout"])  # target augmentation: without and with
+    methods: list[Method] = field(default_factory=lambda: list(METHODS))  # how the target network starts
+    policies: list[Policy] = field(default_factory=lambda: ["none", "flip-crop-cutout"])  # target augmentation: without and with
     backbone_lr_scale: float = 0.1  # finetune: backbone learning rate relative to the head's
-    seeds: int = 3  # seeds per target cell (the source network is trained once)
+    seeds: int = 3  # repeats per target cell, each with its own subset and weights (the source is trained once)
     curve_fraction: float = 0.1  # the regime whose learning curves are plotted
 
 
@@ -66,6 +76,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def data_needs(cfg: Config) -> list[str]:
     return ["cifar10"]
+
+
+def check(cfg: Config) -> None:
+    """Refuse out-of-range values before anything runs."""
+    check_recipe(cfg)
+
+    def need(ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={getattr(cfg, key)!r}: {allowed}")
+
+    for key in ("source_classes", "target_classes"):
+        need(bool(getattr(cfg, key)) and all(0 <= c <= 9 for c in getattr(cfg, key)), key,
+             "give one or more CIFAR-10 classes in 0..9")
+    need(not set(cfg.source_classes) & set(cfg.target_classes), "target_classes",
+         f"must not share a class with source_classes={cfg.source_classes}")
+    need(0 < cfg.source_fraction <= 1, "source_fraction", "must be a fraction in (0, 1]")
+    need(bool(cfg.fractions) and all(0 < f <= 1 for f in cfg.fractions), "fractions",
+         "give one or more fractions in (0, 1]")
+    need(bool(cfg.methods), "methods", "give one or more of " + ", ".join(METHODS))
+    need(bool(cfg.policies), "policies", "give one or more augmentation policies")
+    need(cfg.backbone_lr_scale > 0, "backbone_lr_scale", "must be > 0")
+    need(cfg.seeds >= 1, "seeds", "must be >= 1")
+    need(cfg.curve_fraction in cfg.fractions, "curve_fraction", f"must be one of fractions={cfg.fractions}")
 
 
 # --- copying tensors by name --------------------------------------------------------------------
@@ -136,18 +169,6 @@ def _relabel(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tuple[torc
     return x[keep], lookup[y[keep]]
 
 
-def _check(cfg: Config) -> None:
-    overlap = set(cfg.source_classes) & set(cfg.target_classes)
-    if overlap or not cfg.source_classes or not cfg.target_classes:
-        raise UsageError(f"source_classes and target_classes must be non-empty and disjoint (shared: {sorted(overlap)})")
-    for name in [*cfg.policies, cfg.source_policy]:
-        if name not in POLICIES:
-            raise UsageError(f"unknown augmentation policy {name!r}; valid: {', '.join(POLICIES)}")
-    unknown = [m for m in cfg.methods if m not in METHODS]
-    if unknown:
-        raise UsageError(f"unknown transfer method(s) {unknown}; valid: {', '.join(METHODS)}")
-
-
 def target_model(cfg: Config, method: str, source_state: Mapping[str, torch.Tensor], device: torch.device
                  ) -> tuple[nn.Module, list[dict[str, Any]] | None, TransferReport | None]:
     """The target network for `method`, its optimizer parameter groups (None: one group)
@@ -167,64 +188,80 @@ def target_model(cfg: Config, method: str, source_state: Mapping[str, torch.Tens
 
 
 def run(cfg: Config, run: Run) -> dict:
-    _check(cfg)
     data = load_images("cifar10", run.data_dir)
-    device = run.device
     if data.note:
         run.info(f"cifar10: {data.note}")
-    (train_x, train_y), (test_x, test_y) = device_tensors(data, device)
-    src_train = _relabel(train_x, train_y, cfg.source_classes)
-    src_test = _relabel(test_x, test_y, cfg.source_classes)
-    tgt_train = _relabel(train_x, train_y, cfg.target_classes)
-    tgt_test = _relabel(test_x, test_y, cfg.target_classes)
-
+    (train_x, train_y), (test_x, test_y), scored_on = study_tensors(data, cfg, run.device)
+    source_task = (_relabel(train_x, train_y, cfg.source_classes), _relabel(test_x, test_y, cfg.source_classes))
+    target_task = (_relabel(train_x, train_y, cfg.target_classes), _relabel(test_x, test_y, cfg.target_classes))
     t0 = time.perf_counter()
-    sx, sy = subset_fraction(src_train[0].cpu(), src_train[1].cpu(), cfg.source_fraction, cfg.seed)
-    torch.manual_seed(cfg.seed)
-    source = build_model(cfg, len(cfg.source_classes), device)
-    src = train_cifar(cfg, source, (sx.to(device), sy.to(device)), src_test, policy=cfg.source_policy,
-                      seed=cfg.seed, run=run, name="source", num_classes=len(cfg.source_classes))
-    source_state = {k: v.detach() for k, v in source.state_dict().items()}
-    run.info(f"source network: test accuracy {src.test_acc:.4f} on classes {cfg.source_classes}")
+    source_state, source_acc = _train_source(cfg, run, *source_task)
+    acc, curves, reports, rows = _train_cells(cfg, run, source_state, *target_task)
+    seconds = time.perf_counter() - t0
+    _record(cfg, run, acc, curves, reports, rows, source_acc, scored_on, data)
+    headline, text = _conclusions(cfg, acc, source_acc)
+    run.add_text("Does transfer beat training from scratch?", text)
+    return {"headline": headline, "cells": rows, "seconds": round(seconds, 1), "scored_on": scored_on,
+            "tensors": {m: {"copied": [t for t, _ in r.copied], "new": r.new, "unused": r.unused}
+                        for m, r in reports.items()},
+            "data": {"source": str(data.source.name), "note": data.note}}
 
-    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+
+def _train_source(cfg: Config, run: Run, train: tuple[torch.Tensor, torch.Tensor],
+                  test: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
+    """The source network's weights and its accuracy on the source classes."""
+    device = train[0].device
+    x, y = subset_fraction(train[0].cpu(), train[1].cpu(), cfg.source_fraction, derive(cfg.seed, "source-subset"))
+    seed = derive(cfg.seed, "source")
+    torch.manual_seed(seed)
+    source = build_model(cfg, len(cfg.source_classes), device)
+    out = train_cifar(cfg, source, (x.to(device), y.to(device)), test, policy=cfg.source_policy, seed=seed, run=run,
+                      name="source", num_classes=len(cfg.source_classes))
+    run.info(f"source network: test accuracy {out.test_acc:.4f} on classes {cfg.source_classes}")
+    return {k: v.detach() for k, v in source.state_dict().items()}, out.test_acc
+
+
+def _train_cells(cfg: Config, run: Run, source_state: Mapping[str, torch.Tensor],
+                 train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]):
+    """Every (fraction, repeat, policy, method) cell: accuracies, learning curves of the
+    `curve_fraction` regime, what each method copied, and one row per cell."""
+    device = train[0].device
     acc: dict[tuple[str, str, float], list[float]] = {}
     curves: dict[str, list[float]] = {}
     reports: dict[str, TransferReport] = {}
     rows = []
-    for fi, fraction in enumerate(cfg.fractions):
-        for seed in seeds:
-            x, y = subset_fraction(tgt_train[0].cpu(), tgt_train[1].cpu(), fraction, seed)
+    for fraction in cfg.fractions:
+        for repeat in range(cfg.seeds):
+            x, y = subset_fraction(train[0].cpu(), train[1].cpu(), fraction,
+                                   derive(cfg.seed, "subset", fraction, repeat))
             x, y = x.to(device), y.to(device)
+            seed = derive(cfg.seed, "cell", fraction, repeat)  # the same for every method and policy
             for policy in cfg.policies:
-                for mi, method in enumerate(cfg.methods):
-                    torch.manual_seed(seed * 1000 + fi * 100 + mi)
+                for method in cfg.methods:
+                    torch.manual_seed(seed)
                     model, groups, report = target_model(cfg, method, source_state, device)
                     if report is not None:
                         reports[method] = report
-                    name = f"{method}-{policy}-f{fraction * 100:g}-s{seed}"
+                    name = f"{method}-{policy}-f{fraction * 100:g}-r{repeat}"
                     out = trained_cell(run, name, lambda: train_cifar(
-                        cfg, model, (x, y), tgt_test, policy=policy, seed=seed, run=run, name=name,
+                        cfg, model, (x, y), test, policy=policy, seed=seed, run=run, name=name,
                         num_classes=len(cfg.target_classes), param_groups=groups))
                     acc.setdefault((method, policy, fraction), []).append(out["test_acc"])
-                    if fraction == cfg.curve_fraction and seed == seeds[0]:
+                    if fraction == cfg.curve_fraction and repeat == 0:
                         curves[f"{method} / {policy}"] = out["curve"]
-                    rows.append({"method": method, "augment": policy, "fraction": fraction, "seed": seed,
+                    rows.append({"method": method, "augment": policy, "fraction": fraction, "repeat": repeat,
                                  "train_images": len(x), "steps": out["steps"], "test_acc": out["test_acc"]})
                     run.log(stage="cell", **rows[-1])
-    seconds = time.perf_counter() - t0
+    return acc, curves, reports, rows
 
-    table = []
-    for method in cfg.methods:
-        for policy in cfg.policies:
-            row: dict[str, Any] = {"method": method, "augment": policy}
-            for f in cfg.fractions:
-                m, s = mean_std(acc[(method, policy, f)])
-                row[f"{f * 100:g}%"] = f"{m:.4f} ± {s:.4f}" if len(seeds) > 1 else round(m, 4)
-            table.append(row)
+
+def _record(cfg: Config, run: Run, acc: dict[tuple[str, str, float], list[float]], curves: dict[str, list[float]],
+            reports: dict[str, TransferReport], rows: list[dict], source_acc: float, scored_on: str, data: Any) -> None:
+    table = [{"method": m, "augment": p, **{f"{f * 100:g}%": format_mean_std(acc[(m, p, f)], 4) for f in cfg.fractions}}
+             for m in cfg.methods for p in cfg.policies]
     run.add_table("Target test accuracy", table,
-                  caption=f"target classes {cfg.target_classes}; mean ± std over n={len(seeds)} seeds; "
-                          f"source network: {src.test_acc:.4f} on classes {cfg.source_classes}; "
+                  caption=f"target classes {cfg.target_classes}; mean ± std over n={cfg.seeds} repeats ({STD_NOTE}); "
+                          f"scored on {scored_on}; source network: {source_acc:.4f} on classes {cfg.source_classes}; "
                           f"data: cifar10 from {data.source.name}" + (f" ({data.note})" if data.note else ""))
     if curves:
         n = max(len(c) for c in curves.values())
@@ -237,32 +274,33 @@ def run(cfg: Config, run: Run) -> dict:
                       caption=f"{len(report.copied)} copied, {len(report.new)} new, {len(report.unused)} source-only")
     run.add_table("Every training", rows)
 
-    headline, text = _conclusions(cfg, acc, src.test_acc)
-    run.add_text("Does transfer beat training from scratch?", text)
-    return {"headline": headline, "cells": rows, "seconds": round(seconds, 1),
-            "tensors": {m: {"copied": [t for t, _ in r.copied], "new": r.new, "unused": r.unused}
-                        for m, r in reports.items()},
-            "data": {"source": str(data.source.name), "note": data.note}}
-
 
 def _conclusions(cfg: Config, acc: dict[tuple[str, str, float], list[float]], source_acc: float
-                 ) -> tuple[dict[str, float], str]:
+                 ) -> tuple[dict[str, Any], str]:
+    """The headline numbers and the report's text, the answer in its first sentence."""
     mean = {k: mean_std(v)[0] for k, v in acc.items()}
-    headline: dict[str, float] = {"source_test_acc": round(source_acc, 4)}
-    headline |= {f"test_acc.{m}.{p}.f{f * 100:g}": round(v, 4) for (m, p, f), v in mean.items()}
+    headline: dict[str, Any] = {"source_test_acc": round(source_acc, 4), "test_acc": {}}
+    for (m, p, f), v in mean.items():
+        headline["test_acc"].setdefault(m, {}).setdefault(p, {})[f"f{f * 100:g}"] = round(v, 4)
     lines = []
     transfer = [m for m in cfg.methods if m != "scratch"]
     if "scratch" in cfg.methods and transfer:
-        wins, cells = 0, 0
+        gains, details = {}, []
         for f in cfg.fractions:
             for p in cfg.policies:
                 best = max(transfer, key=lambda m: mean[(m, p, f)])
-                gain = mean[(best, p, f)] - mean[("scratch", p, f)]
-                wins, cells = wins + (gain > 0), cells + 1
-                headline[f"transfer_gain.{p}.f{f * 100:g}"] = round(gain, 4)
-                lines.append(f"{f * 100:g}% of the target data, augmentation {p}: best transfer method {best} "
-                             f"({mean[(best, p, f)]:.4f}) vs scratch ({mean[('scratch', p, f)]:.4f}): {gain:+.4f}.")
-        lines.append(f"Transfer beat scratch in {wins} of {cells} (fraction, augmentation) regimes.")
+                gains[(p, f)] = mean[(best, p, f)] - mean[("scratch", p, f)]
+                headline.setdefault("transfer_gain", {}).setdefault(p, {})[f"f{f * 100:g}"] = round(gains[(p, f)], 4)
+                details.append(f"{f * 100:g}% of the target data, augmentation {p}: best transfer method {best} "
+                               f"({mean[(best, p, f)]:.4f}) vs scratch ({mean[('scratch', p, f)]:.4f}): "
+                               f"{gains[(p, f)]:+.4f}.")
+        wins = sum(g > 0 for g in gains.values())
+        lo, hi = min(gains.values()) * 100, max(gains.values()) * 100
+        lines.append(f"Transfer beat training from scratch in {wins} of {len(gains)} (fraction, augmentation) regimes, "
+                     f"by {lo:+.1f} to {hi:+.1f} points (best transfer method per regime; mean of n={cfg.seeds}).")
+        lines += details
+    else:
+        lines.append("No answer on transfer: `methods` needs scratch and at least one transfer method.")
     if len(cfg.policies) > 1:
         base, other = cfg.policies[0], cfg.policies[1:]
         diffs = [mean[(m, q, f)] - mean[(m, base, f)] for m in cfg.methods for q in other for f in cfg.fractions]

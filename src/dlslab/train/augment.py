@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,9 @@ from dlslab.errors import UsageError
 
 # Each policy adds to the one before it, except mixup, cutmix and trivial, which are each
 # flip + crop plus that one thing (so every one of them is compared with flip-crop).
-POLICIES: tuple[str, ...] = ("none", "flip", "flip-crop", "flip-crop-cutout", "flip-crop-cutout-jitter",
-                             "mixup", "cutmix", "trivial")
+Policy = Literal["none", "flip", "flip-crop", "flip-crop-cutout", "flip-crop-cutout-jitter", "mixup", "cutmix",
+                 "trivial"]
+POLICIES: tuple[str, ...] = get_args(Policy)
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
