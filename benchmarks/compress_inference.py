@@ -30,7 +30,7 @@ from dlslab.compress.packed import load_packed, pack_model
 from dlslab.compress.prune import prune_magnitude
 from dlslab.compress.share import share_weights
 from dlslab.models import build_model
-from dlslab.studies.compress import Config
+from dlslab.runner import plan_study
 from common import machine, matmul_peak_gflops, write_json
 
 
@@ -63,7 +63,7 @@ def int8_model(model: nn.Module) -> nn.Module | None:
 
 
 def compressed(name: str) -> nn.Module:
-    cfg = Config()
+    cfg = plan_study("compress", "full").cfg  # the study's defaults
     torch.manual_seed(0)
     model = build_model(name)
     layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]

@@ -43,24 +43,18 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 
 from dlslab.compress.packed import dense_bytes, load_packed, pack_model
+from dlslab.compress.pipeline import (Mnist, PruneSpec, StageSpec, error_percent, load_mnist, pruning_rounds,
+                                      quantise_pruned, quantised_label, train)
 from dlslab.config import apply_overrides, parse_set_args, to_dict
+from dlslab.data.splits import random_subset
 from dlslab.errors import DlsError
 from dlslab.models import build_model
-from dlslab.runner import plan_from_file
-from dlslab.studies.compress import (
-    Config,
-    Mnist,
-    error_percent,
-    load_mnist,
-    pruning_rounds,
-    quantise_pruned,
-    quantised_label,
-    train,
-)
+from dlslab.runner import plan_from_file, plan_study
 
 HELD_OUT = 5000
 # the settings a split's baseline, and then its pruning rounds, depend on (the cache's key)
@@ -68,20 +62,26 @@ BASELINE_KEYS = ("train_subset", "batch_size", "epochs", "lr", "weight_decay")
 PRUNE_KEYS = ("finetune_lr", "prune_rounds", "prune_epochs", "distill_temperature")
 
 
+def study_config(overrides: dict | None = None) -> Any:
+    """The compress study's config: its defaults (the full preset) with `overrides`."""
+    return plan_study("compress", "full", overrides).cfg
+
+
 def parse_args() -> argparse.Namespace:
+    defaults = study_config()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--net", choices=["lenet300", "lenet5"], default="lenet5", help="network to compress")
     p.add_argument("--rounds", type=int, nargs="+", default=[2, 3], help="pruning rounds to start QAT from")
     p.add_argument("--distill", type=float, nargs="+", default=[0.0, 0.5, 0.9],
                    help="distillation weights of the QAT stage tried at every round (0 = labels only)")
-    p.add_argument("--qat-epochs", type=int, nargs="+", default=[Config.qat_epochs],
+    p.add_argument("--qat-epochs", type=int, nargs="+", default=[defaults.qat_epochs],
                    help="lengths (epochs) of the QAT stage tried at every round")
-    p.add_argument("--bits", type=int, nargs="+", default=[Config.qat_bits],
+    p.add_argument("--bits", type=int, nargs="+", default=[defaults.qat_bits],
                    help="bit widths of the QAT stage's uniform quantiser tried at every round")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change a setting of the compress config (repeatable), e.g. prune_rounds=8")
     p.add_argument("--min-reduction", type=float, default=97.0, help="size reduction (%%) a candidate needs")
-    p.add_argument("--splits", type=int, nargs="+", default=[Config.seed],
+    p.add_argument("--splits", type=int, nargs="+", default=[defaults.seed],
                    help="validation splits (each also seeds its training); the choice takes the mean over them")
     p.add_argument("--cache", type=Path,
                    help="keep each split's baseline and pruning rounds here, and reuse them on the next call")
@@ -105,7 +105,7 @@ def saved_stages(run_dir: Path, net: str, rounds: int) -> SimpleNamespace:
     return checkpoints_in(ckpt)
 
 
-def cache_dir(root: Path, cfg: Config, net: str, keys: tuple[str, ...]) -> SimpleNamespace:
+def cache_dir(root: Path, cfg: Any, net: str, keys: tuple[str, ...]) -> SimpleNamespace:
     """A checkpoint folder under `root`, named by the settings `keys` its stages depend on."""
     settings = {k: v for k, v in to_dict(cfg).items() if k in keys}
     path = root / f"{net}-split{cfg.seed}-{hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]}"
@@ -117,9 +117,12 @@ def main() -> None:
     args = parse_args()
     net = args.net
     # from a run: its own settings (seed, data, schedule, densities); the QAT settings tried come from the arguments
-    cfg = plan_from_file(args.from_run / "config.yaml").cfg if args.from_run else Config()
-    cfg = apply_overrides(cfg, parse_set_args(args.set))
-    data = load_mnist(cfg, SimpleNamespace(data_dir=None, device=torch.device("cpu")))
+    overrides = parse_set_args(args.set)
+    if args.from_run:
+        cfg = apply_overrides(plan_from_file(args.from_run / "config.yaml").cfg, overrides)
+    else:
+        cfg = study_config(overrides)
+    data = load_mnist(None, "cpu", train_subset=cfg.train_subset, test_subset=cfg.test_subset, seed=cfg.seed)
     t0, c0 = time.perf_counter(), time.process_time()
 
     def clock() -> str:
@@ -134,7 +137,7 @@ def main() -> None:
     results: dict[tuple, list] = {}  # (round, bits, distill, epochs) -> per split (bytes, ratio, val - baseline val)
     for split in args.splits:
         split_cfg = dataclasses.replace(cfg, seed=split)  # the split's seed also seeds its training
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split))
+        perm = random_subset(len(x), len(x), split)  # a permutation seeded with the split's number
         fit_idx, val_idx = perm[held_out:], perm[:held_out]
         fit_data = Mnist((x[fit_idx], y[fit_idx]), data.test)
         val = Mnist(fit_data.train, (x[val_idx], y[val_idx]))  # error_percent reads .test
@@ -164,26 +167,27 @@ def main() -> None:
           f"(smallest ratio {ratio:.1f}x, mean validation change {change:+.3f} pp)")
 
 
-def measure(net: str, cfg: Config, data: Mnist, val: Mnist | None, saved_base: SimpleNamespace | None,
+def measure(net: str, cfg: Any, data: Mnist, val: Mnist | None, saved_base: SimpleNamespace | None,
             saved: SimpleNamespace | None, args: argparse.Namespace, clock) -> dict[tuple, tuple]:
     """Train (or load from `saved_base` / `saved`) the baseline and pruning rounds, then every
     listed QAT setting; print each packed file's figures. Returns (round, bits, distill, epochs) ->
     (bytes, ratio, validation error, baseline validation error); the errors are NaN without a
     validation split."""
+    stages = StageSpec.of(cfg)
     torch.manual_seed(cfg.seed)
     base = build_model(net)
-    train(base, data, cfg, saved_base, f"{net}-baseline", cfg.epochs, finetune=False)
+    train(base, data, stages, saved_base, f"{net}-baseline", cfg.epochs, finetune=False)
     reference = dense_bytes(base.state_dict())
     base_val = error_percent(base, val) if val else float("nan")
     seen = f"validation {base_val:.2f}%, " if val else ""
     print(f"baseline: {seen}test {error_percent(base, data):.2f}% {clock()}", flush=True)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for r, pruned in pruning_rounds(base, data, cfg, saved, net):
+        for r, pruned in pruning_rounds(base, data, stages, PruneSpec.of(cfg, net, base), saved, net):
             settings = itertools.product(args.bits, args.distill, args.qat_epochs) if r in args.rounds else []
             for bits, alpha, epochs in settings:
                 torch.manual_seed(cfg.seed)
-                m = quantise_pruned(pruned, base, data, cfg, None, f"qat{r}", bits=bits, epochs=epochs, distill=alpha)
+                m = quantise_pruned(pruned, base, data, stages, None, f"qat{r}", bits=bits, epochs=epochs, distill=alpha)
                 label = quantised_label(r, bits, alpha)
                 report = pack_model(m, Path(tmp) / f"round{r}-{bits}-{alpha}-{epochs}.dlz", name=net,
                                     reference_bytes=reference,

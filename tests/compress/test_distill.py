@@ -12,7 +12,8 @@ from dlslab.compress.prune import prune_magnitude
 from dlslab.compress.quant import prepare_qat
 from dlslab.errors import ConfigError
 from dlslab.models import build_model
-from dlslab.studies.compress import Config, Mnist, check_config, train
+from dlslab.compress.pipeline import Mnist, StageSpec, train
+from dlslab.runner import plan_study
 from dlslab.train.engine import clone_model
 
 
@@ -49,7 +50,7 @@ def test_distilled_qat_of_a_pruned_model_keeps_its_zeros_and_leaves_the_teacher_
     torch.manual_seed(0)
     x, y = torch.randn(96, 1, 28, 28), torch.randint(0, 10, (96,))
     data = Mnist((x, y), (x, y))
-    cfg = Config(batch_size=32, distill_temperature=4.0)
+    cfg = StageSpec(batch_size=32, distill_temperature=4.0)
     teacher = build_model("lenet300")
     teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
     model = build_model("lenet300")
@@ -76,7 +77,7 @@ def test_distillation_weight_decides_whether_a_pruned_student_follows_its_teache
     torch.manual_seed(0)
     x, y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
     data = Mnist((x, y), (x, y))
-    cfg = Config(batch_size=32, distill_temperature=4.0, finetune_lr=3e-3)
+    cfg = StageSpec(batch_size=32, distill_temperature=4.0, finetune_lr=3e-3)
     teacher = build_model("lenet300")
     with torch.no_grad():
         teacher.fc3.weight.mul_(20)  # confident outputs, so pruning visibly moves them
@@ -106,4 +107,4 @@ def test_distillation_weight_decides_whether_a_pruned_student_follows_its_teache
                                  {"lenet300_prune_distill": 1.2}, {"lenet5_prune_distill": -0.5}])
 def test_bad_distillation_settings_fail_before_training(bad):
     with pytest.raises(ConfigError):
-        check_config(Config(**bad))
+        plan_study("compress", "smoke", bad)

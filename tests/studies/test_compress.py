@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,8 +18,7 @@ from dlslab.compress.layers import weight_layers
 from dlslab.compress.packed import load_packed, read_packed
 from dlslab.errors import ConfigError
 from dlslab.runs import safe_torch_load
-from dlslab.studies import compress
-from dlslab.studies.compress import MNIST_MEAN, MNIST_STD, error_percent, load_mnist
+from dlslab.compress.pipeline import MNIST_MEAN, MNIST_STD, error_percent, load_mnist
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +48,7 @@ def test_deep_compression_is_large_and_its_error_is_measured_after_loading(smoke
     metrics = json.loads((smoke_run / "metrics.json").read_text())
     head = metrics["headline"]
     cfg = runner.plan_study("compress", "smoke").cfg
-    data = load_mnist(cfg, SimpleNamespace(data_dir=None, device=torch.device("cpu")))
+    data = load_mnist(None, "cpu", train_subset=cfg.train_subset, test_subset=cfg.test_subset, seed=cfg.seed)
     for net in ("lenet300", "lenet5"):
         assert head["compression_ratio"][net] > 25
         row = next(r for r in metrics["results"][net] if r["model"].startswith("deep compression"))
@@ -146,7 +144,8 @@ def test_the_qat_script_from_a_run_repeats_the_studys_own_file(smoke_run):
 
 
 @pytest.mark.parametrize("bad", [{"qat_epochs": 0}, {"lenet5_qat_round": 9}, {"qat_bits": 1}, {"qat_bits": 9},
-                                 {"networks": ["lenet300", "resnet"]}])
-def test_bad_settings_fail_before_any_data_or_training(bad):
+                                 {"networks": ["lenet300", "resnet"]}, {"networks": []}, {"lr": 0.0},
+                                 {"structured_keep": 1.5}, {"lenet300_density": [0.1, 0.1]}, {"train_subset": -1}])
+def test_bad_settings_fail_when_the_run_is_planned(bad):
     with pytest.raises(ConfigError):
-        compress.run(compress.Config(**bad), None)  # no run folder: anything past the check would crash
+        runner.plan_study("compress", "smoke", bad)

@@ -16,41 +16,35 @@ data, seed.
 from __future__ import annotations
 
 import lzma
-import math
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import zstandard
 from torch import nn
 
-from dlslab.compress.distill import distillation_objective
-from dlslab.compress.layers import bake, trainable, weight_layers
+from dlslab.compress.layers import weight_layers
 from dlslab.compress.lowrank import low_rank_factorise
-from dlslab.compress.packed import PackReport, dense_bytes, load_packed, pack_model
-from dlslab.compress.prune import layer_density, prune_magnitude, sparsity_schedule
+from dlslab.compress.pipeline import (Bench, Mnist, PruneSpec, StageSpec, error_percent, layer_settings, load_mnist,
+                                      pruning_rounds, quantise_pruned, quantised_label, train)
+from dlslab.compress.prune import layer_density, prune_magnitude
 from dlslab.compress.quant import prepare_qat, quantise_ptq
 from dlslab.compress.share import share_weights
 from dlslab.compress.structured import structured_prune
 from dlslab.config import StudyConfig
-from dlslab.data.images import load_images
-from dlslab.data.splits import subset_fraction
 from dlslab.errors import ConfigError
 from dlslab.models import build_model
 from dlslab.report.plots import pyplot
 from dlslab.runs import Run
-from dlslab.train.engine import classifier_eval, clone_model, fit
-from dlslab.train.optim import linear_decay, make_optimizer, one_cycle
+from dlslab.train.engine import clone_model
 
 NETWORKS = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5"}
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+Network = Literal["lenet300", "lenet5"]
 
 
 @dataclass
 class Config(StudyConfig):
-    networks: list[str] = field(default_factory=lambda: ["lenet300", "lenet5"])  # networks to compress: lenet300, lenet5
+    networks: list[Network] = field(default_factory=lambda: ["lenet300", "lenet5"])  # networks to compress
     train_subset: int = 0  # training images used (0 = all 60,000; a seeded, class-stratified subset otherwise)
     test_subset: int = 0  # test images every error is measured on (0 = all 10,000)
     batch_size: int = 128  # minibatch size of every training stage
@@ -98,169 +92,56 @@ def data_needs(cfg: Config) -> list[str]:
     return ["mnist"]
 
 
-# --- data, training, measuring ------------------------------------------------------------------
+# --- checks --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Mnist:
-    train: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
-
-
-def load_mnist(cfg: Config, run: Run) -> Mnist:
-    data = load_images("mnist", run.data_dir)
-
-    def prep(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if n:
-            x, y = subset_fraction(x, y, n / len(x), cfg.seed)
-        return ((x.to(run.device).float() / 255 - MNIST_MEAN) / MNIST_STD), y.to(run.device)
-
-    return Mnist(prep(data.train_x, data.train_y, cfg.train_subset),
-                 prep(data.test_x, data.test_y, cfg.test_subset))
-
-
-def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(model(x), y)
-
-
-def train(model: nn.Module, data: Mnist, cfg: Config, run: Run, name: str, epochs: int, *,
-          finetune: bool = True, teacher: nn.Module | None = None, distill: float = 0.0) -> nn.Module:
-    """Train the trainable tensors of `model` (weights, or centroids after sharing) with Adam;
-    resumable under `name`. From scratch: a one-cycle schedule to `lr`. Fine-tuning: start at
-    `finetune_lr` with no warm-up (the network is already good) and decay linearly to zero.
-    With a `teacher` and a distillation weight `distill` > 0, the loss distils the teacher's
-    outputs too."""
-    if epochs <= 0:
-        return model
-    lr = cfg.finetune_lr if finetune else cfg.lr
-    opt = make_optimizer("adam", trainable(model), lr=lr, weight_decay=cfg.weight_decay)
-    steps = epochs * math.ceil(len(data.train[0]) / cfg.batch_size)
-    schedule = linear_decay(opt, steps) if finetune else one_cycle(opt, lr, steps)
-    loss = (distillation_objective(teacher, distill, cfg.distill_temperature)
-            if teacher is not None and distill > 0 else cross_entropy)
-    fit(model, data.train, loss, optimizer=opt, epochs=epochs, batch_size=cfg.batch_size,
-        scheduler=schedule, seed=cfg.seed, run=run, name=name)
-    return model
-
-
-def error_percent(model: nn.Module, data: Mnist) -> float:
-    """Test error in percent."""
-    return 100.0 * (1.0 - classifier_eval(*data.test, prefix="")(model)["acc"])
-
-
-@dataclass
-class Measured:
-    """One compressed model, packed, loaded back and measured."""
-
-    label: str
-    kind: str  # technique | pipeline | curve
-    report: PackReport
-    error: float  # test error (%) of the model loaded from the file
-    file: str  # path inside the run folder
-
-    def row(self, base_error: float) -> dict[str, Any]:
-        return {"model": self.label, "kind": self.kind, "file": self.file, "bytes": self.report.file_bytes,
-                "ratio": round(self.report.ratio, 2), "size_reduction_%": round(100 * (1 - 1 / self.report.ratio), 2),
-                "test_error_%": round(self.error, 2), "change_pp": round(self.error - base_error, 2)}
-
-
-class Bench:
-    """Packs a model into the run folder, loads it back, and measures the loaded model."""
-
-    def __init__(self, net: str, data: Mnist, run: Run, reference: nn.Module):
-        self.net, self.data, self.run = net, data, run
-        self.dense_bytes = dense_bytes(reference.state_dict())  # every ratio divides the uncompressed size
-        self.results: list[Measured] = []
-
-    def measure(self, model: nn.Module, label: str, kind: str, *, kwargs: dict[str, Any] | None = None,
-                structure: dict[str, Any] | None = None, entropy: str = "huffman") -> Measured:
-        bake(model)
-        slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-        rel = f"packed/{self.net}-{slug}.dlz"
-        report = pack_model(model, self.run.path(rel), name=self.net, kwargs=kwargs, structure=structure,
-                            entropy=entropy, meta={"study": "compress", "label": label},
-                            reference_bytes=self.dense_bytes)
-        loaded, _ = load_packed(report.path, self.run.device)
-        result = Measured(label, kind, report, error_percent(loaded, self.data), rel)
-        self.results.append(result)
-        self.run.info(f"[{self.net}] {label}: {report.file_bytes} bytes, {report.ratio:.1f}x, "
-                      f"error {result.error:.2f}%")
-        return result
+def check(cfg: Config) -> None:
+    """Range checks of every numeric field, and the per-layer lists against each network's layers."""
+    if not cfg.networks:
+        raise ConfigError(f"networks is empty: name some of {', '.join(NETWORKS)}")
+    for name in ("batch_size", "epochs", "prune_rounds", "qat_epochs"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be >= 1; got {getattr(cfg, name)}")
+    for name in ("train_subset", "test_subset", "prune_epochs", "share_epochs", "technique_epochs"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be >= 0; got {getattr(cfg, name)}")
+    for name in ("lr", "finetune_lr", "distill_temperature"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name} must be > 0; got {getattr(cfg, name)}")
+    if cfg.weight_decay < 0 or cfg.loss_tolerance_pp < 0:
+        raise ConfigError(f"weight_decay ({cfg.weight_decay}) and loss_tolerance_pp ({cfg.loss_tolerance_pp}) "
+                          "must be >= 0")
+    if not 2 <= cfg.qat_bits <= 8:
+        raise ConfigError(f"qat_bits must lie in 2..8; got {cfg.qat_bits}")
+    for name in ("bias_bits", "dense_share_bits"):
+        if not 1 <= getattr(cfg, name) <= 16:
+            raise ConfigError(f"{name} must lie in 1..16; got {getattr(cfg, name)}")
+    for name in ("structured_keep", "lowrank_keep"):
+        if not 0 < getattr(cfg, name) <= 1:
+            raise ConfigError(f"{name} must lie in (0, 1]; got {getattr(cfg, name)}")
+    for net in NETWORKS:
+        qat_round = getattr(cfg, f"{net}_qat_round")
+        if not 0 <= qat_round <= cfg.prune_rounds:
+            raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
+        for stage in ("distill", "prune_distill"):
+            if not 0 <= getattr(cfg, f"{net}_{stage}") <= 1:
+                raise ConfigError(f"{net}_{stage} must lie in [0, 1]; got {getattr(cfg, f'{net}_{stage}')}")
+        layer_settings(build_model(net), getattr(cfg, f"{net}_density"), getattr(cfg, f"{net}_bits"), net)
 
 
 # --- the compression runs of one network --------------------------------------------------------------
 
 
-def layer_settings(cfg: Config, net: str, model: nn.Module) -> tuple[dict[str, float], dict[str, int]]:
-    """Per-layer target sparsity and k-means bits from the config lists."""
-    names = list(weight_layers(model))
-    density = getattr(cfg, f"{net}_density")
-    bits = getattr(cfg, f"{net}_bits")
-    if len(density) != len(names) or len(bits) != len(names):
-        raise ConfigError(f"{net}_density and {net}_bits need one value per layer ({', '.join(names)}); "
-                          f"got {len(density)} and {len(bits)}")
-    if any(not 0 < d <= 1 for d in density):
-        raise ConfigError(f"{net}_density: fractions kept must lie in (0, 1]; got {density}")
-    return {n: 1 - d for n, d in zip(names, density)}, dict(zip(names, bits))
-
-
-def check_config(cfg: Config) -> None:
-    """The settings that would otherwise fail only after hours of training."""
-    unknown = [n for n in cfg.networks if n not in NETWORKS]
-    if unknown or not cfg.networks:
-        raise ConfigError(f"networks: unknown {unknown}; valid: {', '.join(NETWORKS)}")
-    for net in cfg.networks:
-        qat_round = getattr(cfg, f"{net}_qat_round")
-        if not 0 <= qat_round <= cfg.prune_rounds:
-            raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
-    if cfg.qat_epochs < 1:
-        raise ConfigError(f"qat_epochs must be >= 1; got {cfg.qat_epochs}")
-    if not 2 <= cfg.qat_bits <= 8:
-        raise ConfigError(f"qat_bits must lie in 2..8; got {cfg.qat_bits}")
-    for name in [f"{net}_{stage}" for net in NETWORKS for stage in ("distill", "prune_distill")]:
-        if not 0 <= getattr(cfg, name) <= 1:
-            raise ConfigError(f"{name} must lie in [0, 1]; got {getattr(cfg, name)}")
-    if cfg.distill_temperature <= 0:
-        raise ConfigError(f"distill_temperature must be > 0; got {cfg.distill_temperature}")
-
-
-def pruning_rounds(base: nn.Module, data: Mnist, cfg: Config, run: Run | None, net: str
-                   ) -> Iterator[tuple[int, nn.Module]]:
-    """Iterative per-layer magnitude pruning of a copy of `base`: `prune_rounds` rounds whose
-    sparsity rises cubically to the targets, each retrained `prune_epochs` (distilling `base`
-    when `<net>_prune_distill` > 0) and baked. Yields (round, model) after each round; it is the
-    same model every time, pruned further, so clone what must outlive the next round."""
-    sparsity, _ = layer_settings(cfg, net, base)
-    pruned = clone_model(base)
-    for r, round_sparsity in enumerate(sparsity_schedule(sparsity, cfg.prune_rounds), 1):
-        prune_magnitude(pruned, round_sparsity)
-        train(pruned, data, cfg, run, f"{net}-prune{r}", cfg.prune_epochs,
-              teacher=base, distill=getattr(cfg, f"{net}_prune_distill"))
-        yield r, bake(pruned)  # parametrized models are baked before copying: copies share their class
-
-
-def quantise_pruned(pruned: nn.Module, base: nn.Module, data: Mnist, cfg: Config, run: Run | None, name: str, *,
-                    bits: int, epochs: int, distill: float) -> nn.Module:
-    """A copy of `pruned` trained `epochs` quantisation-aware at `bits` with its pruned weights
-    held at exactly zero (distilling `base` when `distill` > 0), baked onto its grid."""
-    m = prepare_qat(clone_model(pruned), bits, keep_zeros=True)
-    train(m, data, cfg, run, name, epochs, teacher=base, distill=distill)
-    return bake(m)
-
-
-def quantised_label(r: int, bits: int, distill: float) -> str:
-    return f"prune round {r} + int{bits} quantisation-aware" + (" + distillation" if distill > 0 else "")
-
-
 def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
     qat_round, distill = getattr(cfg, f"{net}_qat_round"), getattr(cfg, f"{net}_distill")
+    stages = StageSpec.of(cfg)
     torch.manual_seed(cfg.seed)
     base = build_model(net).to(run.device)
-    train(base, data, cfg, run, f"{net}-baseline", cfg.epochs, finetune=False)
+    train(base, data, stages, run, f"{net}-baseline", cfg.epochs, finetune=False)
     base_error = error_percent(base, data)
     bench = Bench(net, data, run, base)
     bench.measure(clone_model(base), "baseline float32", "technique")
-    sparsity, bits = layer_settings(cfg, net, base)
+    sparsity, bits = layer_settings(base, getattr(cfg, f"{net}_density"), getattr(cfg, f"{net}_bits"), net)
 
     # pruning: one-shot with a global threshold, at the same overall sparsity as the target
     sizes = {n: m.weight.numel() for n, m in weight_layers(base).items()}
@@ -270,37 +151,37 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     bench.measure(m, "prune one-shot global", "technique")
 
     # iterative per-layer pruning with retraining; every round is a point on the curve
-    for r, pruned in pruning_rounds(base, data, cfg, run, net):
+    for r, pruned in pruning_rounds(base, data, stages, PruneSpec.of(cfg, net, base), run, net):
         last = r == cfg.prune_rounds
         bench.measure(clone_model(pruned), "prune iterative" if last else f"prune round {r}",
                       "technique" if last else "curve")
         bench.measure(share_weights(clone_model(pruned), bits, cfg.bias_bits),
                       f"prune round {r} + k-means (no fine-tuning)", "curve")
         if r == qat_round:  # pruning, then quantisation-aware training with the pruned weights held at zero
-            m = quantise_pruned(pruned, base, data, cfg, run, f"{net}-prune{r}-qat{cfg.qat_bits}",
+            m = quantise_pruned(pruned, base, data, stages, run, f"{net}-prune{r}-qat{cfg.qat_bits}",
                                 bits=cfg.qat_bits, epochs=cfg.qat_epochs, distill=distill)
             bench.measure(m, quantised_label(r, cfg.qat_bits, distill), "pipeline")
     density = layer_density(pruned)
 
     # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
     deep = share_weights(clone_model(pruned), bits, cfg.bias_bits)
-    train(deep, data, cfg, run, f"{net}-share", cfg.share_epochs)
+    train(deep, data, stages, run, f"{net}-share", cfg.share_epochs)
     deep_result = bench.measure(deep, "deep compression (prune + k-means + Huffman)", "pipeline")
     fixed = bench.measure(deep, "prune + k-means, fixed-width codes", "pipeline", entropy="fixed")
 
     # weight sharing alone, then uniform quantisation
     m = share_weights(clone_model(base), dict.fromkeys(bits, cfg.dense_share_bits), cfg.bias_bits)
-    train(m, data, cfg, run, f"{net}-kmeans", cfg.technique_epochs)
+    train(m, data, stages, run, f"{net}-kmeans", cfg.technique_epochs)
     bench.measure(m, f"k-means {cfg.dense_share_bits}-bit + centroid fine-tuning", "technique")
     for b in (8, 4):
         bench.measure(quantise_ptq(clone_model(base), b), f"int{b} post-training", "technique")
     m = prepare_qat(clone_model(base), 4)
-    train(m, data, cfg, run, f"{net}-qat4", cfg.technique_epochs)
+    train(m, data, stages, run, f"{net}-qat4", cfg.technique_epochs)
     bench.measure(m, "int4 quantisation-aware", "technique")
 
     # structured pruning: a smaller dense network; then chained with int8
     small, small_kwargs = structured_prune(base, net, {}, cfg.structured_keep)
-    train(small, data, cfg, run, f"{net}-structured", cfg.technique_epochs)
+    train(small, data, stages, run, f"{net}-structured", cfg.technique_epochs)
     bench.measure(small, f"structured keep {cfg.structured_keep:.0%}", "technique", kwargs=small_kwargs)
     bench.measure(quantise_ptq(small, 8), "structured + int8", "pipeline", kwargs=small_kwargs)
 
@@ -309,7 +190,7 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     linears = [n for n, mod in weight_layers(base).items() if isinstance(mod, nn.Linear)][:-1]
     ranks = low_rank_factorise(lr_model, {n: max(1, round(cfg.lowrank_keep * min(base.get_submodule(n).weight.shape)))
                                           for n in linears})
-    train(lr_model, data, cfg, run, f"{net}-lowrank", cfg.technique_epochs)
+    train(lr_model, data, stages, run, f"{net}-lowrank", cfg.technique_epochs)
     structure = {"lowrank": ranks}
     bench.measure(lr_model, "low rank (SVD) " + ", ".join(f"{k} r={v}" for k, v in ranks.items()),
                   "technique", structure=structure)
@@ -397,8 +278,8 @@ def curve_figure(outs: dict[str, dict[str, Any]], tolerance: float) -> Any:
 
 
 def run(cfg: Config, run: Run) -> dict[str, Any]:
-    check_config(cfg)
-    data = load_mnist(cfg, run)
+    data = load_mnist(run.data_dir, run.device, train_subset=cfg.train_subset, test_subset=cfg.test_subset,
+                      seed=cfg.seed)
     outs = {net: compress_network(net, cfg, data, run) for net in cfg.networks}
 
     headline: dict[str, dict[str, float]] = {k: {} for k in (
