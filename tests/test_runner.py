@@ -60,7 +60,7 @@ def test_run_writes_a_complete_folder_and_reuses_it(toy, tmp_path, capsys) -> No
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "nope"], "unknown study 'nope'; valid studies: mlp-hparams"),
+    (["run", "nope"], "unknown study 'nope'; valid: mlp-hparams"),
     (["run", "toy", "--set", "bogus=1"], "valid keys: seed, epochs, lr"),
     (["run", "toy", "--set", "epochs=many"], "expected an integer"),
     (["run", "toy", "--preset", "huge"], "valid presets: smoke, quick, full"),

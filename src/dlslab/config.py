@@ -224,14 +224,42 @@ def dump_yaml(study: str, preset: str | None, cfg: Any) -> str:
     return yaml.safe_dump({"study": study, "preset": preset, "config": to_dict(cfg)}, sort_keys=False)
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a run's config.yaml is a few kilobytes
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a run's `config.yaml` (safe loader: no Python objects)."""
+    """Read a run's `config.yaml` (safe loader: no Python objects): a mapping with `study`
+    (a study name), `config` (a mapping of fields) and optionally `preset` (a name or null).
+    Anything else (not UTF-8, too large, a folder, another shape) is a ConfigError."""
+    path = Path(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder; give the config.yaml file inside a run folder")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a run config (at most "
+                              f"{MAX_CONFIG_BYTES:,})")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (not UTF-8: byte {exc.start})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except (ValueError, OverflowError, RecursionError, AttributeError, TypeError) as exc:  # e.g. 2024-13-45
+        raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(data, dict) or "study" not in data or not isinstance(data.get("config"), dict):
         raise ConfigError(f"{path}: expected keys 'study' and 'config' (a run folder's config.yaml)")
+    unknown = [str(k) for k in data if k not in ("study", "preset", "config")]
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)[:200]}; a run config has "
+                          "study, preset and config")
+    if not isinstance(data["study"], str):
+        raise ConfigError(f"{path}: study must be a study name, not {data['study']!r:.80}")
+    if data.get("preset") is not None and not isinstance(data["preset"], str):
+        raise ConfigError(f"{path}: preset must be a preset name or null, not {data['preset']!r:.80}")
     return data

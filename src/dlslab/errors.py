@@ -22,7 +22,12 @@ class DataError(UsageError):
     """Missing, truncated or corrupt data, or data of the wrong shape or rate."""
 
 
-class UnsafeFileError(DataError):
+class BadFileError(DataError):
+    """A file that is there but cannot be used: corrupt, malformed, too large for what it
+    claims to hold, or of another kind than expected. Not "data missing"."""
+
+
+class UnsafeFileError(BadFileError):
     """A pickle or checkpoint that would run code when loaded, refused unread."""
 
 

@@ -2,8 +2,9 @@
 
 A run folder is `OUT/STUDY/DATE-TIME-HASH`, where HASH identifies (study, config, seed,
 device type). A finished folder with the same HASH is reused unless `force`; an unfinished
-one is resumed (the engine's checkpoints pick up where it stopped). `metrics.json` is written
-last, atomically, so its presence means "finished".
+one is resumed (the engine's checkpoints pick up where it stopped). Finishing a run writes
+`metrics.json` (atomically; its presence means the study's work is done) and then the
+report; a finished run found without its `report.html` (killed in between) gets it rebuilt.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from dlslab import atomic, config
-from dlslab.errors import DataError, DlsError, UsageError, did_you_mean
+from dlslab.errors import BadFileError, ConfigError, DataError, DlsError, UsageError, did_you_mean
 from dlslab.runs import Run
 from dlslab.catalog import STUDIES, StudyInfo, get_study
 from dlslab.train.engine import resolve_device, seed_everything
@@ -72,13 +73,19 @@ def check(module: ModuleType, cfg: Any) -> None:
 
 
 def plan_from_file(path: str | Path) -> Plan:
-    """The plan recorded in a run folder's config.yaml, to repeat that run."""
+    """The plan recorded in a run folder's config.yaml, to repeat that run: the study's
+    defaults, then its `preset` (which must be one of the study's), then its `config`."""
     data = config.load_yaml(path)
     info = get_study(data["study"])
     module = info.load()
-    cfg = config.apply_overrides(module.Config(), data["config"], source=str(path))
+    preset = data.get("preset")
+    if preset is not None and preset not in module.PRESETS:
+        raise ConfigError(f"{path}: unknown preset {preset!r} for {info.name}; valid presets: "
+                          f"{', '.join(module.PRESETS)} (or null for the defaults)")
+    cfg = config.resolve(module.Config, module.PRESETS, preset)
+    cfg = config.apply_overrides(cfg, data["config"], source=str(path))
     check(module, cfg)
-    return Plan(info, module, cfg, data.get("preset"))
+    return Plan(info, module, cfg, preset)
 
 
 def run_hash(study: str, cfg: Any, device: torch.device) -> str:
@@ -183,8 +190,11 @@ def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force
     finished = [d for d in existing if is_finished(d)]
     if finished and not force:
         metrics = json.loads((finished[-1] / "metrics.json").read_text())
-        return Outcome(name, "reused", finished[-1], metrics,
-                       "same config and seed already finished; --force runs it again")
+        message = "same config and seed already finished; --force runs it again"
+        if not (finished[-1] / "report.html").exists():  # killed after metrics.json: finish it
+            _render_reports(out, finished[-1])
+            message = "same config and seed already finished (its missing report.html was rebuilt)"
+        return Outcome(name, "reused", finished[-1], metrics, message)
     unfinished = [d for d in existing if not is_finished(d)]
     run_dir = unfinished[-1] if unfinished and not force else _new_run_dir(out, name, digest)
     resumed = run_dir in unfinished and not force
@@ -199,6 +209,9 @@ def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force
     t0 = time.perf_counter()
     try:
         metrics = plan.module.run(plan.cfg, run)
+    except BadFileError as exc:  # a corrupt, refused or wrong-kind file: not "data missing"
+        run.log(event="failed", error=str(exc))
+        return Outcome(name, "failed", run_dir, message=str(exc), exit_code=exc.exit_code)
     except DataError as exc:
         run.log(event="no-data", error=str(exc))
         return Outcome(name, "no-data", run_dir, message=str(exc))
@@ -212,13 +225,18 @@ def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force
               "seconds": round(seconds, 2), **metrics, **report_fields(plan, run)}
     atomic.write_json(run_dir / "metrics.json", record)
     run.log(event="finished", seconds=seconds)
+    _render_reports(out, run_dir)
+    return Outcome(name, "finished", run_dir, record, seconds=seconds)
+
+
+def _render_reports(out: Path, run_dir: Path) -> None:
+    """The run's report.html, its study's comparison page and the runs folder's index."""
     from dlslab.report.html import render_index, render_run
     from dlslab.report.site import render_compare
 
     render_run(run_dir)
-    render_compare(out / name)
+    render_compare(run_dir.parent)
     render_index(out)
-    return Outcome(name, "finished", run_dir, record, seconds=seconds)
 
 
 def report_fields(plan: Plan, run: Run) -> dict[str, Any]:

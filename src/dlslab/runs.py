@@ -13,13 +13,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
 from dlslab import atomic
-from dlslab.errors import DataError, UnsafeFileError
+from dlslab.errors import BadFileError, UnsafeFileError
 
 
 @dataclass
@@ -56,8 +57,7 @@ class Run:
         """Append one JSON line to log.jsonl (an epoch, a step group, an event)."""
         record.setdefault("time", round(time.time(), 3))
         line = json.dumps(record, default=atomic._json_default)
-        with open(self.dir / "log.jsonl", "a") as f:
-            f.write(line + "\n")
+        atomic.append_text(self.dir / "log.jsonl", line + "\n")
 
     # --- artifacts ------------------------------------------------------------------------
 
@@ -183,21 +183,92 @@ class Run:
         if path.exists():
             return safe_torch_load(path)
         value = compute()
-        atomic.write_with(path, lambda f: torch.save(value, f))
+        atomic.torch_save(path, value)
         return value
 
 
-def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
-    """torch.load with weights_only=True: tensors and plain containers only, never code."""
-    import pickle
+MAX_CHECKPOINT_BYTES = 16 << 30  # a checkpoint larger than this is not read
 
+
+def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never code.
+    Only torch's zip format with uncompressed entries is read (what torch.save writes), so
+    loading takes memory in proportion to the file's size."""
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    _check_archive(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UnsafeFileError(
-            f"{path}: refused to load: it holds objects other than tensors and plain values "
-            f"({str(exc).splitlines()[0][:200]}). Only load checkpoints written by dlslab."
+            f"{path}: refused to load: {_unsafe_reason(str(exc))}. Loading it could run code. "
+            "dlslab's own checkpoints hold only tensors and plain values; only load those."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable checkpoint (truncated or corrupt: {exc}). "
-                        "Delete it to start that step again.") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError,
+            IndexError, zipfile.BadZipFile) as exc:
+        raise BadFileError(f"{path}: not a readable checkpoint (truncated or corrupt: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}). "
+                           "Delete it to start that step again.") from None
+
+
+def _check_archive(path: Path) -> None:
+    """The file is a zip archive of stored (uncompressed) entries that fit in its size."""
+    import zipfile
+
+    try:
+        if not path.is_file() and path.exists():
+            raise BadFileError(f"{path}: not a checkpoint (not a regular file)")
+        size = path.stat().st_size
+        if size > MAX_CHECKPOINT_BYTES:
+            raise BadFileError(f"{path}: {size:,} bytes is larger than any checkpoint dlslab reads")
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except OSError as exc:
+        raise BadFileError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:  # also a zip that zipfile cannot parse
+        raise BadFileError(f"{path}: not a readable checkpoint (truncated or corrupt, or not written by "
+                           f"torch.save: {exc}). Delete it to start that step again.") from None
+    packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    if packed or sum(e.file_size for e in entries) > size:
+        raise BadFileError(f"{path}: not a checkpoint written by torch.save (its entries are compressed "
+                           f"or larger than the file: {', '.join(packed[:3])}); refused unread")
+
+
+def _unsafe_reason(message: str) -> str:
+    """What torch's refusal names (a Python global such as posix.system), without its advice."""
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    if found:
+        return f"it names the Python object {found.group(1)}, which loading would import and call"
+    return "it holds objects other than tensors and plain values"
+
+
+def _describe(obj: Any) -> str:
+    """What a loaded checkpoint is, in a few words (for wrong-kind messages)."""
+    if isinstance(obj, torch.Tensor):
+        return f"a single tensor of shape {tuple(obj.shape)}"
+    if isinstance(obj, dict):
+        if not obj:
+            return "an empty dict"
+        keys = list(obj)
+        shown = ", ".join(repr(k) for k in keys[:6]) + (", ..." if len(keys) > 6 else "")
+        if all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return f"a plain state dict of {len(keys)} tensors ({shown})"
+        return f"a dict with keys {shown}"
+    if isinstance(obj, (list, tuple)):
+        return f"a {type(obj).__name__} of {len(obj)} items"
+    return f"a {type(obj).__name__}"
+
+
+def expect_checkpoint(obj: Any, path: str | Path, *, expected: str, keys: Iterable[str]) -> dict[str, Any]:
+    """`obj`, a loaded checkpoint, if it is a dict holding `keys`; otherwise BadFileError
+    saying what the file holds and what was expected (`expected`: e.g. "a denoiser saved by
+    `dlslab denoise train`")."""
+    keys = list(keys)
+    if isinstance(obj, dict) and all(k in obj for k in keys):
+        return obj
+    raise BadFileError(f"{path}: this file is {_describe(obj)}, not {expected} "
+                       f"(a dict with {', '.join(map(repr, keys))})")

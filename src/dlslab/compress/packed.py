@@ -23,6 +23,14 @@ whichever is smaller. Each integer stream (codes, gaps) is Huffman coded or bit 
 fixed width, whichever is smaller (or always fixed width with `entropy="fixed"`). A gap
 longer than the largest gap symbol M is written as escape symbols (M zeros each).
 Signed zeros are stored as +0.0.
+
+Reading trusts nothing in the file. The header is inflated in one bounded step (at most
+MAX_HEADER_BYTES) and checked against a schema (every field present, of its type, and no
+others) before any of it is used; every stream's length is checked against what its record
+says it holds, and the tensors' total decoded size against a budget that grows with the
+file's size (DECODED_FLOOR + MAX_EXPANSION bytes per file byte, never over
+MAX_DECODED_BYTES), all before anything is decoded. So a file takes memory in proportion
+to its own size, and a bad file is a BadFileError that names the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ import json
 import math
 import struct
 import zlib
+from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,12 +51,22 @@ from torch import nn
 
 from dlslab import atomic
 from dlslab.compress.huffman import huffman_decode, huffman_encode, huffman_size, pack_bits, unpack_bits
-from dlslab.errors import DataError, UsageError
+from dlslab.errors import BadFileError, DataError, UsageError
 
 MAGIC = b"DLSZ"
 VERSION = 1
 GAP_SYMBOLS = (15, 31, 63, 127, 255)  # candidate largest gap symbols M (the escape)
 Entropy = Literal["huffman", "fixed"]
+
+# What a reader accepts (see the module docstring): bounds fixed before anything is allocated.
+MAX_FILE_BYTES = 4 << 30  # a packed file larger than this is not read
+MAX_HEADER_BYTES = 4 << 20  # inflated header JSON (about 150 bytes per tensor)
+MAX_TENSORS = 1 << 15
+MAX_DIMS = 8  # dimensions of one tensor
+MAX_DECODED_BYTES = 4 << 30  # all decoded tensors of one file, whatever its size
+DECODED_FLOOR = 64 << 20  # decoded bytes any file may hold (a small model of all-zero layers)
+MAX_EXPANSION = 4096  # decoded bytes per file byte beyond the floor (sparse zeros cost no bits)
+MAX_ALPHABET = (1 << 16) - 1  # largest codebook or gap alphabet a Huffman stream can describe
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64, "int64": torch.int64, "int32": torch.int32, "int16": torch.int16,
@@ -114,6 +134,8 @@ def _encode_ints(values: np.ndarray, alphabet: int, kind: str) -> bytes:
 
 
 def _decode_ints(kind: str, data: bytes, alphabet: int, count: int) -> np.ndarray:
+    if count > 8 * len(data):  # every symbol takes at least one bit, in either coding
+        raise DataError(f"a stream of {len(data)} bytes cannot hold {count} symbols: the file is corrupt")
     if kind == "huffman":
         out = huffman_decode(data, count)
     elif kind == "fixed":
@@ -156,12 +178,12 @@ def _raw_bytes(t: torch.Tensor) -> bytes:
 
 def _from_raw(data: bytes, dtype: str, shape: list[int]) -> torch.Tensor:
     numel = math.prod(shape)
+    if len(data) != numel * _DTYPES[dtype].itemsize:
+        raise DataError(f"raw tensor data has {len(data)} bytes, expected {numel * _DTYPES[dtype].itemsize}")
     if dtype in _STORAGE:
         arr = np.frombuffer(data, dtype="<i2", count=numel)
         return torch.from_numpy(arr.copy()).view(torch.bfloat16).reshape(shape)
     np_dtype = torch.empty(0, dtype=_DTYPES[dtype]).numpy().dtype.newbyteorder("<")
-    if len(data) != numel * np_dtype.itemsize:
-        raise DataError(f"raw tensor data has {len(data)} bytes, expected {numel * np_dtype.itemsize}")
     return torch.from_numpy(np.frombuffer(data, dtype=np_dtype).astype(np_dtype.newbyteorder("=")).copy()
                             ).reshape(shape)
 
@@ -287,45 +309,202 @@ def _report(rec: dict[str, Any], nbytes: int, t: torch.Tensor) -> TensorReport:
 
 
 def unpack_state(blob: bytes, source: str = "packed data") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Parse a packed file's bytes: (state dict, header). Raises DataError when the bytes are
-    not a packed file, are truncated, or fail a checksum."""
+    """Parse a packed file's bytes: (state dict, header). Raises BadFileError when the bytes
+    are not a packed file, are truncated, fail a checksum or the header's schema, or would
+    decode to more than their size allows (see the module docstring)."""
     if len(blob) < 9 or blob[:4] != MAGIC:
-        raise DataError(f"{source}: not a dlslab packed file (it does not start with {MAGIC!r})")
+        raise BadFileError(f"{source}: not a dlslab packed file (it does not start with {MAGIC!r})")
     version, hlen = struct.unpack_from("<BI", blob, 4)
     if version != VERSION:
-        raise DataError(f"{source}: packed format version {version} is not supported (this dlslab "
-                        f"reads version {VERSION}); repack the model with this version")
+        raise BadFileError(f"{source}: packed format version {version} is not supported (this dlslab "
+                           f"reads version {VERSION}); repack the model with this version")
     if len(blob) < 13 + hlen:
-        raise DataError(f"{source}: truncated: the header needs {13 + hlen} bytes, the file has "
-                        f"{len(blob)}")
+        raise BadFileError(f"{source}: truncated: the header needs {13 + hlen} bytes, the file has "
+                           f"{len(blob)}")
     head = blob[9:9 + hlen]
     if zlib.crc32(head) != struct.unpack_from("<I", blob, 9 + hlen)[0]:
-        raise DataError(f"{source}: corrupt: the header checksum does not match")
-    try:
-        header = json.loads(zlib.decompress(head))
-        records, pbytes = header["tensors"], int(header["payload_bytes"])
-    except (zlib.error, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{source}: corrupt header ({exc})") from None
-    start = 13 + hlen
+        raise BadFileError(f"{source}: corrupt: the header checksum does not match")
+    header = _read_header(head, source)
+    records = _check_header(header, source)
+    start, pbytes = 13 + hlen, header["payload_bytes"]
     if len(blob) != start + pbytes + 4:
-        raise DataError(f"{source}: truncated or padded: expected {start + pbytes + 4} bytes, "
-                        f"found {len(blob)}")
+        raise BadFileError(f"{source}: truncated or padded: expected {start + pbytes + 4} bytes, "
+                           f"found {len(blob)}")
     body = blob[start:start + pbytes]
     if zlib.crc32(body) != struct.unpack_from("<I", blob, start + pbytes)[0]:
-        raise DataError(f"{source}: corrupt: the payload checksum does not match")
+        raise BadFileError(f"{source}: corrupt: the payload checksum does not match")
+    allowed = min(MAX_DECODED_BYTES, DECODED_FLOOR + MAX_EXPANSION * len(blob))
+    decoded = sum(r.numel * _DTYPES[r.rec["dtype"]].itemsize for r in records)
+    if decoded > allowed:
+        largest = max(records, key=lambda r: r.numel)
+        raise BadFileError(
+            f"{source}: the header describes {decoded:,} bytes of tensors (largest: "
+            f"{largest.rec['name']!r}, shape {largest.rec['shape']}), more than a file of "
+            f"{len(blob):,} bytes may hold ({allowed:,}); the file is corrupt or crafted")
     state, offset = {}, 0
-    for rec in records:
+    for r in records:
         streams = []
-        for n in rec["streams"]:
+        for n in r.rec["streams"]:
             streams.append(body[offset:offset + n])
             offset += n
+        r.check_streams(streams, source)
         try:
-            state[rec["name"]] = _decode_tensor(rec, streams)
-        except (KeyError, ValueError, IndexError, RuntimeError) as exc:
-            raise DataError(f"{source}: tensor {rec.get('name')!r} cannot be decoded ({exc})") from None
-    if offset != pbytes:
-        raise DataError(f"{source}: corrupt: the tensors use {offset} of {pbytes} payload bytes")
+            state[r.rec["name"]] = _decode_tensor(r.rec, streams)
+        except (DataError, ValueError, IndexError) as exc:
+            raise BadFileError(f"{source}: tensor {r.rec['name']!r} cannot be decoded ({exc})") from None
     return state, header
+
+
+# --- the header's schema ---------------------------------------------------------------------
+
+
+def _read_header(head: bytes, source: str) -> dict[str, Any]:
+    """Inflate (at most MAX_HEADER_BYTES: a zlib bomb is refused, not expanded) and parse."""
+    inflate = zlib.decompressobj()
+    try:
+        text = inflate.decompress(head, MAX_HEADER_BYTES + 1)
+    except zlib.error as exc:
+        raise BadFileError(f"{source}: corrupt header ({exc})") from None
+    if len(text) > MAX_HEADER_BYTES:
+        raise BadFileError(f"{source}: the header inflates to more than {MAX_HEADER_BYTES:,} bytes "
+                           f"(from {len(head):,}); refused as a decompression bomb")
+    if not inflate.eof or inflate.unused_data:
+        raise BadFileError(f"{source}: corrupt header (its compressed stream is cut short or followed by junk)")
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadFileError(f"{source}: corrupt header (not JSON: {str(exc)[:100]})") from None
+    return header
+
+
+def _is_int(v: Any, low: int = 0, high: int | None = None) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v, default=str)  # the header is at most MAX_HEADER_BYTES
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _object(obj: Any, where: str, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
+    """`obj` must be a JSON object with all of `required`, and nothing outside `optional`."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where} must be an object, not {_show(obj)}")
+    missing, unknown = required - obj.keys(), obj.keys() - required - optional
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(sorted(missing))}")
+    if unknown:
+        raise ValueError(f"{where} has unknown field(s) {', '.join(sorted(map(str, unknown)))[:100]}")
+    return obj
+
+
+def _need(ok: bool, where: str, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{where}: {key} must be {expected}, not {_show(value)}")
+
+
+@dataclass
+class _Record:
+    """One tensor record that passed the schema, with what its streams must hold."""
+
+    rec: dict[str, Any]
+    numel: int
+    count: int  # values stored: numel (raw, dense) or nnz (sparse)
+
+    def check_streams(self, streams: list[bytes], source: str) -> None:
+        """Stream lengths against what the record says they hold (before decoding them)."""
+        rec, name = self.rec, self.rec["name"]
+        sizes = [len(x) for x in streams]
+        if rec["layout"] == "raw":
+            expected = [("raw values", self.numel * _DTYPES[rec["dtype"]].itemsize)]
+        else:
+            expected = [("gap", None)] if rec["layout"] == "sparse" else []
+            if "codebook" in rec:
+                cb = rec["codebook"]
+                expected += [("codebook", cb["size"] * _DTYPES[cb["dtype"]].itemsize), ("code", None)]
+            else:
+                expected += [("values", self.count * _DTYPES[rec["values"]["dtype"]].itemsize)]
+        for (what, want), got in zip(expected, sizes):
+            if want is not None and got != want:
+                raise BadFileError(f"{source}: tensor {name!r}: its {what} stream has {got} bytes, "
+                                   f"its record says {want}; the file is corrupt")
+
+
+def _check_record(rec: Any, where: str) -> _Record:
+    rec = _object(rec, where, {"name", "shape", "dtype", "layout", "streams"},
+                  {"nnz", "gaps", "codebook", "values"})
+    _need(isinstance(rec["name"], str), where, "name", rec["name"], "a string")
+    where = f"tensor {rec['name']!r}"
+    shape = rec["shape"]
+    _need(isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_is_int(d) for d in shape),
+          where, "shape", shape, f"a list of at most {MAX_DIMS} non-negative integers")
+    numel = math.prod(shape)  # Python integers: no overflow
+    _need(rec["dtype"] in _DTYPES, where, "dtype", rec["dtype"], f"one of {', '.join(_DTYPES)}")
+    layout = rec["layout"]
+    _need(layout in ("raw", "dense", "sparse"), where, "layout", layout, "raw, dense or sparse")
+    dtype_names = f"one of {', '.join(_DTYPES)}"
+    if layout == "raw":
+        _object(rec, where, {"name", "shape", "dtype", "layout", "streams"})
+        n_streams, count = 1, numel
+    else:
+        _object(rec, where, {"name", "shape", "dtype", "layout", "streams", "nnz"}, {"gaps", "codebook", "values"})
+        _need(_is_int(rec["nnz"], 0, numel), where, "nnz", rec["nnz"], f"an integer in 0..{numel}")
+        if ("codebook" in rec) == ("values" in rec):
+            raise ValueError(f"{where}: a {layout} tensor has exactly one of codebook and values")
+        count, n_streams = (numel, 0) if layout == "dense" else (rec["nnz"], 1)
+        if layout == "sparse":
+            g = _object(rec.get("gaps"), f"{where}: gaps", {"escape", "coding", "count", "bytes"})
+            _need(_is_int(g["escape"], 1, MAX_ALPHABET - 1), where, "gaps.escape", g["escape"],
+                  f"an integer in 1..{MAX_ALPHABET - 1}")
+            _need(g["coding"] in ("huffman", "fixed"), where, "gaps.coding", g["coding"], "huffman or fixed")
+            _need(_is_int(g["count"]), where, "gaps.count", g["count"], "a non-negative integer")
+            _need(_is_int(g["bytes"]), where, "gaps.bytes", g["bytes"], "a non-negative integer")
+        elif "gaps" in rec:
+            raise ValueError(f"{where}: a dense tensor has no gaps")
+        if "codebook" in rec:
+            cb = _object(rec["codebook"], f"{where}: codebook", {"dtype", "size", "coding", "bytes"})
+            _need(cb["dtype"] in _DTYPES, where, "codebook.dtype", cb["dtype"], dtype_names)
+            _need(_is_int(cb["size"], 1, MAX_ALPHABET), where, "codebook.size", cb["size"],
+                  f"an integer in 1..{MAX_ALPHABET}")
+            _need(cb["coding"] in ("huffman", "fixed"), where, "codebook.coding", cb["coding"], "huffman or fixed")
+            _need(_is_int(cb["bytes"]), where, "codebook.bytes", cb["bytes"], "a non-negative integer")
+            n_streams += 2
+        else:
+            v = _object(rec["values"], f"{where}: values", {"dtype"})
+            _need(v["dtype"] in _DTYPES, where, "values.dtype", v["dtype"], dtype_names)
+            n_streams += 1
+    streams = rec["streams"]
+    _need(isinstance(streams, list) and len(streams) == n_streams and all(_is_int(n) for n in streams),
+          where, "streams", streams, f"a list of {n_streams} stream lengths for its layout")
+    return _Record(rec, numel, count)
+
+
+def _check_header(header: Any, source: str) -> list[_Record]:
+    """The header's schema, checked before any of it is used; BadFileError names the field."""
+    try:
+        _object(header, "the header", {"format", "model", "kwargs", "structure", "meta",
+                                       "payload_bytes", "tensors"})
+        _need(header["format"] == "dlslab-packed", "the header", "format", header["format"], '"dlslab-packed"')
+        _need(header["model"] is None or isinstance(header["model"], str), "the header", "model",
+              header["model"], "a model name or null")
+        for key in ("kwargs", "structure", "meta"):
+            _need(isinstance(header[key], dict), "the header", key, header[key], "an object")
+        _need(_is_int(header["payload_bytes"]), "the header", "payload_bytes", header["payload_bytes"],
+              "a non-negative integer")
+        tensors = header["tensors"]
+        _need(isinstance(tensors, list) and len(tensors) <= MAX_TENSORS, "the header", "tensors",
+              tensors, f"a list of at most {MAX_TENSORS} records")
+        records = [_check_record(rec, f"tensor record {i}") for i, rec in enumerate(tensors)]
+        names = [r.rec["name"] for r in records]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise ValueError(f"tensor {dup!r} appears twice")
+        used = sum(n for r in records for n in r.rec["streams"])
+        if used != header["payload_bytes"]:
+            raise ValueError(f"the tensors' streams hold {used} bytes, payload_bytes says {header['payload_bytes']}")
+    except ValueError as exc:
+        raise BadFileError(f"{source}: malformed header: {exc}") from None
+    return records
 
 
 def dense_bytes(state: dict[str, torch.Tensor]) -> int:
@@ -358,29 +537,80 @@ def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     """(state dict, header) of a packed file."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise BadFileError(f"{path}: not a packed file (not a regular file)")
+        if size > MAX_FILE_BYTES:
+            raise BadFileError(f"{path}: {size:,} bytes is larger than any packed file this dlslab reads "
+                               f"({MAX_FILE_BYTES:,})")
         blob = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read the packed file ({exc.strerror})") from None
     return unpack_state(blob, str(path))
 
 
-def load_packed(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model recorded in a packed file (by its registry name and arguments, with
-    its structural changes) and load the weights into it."""
+@contextmanager
+def _registration_budget(limit: int, what: str) -> Iterator[None]:
+    """Refuse to build a model that registers more than `limit` modules, parameters and
+    buffers: arguments from a file (`layers=10**9`) must not build without end."""
+    from torch.nn.modules import module as nn_module
+
+    count = 0
+
+    def hook(*_: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise BadFileError(f"{what}: the arguments build far more layers than the file has tensors")
+
+    handles = [nn_module.register_module_module_registration_hook(hook),
+               nn_module.register_module_parameter_registration_hook(hook),
+               nn_module.register_module_buffer_registration_hook(hook)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _build_recorded(header: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """The model a packed file names, built with its arguments and structure; first on the
+    meta device (no memory) to check that the file's tensors fit it, then for real."""
     from dlslab.compress.lowrank import apply_low_rank_structure
     from dlslab.models import build_model
 
+    name, kwargs = header["model"], header["kwargs"]
+    lowrank = header["structure"].get("lowrank", {})
+    if not (isinstance(lowrank, dict) and all(_is_int(r, 1) for r in lowrank.values())):
+        raise BadFileError(f"{source}: malformed header: structure.lowrank must map layer names to ranks >= 1")
+
+    def build() -> nn.Module:
+        model = build_model(name, **kwargs)
+        apply_low_rank_structure(model, lowrank)
+        return model
+
+    try:
+        with torch.device("meta"), _registration_budget(16 * len(state) + 256, source):
+            shapes = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except DataError:
+        raise
+    except Exception as exc:  # any failure of a factory given arguments read from a file
+        raise BadFileError(f"{source}: cannot build model {name!r} with the file's arguments "
+                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes != stored:
+        diff = sorted(set(shapes.items()) ^ set(stored.items()))[:3]
+        raise BadFileError(f"{source}: the weights do not fit model {name!r} (first differences, "
+                           f"name and shape: {diff})")
+    return build()
+
+
+def load_packed(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model recorded in a packed file (by its registry name and arguments, with
+    its structural changes) and load the weights into it."""
     state, header = read_packed(path)
-    if not header.get("model"):
-        raise DataError(f"{path}: the file holds tensors but names no model; read it with read_packed")
-    try:
-        model = build_model(header["model"], **header.get("kwargs", {}))
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{path}: cannot build model {header['model']!r} ({exc})") from None
-    apply_low_rank_structure(model, header.get("structure", {}).get("lowrank", {}))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DataError(f"{path}: the weights do not fit model {header['model']!r}: "
-                        f"{str(exc).splitlines()[0]}") from None
+    if not header["model"]:
+        raise BadFileError(f"{path}: the file holds tensors but names no model; read it with read_packed")
+    model = _build_recorded(header, state, str(path))
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), header

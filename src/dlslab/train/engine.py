@@ -165,7 +165,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    atomic.write_with(path, lambda f: torch.save(state, f))
+    atomic.torch_save(path, state)
 
 
 # --- the loop ---------------------------------------------------------------------------------------
