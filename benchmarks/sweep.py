@@ -27,8 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dlslab import config
-from dlslab.studies import mlp_hparams
+from dlslab.runner import plan_study
 from dlslab.train import sweep
 from common import matmul_peak_gflops, write_json
 
@@ -110,8 +109,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     precisions = args.precisions.split(",")
 
-    cfg = config.resolve(mlp_hparams.Config, mlp_hparams.PRESETS, "quick", {"datasets": ["fashion-mnist"]})
-    trials = sweep.trials_for(mlp_hparams.design_points(cfg), cfg.datasets, [cfg.seed])
+    cfg = plan_study("mlp-hparams", "quick", {"datasets": ["fashion-mnist"]}).cfg
+    trials = sweep.trials_for(sweep.design_points(sweep.DesignSpec.of(cfg)), cfg.datasets, [cfg.seed])
     if args.limit:
         trials = trials[: args.limit]
     spec_of = sweep.data_specs(None, train_size=cfg.train_size, val_size=cfg.val_size, split_seed=cfg.seed)

@@ -16,20 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from study_runs import run_smoke
+
 from dlslab import runner
-from dlslab.errors import ConfigError, UsageError
-from dlslab.studies import mlp_hparams
+from dlslab.errors import ConfigError
+from dlslab.train import sweep
 
 
-def _execute(tmp_path: Path, overrides: dict[str, str] | None = None) -> runner.Outcome:
-    plan = runner.plan_study("mlp-hparams", "smoke", overrides or {})
-    outcome = runner.execute(plan, out=tmp_path, device="cpu", quiet=True)
-    assert outcome.status == "finished", outcome.message
-    return outcome
-
-
-def test_smoke_sweep_learns_and_catches_the_zeros_init(data_root, tmp_path):
-    outcome = _execute(tmp_path)
+def test_smoke_sweep_learns_and_catches_the_zeros_init(data_root):
+    outcome = run_smoke("mlp-hparams")
     metrics = json.loads((outcome.dir / "metrics.json").read_text())
     assert metrics["headline"]["best_test_acc"]["mnist"] > 0.7  # chance is 0.1
     rows = {r["config"]: r for r in metrics["configs"]}
@@ -44,8 +39,8 @@ def test_smoke_sweep_learns_and_catches_the_zeros_init(data_root, tmp_path):
     assert (outcome.dir / "curves-mnist-width.png").exists()
 
 
-def test_smoke_sweep_with_halving_stops_the_zeros_init_and_keeps_the_best(data_root, tmp_path):
-    outcome = _execute(tmp_path, {"halving": "true", "halving_rate": "2", "epochs": "3"})
+def test_smoke_sweep_with_halving_stops_the_zeros_init_and_keeps_the_best(data_root):
+    outcome = run_smoke("mlp-hparams", {"halving": True, "halving_rate": 2, "epochs": 3})
     metrics = json.loads((outcome.dir / "metrics.json").read_text())
     rows = {r["config"]: r for r in metrics["configs"]}
     zeros = next(r for r in rows.values() if r["init"] == "zeros")
@@ -62,17 +57,18 @@ def test_bad_factor_names_and_values_are_clear_errors():
         runner.plan_study("mlp-hparams", "smoke", {"factors": "optimizer,colour"})
     with pytest.raises(ConfigError, match="inits"):
         runner.plan_study("mlp-hparams", "smoke", {"inits": "glorot"})
-    plan = runner.plan_study("mlp-hparams", "smoke", {"factors": "lr", "lrs": "0.1,-1"})
-    with pytest.raises(UsageError, match="invalid value"):
-        mlp_hparams.design_points(plan.cfg)
-    plan = runner.plan_study("mlp-hparams", "smoke", {"design": "grid", "factors": "lr"})
-    with pytest.raises(UsageError, match="at least two factors"):
-        mlp_hparams.design_points(plan.cfg)
+    with pytest.raises(ConfigError, match="invalid value"):
+        runner.plan_study("mlp-hparams", "smoke", {"factors": "lr", "lrs": "0.1,-1"})
+    with pytest.raises(ConfigError, match="at least two factors"):
+        runner.plan_study("mlp-hparams", "smoke", {"design": "grid", "factors": "lr"})
+    for key, value in (("seeds", 0), ("train_size", -1), ("tune_lrs", "0.1,0"), ("halving_rate", 0)):
+        with pytest.raises(ConfigError, match=key):
+            runner.plan_study("mlp-hparams", "smoke", {key: value})
 
 
 def test_design_has_best_lr_per_optimizer_and_deep_activations():
     cfg = runner.plan_study("mlp-hparams", "quick").cfg
-    points = mlp_hparams.design_points(cfg)
+    points = sweep.design_points(sweep.DesignSpec.of(cfg))
     tuned = {(p["optimizer"], p["lr"]) for label, p in points if label == "optimizer"}
     assert tuned == {(o, lr) for o in cfg.optimizers for lr in {*cfg.tune_lrs, cfg.lr}}
     deep = [p for label, p in points if label.startswith("activation@")]
@@ -125,8 +121,8 @@ def ray_head(data_root):
 @pytest.mark.slow
 def test_grid_runs_as_ray_tasks_on_a_local_head(ray_head, tmp_path):
     t0 = time.perf_counter()
-    outcome = _execute(tmp_path / "runs", {"design": "grid", "factors": "init,width", "inits": "default",
-                                            "widths": "16,32", "ray": ray_head})
+    outcome = run_smoke("mlp-hparams", {"design": "grid", "factors": ["init", "width"], "inits": ["default"],
+                                        "widths": [16, 32], "ray": ray_head}, out=tmp_path / "runs")
     metrics = json.loads((outcome.dir / "metrics.json").read_text())
     assert metrics["headline"]["trials"] == 2 and metrics["headline"]["best_test_acc"]["mnist"] > 0.6
     groups = {t["group"] for r in metrics["configs"] for t in r["trials"]}

@@ -187,3 +187,25 @@ def test_halving_stops_a_bad_config_early_and_survivors_are_unchanged(data_root)
 def test_halving_needs_the_inline_runner(data_root):
     with pytest.raises(UsageError, match="workers=1"):
         sweep.run_groups([], workers=2, halving=sweep.Halving())
+
+
+def test_summary_aggregates_seeds_and_says_why_a_configuration_failed():
+    from dlslab.train.sweep_summary import aggregate, halving_savings
+
+    def result(config, seed, val, **extra):
+        return {"dataset": "d", "config": config, "optimizer": "adam", "init": "zeros" if config == "bad" else "default",
+                "activation": "relu", "lr": 1e-3, "width": 8, "depth": 1, "seed": seed, "group": "g", "member": seed,
+                "test_acc": val, "val_acc": val, "final_train_loss": 2.3 if config == "bad" else 0.1, "train_s": 1.0,
+                "best_epoch": 2, "diverged": False, "units_identical": config == "bad", "grad_ratio": 1.0,
+                "val_curve": [val / 2, val], "stopped_epoch": None, "epochs_trained": 2, **extra}
+
+    rows = aggregate([result("good", 0, 0.9), result("good", 1, 0.8), result("bad", 0, 0.1),
+                      result("nan", 0, float("nan")), result("nan", 1, 0.7)], classes=10)
+    good, bad = rows[("d", "good")], rows[("d", "bad")]
+    assert good["n"] == 2 and good["test_acc"] == pytest.approx(0.85)
+    assert good["test_std"] == pytest.approx(0.0707, abs=1e-4)  # the sample std (n - 1)
+    assert rows[("d", "nan")]["test_acc"] == pytest.approx(0.7)  # a diverged seed's NaN is left out
+    assert not good["failed"] and bad["failed"] and bad["why"].startswith("symmetry never broken")
+    saved = halving_savings([result("good", 0, 0.9, stopped_epoch=1, epochs_trained=1), result("good", 1, 0.8)],
+                            rungs=[1], epochs=2)
+    assert saved == {"epochs_trained": 3, "epochs_full": 4, "saved": 0.25, "stopped": {"1": 1}}

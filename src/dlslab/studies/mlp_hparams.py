@@ -6,7 +6,9 @@ chosen factors (design=grid). The learning rate is a nuisance parameter when opt
 compared: with `tune_lr`, every optimizer runs at every `tune_lrs` value and is compared at its
 best rate (chosen on validation accuracy). Every configuration runs with `seeds` seeds;
 tables show mean ± std and n. Test accuracy is measured at each trial's epoch of best
-validation accuracy. Same-shape configurations train together (`train.sweep`).
+validation accuracy. Fixed: the data split, epochs, batch size and learning-rate schedule.
+Same-shape configurations train together (`train.sweep`); designs, the per-configuration
+summary and the failure diagnosis live there too (`train.sweep_summary`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from dlslab.config import StudyConfig
-from dlslab.errors import UsageError
+from dlslab.errors import ConfigError, UsageError
 from dlslab.report.plots import line_plot, pyplot
 from dlslab.runs import Run
 from dlslab.train import sweep
 from dlslab.train.optim import OptimizerName
+from dlslab.train.sweep_summary import LEARNED_SHARE, aggregate, halving_rows, halving_savings
 
 Dataset = Literal["mnist", "fashion-mnist"]
 Optimizer = OptimizerName
@@ -79,102 +82,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
 }
 
-LEARNED_SHARE = 0.5  # "failed to learn": less than this share of the best configuration's gain over chance
-
-
 def data_needs(cfg: Config) -> list[str]:
     return list(cfg.datasets)
 
 
-# --- the design --------------------------------------------------------------------------------
+def check(cfg: Config) -> None:
+    """Range checks of every numeric field; the design itself (factor values) is checked too."""
+    for name in ("seeds", "epochs", "batch_size", "val_size", "max_stack", "halving_rate", "halving_min_epochs",
+                 "workers"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
+    if cfg.train_size < 0:
+        raise ConfigError(f"train_size={cfg.train_size}: must be >= 0 (0 = all not held out)")
+    if any(lr <= 0 for lr in cfg.tune_lrs):
+        raise ConfigError(f"tune_lrs={cfg.tune_lrs}: learning rates must be > 0")
+    try:
+        sweep.design_points(sweep.DesignSpec.of(cfg))  # lrs, widths, depths and the baseline in range
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
 
 
-def baseline_of(cfg: Config) -> dict[str, Any]:
-    return {f: getattr(cfg, f) for f in sweep.FACTORS}
-
-
-def design_points(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
-    """(label, settings) of every configuration the config asks for."""
-    levels = {"optimizer": cfg.optimizers, "init": cfg.inits, "activation": cfg.activations,
-              "lr": cfg.lrs, "width": cfg.widths, "depth": cfg.depths}
-    base = baseline_of(cfg)
-    if not cfg.factors:
-        raise UsageError("factors is empty: name at least one of " + ", ".join(sweep.FACTORS))
-    if len(set(cfg.factors)) != len(cfg.factors):
-        raise UsageError(f"factors={','.join(cfg.factors)}: a factor is named twice")
-    if cfg.design == "grid":
-        return sweep.grid(base, levels, cfg.factors)
-    tuned = cfg.tune_lr and "optimizer" in cfg.factors
-    points = [("baseline", base)]
-    points += sweep.ofat(base, levels, [f for f in cfg.factors if not (tuned and f == "optimizer")])
-    if tuned:
-        points += sweep.lr_per_optimizer(base, cfg.optimizers, sorted(set(cfg.tune_lrs) | {cfg.lr}))
-    deep = max(cfg.depths)
-    if cfg.deep_activations and "activation" in cfg.factors and deep != cfg.depth:
-        points += [(f"activation@depth{deep}", base | {"activation": a, "depth": deep}) for a in cfg.activations]
-    return points
-
-
-# --- aggregation and diagnosis -----------------------------------------------------------------
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
-
-
-def diagnose(row: dict[str, Any], classes: int) -> str:
-    """Why a configuration failed to learn, from what was measured during its trials."""
-    if row["diverged"] == row["n"]:
-        return "diverged: the loss became non-finite (learning rate too high)"
-    if row["units_identical"]:
-        return "symmetry never broken: every first-layer unit has identical weights, so the layer acts as one unit"
-    if row["grad_ratio"] < 1e-2:
-        return (f"vanishing gradients: at initialisation the first layer's gradient is {row['grad_ratio']:.1e} "
-                "times the last layer's")
-    chance_loss = math.log(classes)
-    if row["final_train_loss"] > 1.1 * chance_loss:
-        return (f"unstable: final training loss {row['final_train_loss']:.3g} is above the chance level "
-                f"ln({classes}) = {chance_loss:.2f} (steps too large)")
-    if row["final_train_loss"] > 0.9 * chance_loss:
-        return f"stuck: the training loss stayed near the chance level ln({classes}) = {chance_loss:.2f}"
-    return "learned slowly: the loss fell but accuracy stayed low within the epochs given"
-
-
-def aggregate(results: list[dict[str, Any]], classes: int) -> dict[tuple[str, str], dict[str, Any]]:
-    """One row per (dataset, configuration): mean ± std over seeds, and a failure diagnosis.
-    A configuration failed to learn when its validation accuracy gained over chance less than
-    LEARNED_SHARE of the best configuration's gain on that dataset."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in results:
-        groups[(r["dataset"], r["config"])].append(r)
-    rows = {}
-    for key, rs in groups.items():
-        test, test_std = _mean_std([r["test_acc"] for r in rs])
-        val, val_std = _mean_std([r["val_acc"] for r in rs])
-        loss, _ = _mean_std([r["final_train_loss"] for r in rs])
-        curves = [r["val_curve"] for r in rs]
-        length = min(len(c) for c in curves)
-        row = {"dataset": key[0], "config": key[1], **{f: rs[0][f] for f in sweep.FACTORS}, "n": len(rs),
-               "test_acc": test, "test_std": test_std, "val_acc": val, "val_std": val_std,
-               "final_train_loss": loss, "train_s": statistics.fmean(r["train_s"] for r in rs),
-               "best_epoch": statistics.median(r["best_epoch"] for r in rs),
-               "diverged": sum(r["diverged"] for r in rs),
-               "units_identical": all(r["units_identical"] for r in rs),
-               "grad_ratio": statistics.median(r["grad_ratio"] for r in rs),
-               "val_curve": [statistics.fmean(c[i] for c in curves) for i in range(length)],
-               "stopped": sum(r["stopped_epoch"] is not None for r in rs),
-               "epochs_trained": statistics.fmean(r["epochs_trained"] for r in rs),
-               "trials": [{"seed": r["seed"], "group": r["group"], "member": r["member"]} for r in rs]}
-        rows[key] = row
-    best = {d: max(r["val_acc"] for (dd, _), r in rows.items() if dd == d) for d, _ in rows}
-    for (d, _), row in rows.items():
-        chance = 1.0 / classes
-        row["failed"] = row["val_acc"] - chance < LEARNED_SHARE * (best[d] - chance)
-        row["why"] = diagnose(row, classes) if row["failed"] else ""
-    return rows
+# --- tables ------------------------------------------------------------------------------------
 
 
 def _pct(row: dict[str, Any]) -> str:
@@ -263,7 +191,7 @@ def report_dataset(cfg: Config, run: Run, dataset: str, points: list[tuple[str, 
         factor = label.split("@")[0]
         vals = [(s[factor], mine[cfg_of(s)]) for s in entries]
         run.add_table(f"{dataset}: {label}", [_table_row(factor, v, r) for v, r in vals],
-                      caption=f"{label} swept, other factors at the baseline ({cfg_of(baseline_of(cfg))}"
+                      caption=f"{label} swept, other factors at the baseline ({cfg_of(sweep.DesignSpec.of(cfg).baseline)}"
                               + (f", depth {settings[0]['depth']}" if "@" in label else "") + ").")
         run.add_figure(_learning_curves(vals, f"{dataset}: {label}"), f"curves-{dataset}-{label}",
                        title=f"{dataset}: learning curves, {label}", caption="Mean over seeds.")
@@ -317,7 +245,7 @@ def report_dataset(cfg: Config, run: Run, dataset: str, points: list[tuple[str, 
                         + (": " + "; ".join(f"{r['config']} ({r['why'].split(':')[0]})" for r in failed) if failed else "")
                         + ".")
     run.add_text(f"{dataset}: findings", "\n".join(sentences))
-    base = mine.get(cfg_of(baseline_of(cfg)))
+    base = mine.get(cfg_of(sweep.DesignSpec.of(cfg).baseline))
     return {"best": best, "failed": len(failed), "configs": len(ranked),
             "baseline_test_acc": base["test_acc"] if base else None}
 
@@ -363,40 +291,26 @@ def _report_tuned(cfg: Config, run: Run, dataset: str, entries: list[dict[str, A
 def report_halving(cfg: Config, run: Run, results: list[dict[str, Any]],
                    summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """How many trials successive halving stopped at each rung, and the epochs it saved."""
-    trained = sum(r["epochs_trained"] for r in results)
-    full = len(results) * cfg.epochs
     rungs = sweep.Halving(cfg.halving_rate, cfg.halving_min_epochs).rungs(cfg.epochs)
-    table = []
-    for d in cfg.datasets:
-        mine = [r for r in results if r["dataset"] == d]
-        for e in rungs:
-            table.append({"dataset": d, "rung (epoch)": e,
-                          "trials reaching it": sum(r["epochs_trained"] >= e for r in mine),
-                          "stopped there": sum(r["stopped_epoch"] == e for r in mine)})
-        table.append({"dataset": d, "rung (epoch)": f"{cfg.epochs} (end)",
-                      "trials reaching it": sum(r["stopped_epoch"] is None for r in mine), "stopped there": 0})
-    run.add_table("successive halving", table,
+    run.add_table("successive halving", halving_rows(results, list(cfg.datasets), rungs, cfg.epochs),
                   caption=f"Reduction factor {cfg.halving_rate}: at each rung a trial goes on only if its validation "
                           "accuracy is in the top 1/rate of the results recorded at that rung so far.")
-    saved = 1 - trained / full if full else 0.0
+    savings = halving_savings(results, rungs, cfg.epochs)
     best = []
     for d, summary in summaries.items():
         config = summary["best"]["config"]
         ran = all(r["stopped_epoch"] is None for r in results if r["dataset"] == d and r["config"] == config)
         best.append(f"best on {d}: {config} ({'trained to the end' if ran else 'stopped early'})")
-    run.add_text("successive halving: compute",
-                 f"Trained {trained} of {full} trial-epochs ({100 * saved:.0f} % saved); " + "; ".join(best) + ".")
-    return {"epochs_trained": trained, "epochs_full": full, "saved": saved,
-            "stopped": {str(e): sum(r["stopped_epoch"] == e for r in results) for e in rungs}}
+    run.add_text("successive halving: compute", f"Trained {savings['epochs_trained']} of {savings['epochs_full']} "
+                 f"trial-epochs ({100 * savings['saved']:.0f} % saved); " + "; ".join(best) + ".")
+    return savings
 
 
 # --- run ----------------------------------------------------------------------------------------
 
 
 def run(cfg: Config, run: Run) -> dict[str, Any]:
-    if cfg.seeds < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
-        raise UsageError("seeds, epochs and batch_size must be at least 1")
-    points = design_points(cfg)
+    points = sweep.design_points(sweep.DesignSpec.of(cfg))
     seeds = [cfg.seed + k for k in range(cfg.seeds)]
     trials = sweep.trials_for(points, cfg.datasets, seeds)
     spec_of = sweep.data_specs(run.data_dir, train_size=cfg.train_size, val_size=cfg.val_size, split_seed=cfg.seed)

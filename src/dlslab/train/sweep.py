@@ -44,7 +44,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,60 @@ def lr_per_optimizer(baseline: dict[str, Any], optimizers: Sequence[str],
     """Every optimizer at every learning rate, for `best_lr_per_optimizer`."""
     check_levels({"optimizer": optimizers, "lr": lrs})
     return [("optimizer", baseline | {"optimizer": o, "lr": lr}) for o in optimizers for lr in lrs]
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """Which configurations a sweep trains (field names as in the mlp-hparams config)."""
+
+    design: str = "ofat"  # ofat: each factor alone around the baseline; grid: all combinations
+    factors: tuple[str, ...] = FACTORS  # factors to sweep
+    optimizers: tuple[str, ...] = ()  # levels of each factor
+    inits: tuple[str, ...] = ()
+    activations: tuple[str, ...] = ()
+    lrs: tuple[float, ...] = ()
+    widths: tuple[int, ...] = ()
+    depths: tuple[int, ...] = ()
+    optimizer: str = "adam"  # the baseline
+    init: str = "default"
+    activation: str = "relu"
+    lr: float = 1e-3
+    width: int = 512
+    depth: int = 2
+    tune_lr: bool = True  # compare optimizers each at its best of `tune_lrs` (plus the baseline lr)
+    tune_lrs: tuple[float, ...] = ()
+    deep_activations: bool = True  # also sweep activations at the deepest depth
+
+    @classmethod
+    def of(cls, cfg: Any) -> DesignSpec:
+        return cls(**{f.name: (tuple(v) if isinstance(v := getattr(cfg, f.name), list) else v)
+                      for f in fields(cls)})
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in FACTORS}
+
+
+def design_points(spec: DesignSpec) -> list[tuple[str, dict[str, Any]]]:
+    """(label, settings) of every configuration the design asks for; UsageError on a bad one."""
+    levels = {"optimizer": spec.optimizers, "init": spec.inits, "activation": spec.activations,
+              "lr": spec.lrs, "width": spec.widths, "depth": spec.depths}
+    base = spec.baseline
+    if not spec.factors:
+        raise UsageError("factors is empty: name at least one of " + ", ".join(FACTORS))
+    if len(set(spec.factors)) != len(spec.factors):
+        raise UsageError(f"factors={','.join(spec.factors)}: a factor is named twice")
+    if spec.design == "grid":
+        return grid(base, levels, spec.factors)
+    tuned = spec.tune_lr and "optimizer" in spec.factors
+    points = [("baseline", base)]
+    points += ofat(base, levels, [f for f in spec.factors if not (tuned and f == "optimizer")])
+    if tuned:
+        points += lr_per_optimizer(base, spec.optimizers, sorted(set(spec.tune_lrs) | {spec.lr}))
+    deep = max(spec.depths)
+    if spec.deep_activations and "activation" in spec.factors and deep != spec.depth:
+        points += [(f"activation@depth{deep}", base | {"activation": a, "depth": deep}) for a in spec.activations]
+    return points
 
 
 def best_lr_per_optimizer(rows: Sequence[dict[str, Any]], metric: str = "val_acc") -> dict[str, dict[str, Any]]:
