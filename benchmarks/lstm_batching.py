@@ -3,7 +3,7 @@
 The same LSTM mask estimator (513 bins in and out), the same utterances (lengths drawn
 uniformly from 1 s to 10 s of 32 ms frames, i.e. 31 to 312 frames), the same number of real
 frames per update and the same optimizer, trained through `dlslab.train.engine.fit` with the
-batching of the lstm-denoise study: (a) the baseline, random batches of whole utterances
+batching of `dlslab.train.sequences` (the lstm-denoise study's): (a) the baseline, random batches of whole utterances
 padded to the longest in the batch, and (b) ours, the course technique, chunks of 10 frames
 (only each utterance's last chunk padded) batched at random. Optionally also tbptt (chunks
 in order with the state carried) and packed (length buckets + PackedSequence). Prints the
@@ -19,9 +19,10 @@ import time
 
 import torch
 
-from dlslab.audio.batching import stack_sequences
-from dlslab.studies.lstm_denoise import Config, Frames, LSTMDenoiser, make_strategy
-from dlslab.train.engine import fit
+from dlslab.audio.frames import Frames
+from dlslab.audio.masks import weighted_mask_loss
+from dlslab.models.lstm_denoiser import LSTMDenoiser
+from dlslab.train.sequences import SequenceSpec, fit_sequences, make_strategy
 from common import machine, write_json
 
 FRAMES_PER_SECOND = 16000 / 512  # hop 512 at 16 kHz
@@ -33,24 +34,21 @@ def synthetic_utterances(n: int, bins: int, seed: int) -> Frames:
     lo, hi = round(1 * FRAMES_PER_SECOND), round(10 * FRAMES_PER_SECOND)
     lengths = torch.randint(lo, hi + 1, (n,), generator=g).tolist()
     mags = [torch.rand(t, bins, generator=g).square() * 10 for t in lengths]
-    noisy, offsets, lens = stack_sequences(mags)
-    target = (noisy > noisy.median()).float()
-    return Frames(noisy, target, offsets, lens, 16000)
+    median = torch.cat(mags).median()
+    return Frames.stack(mags, [(m > median).float() for m in mags])
 
 
-def time_strategy(name: str, cfg: Config, data: Frames) -> dict[str, float]:
+def time_strategy(name: str, spec: SequenceSpec, hidden: int, layers: int, data: Frames) -> dict[str, float]:
     torch.manual_seed(0)
-    model = LSTMDenoiser(data.noisy.shape[1], cfg.hidden, cfg.layers)
+    model = LSTMDenoiser(data.noisy.shape[1], hidden, layers)
     model.norm.fit(data.noisy)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    strategy = make_strategy(name, cfg, data, 0, opt)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    strategy = make_strategy(name, data, spec, weighted_mask_loss("bce", 2.0), 0, opt)
     cpu0 = time.process_time()
-    history = fit(model, strategy.tensors, strategy.loss_fn, step=strategy.step, optimizer=opt,
-                  epochs=cfg.epochs, batch_size=strategy.batch_size, transform=strategy.transform,
-                  grad_clip=cfg.grad_clip if strategy.step is None else None, verbose=False)
+    history = fit_sequences(model, strategy, opt, spec, seed=0, verbose=False)
     epochs = [e["epoch_s"] for e in history.epochs]
     return {"epoch_s": min(epochs), "epoch_s_mean": sum(epochs) / len(epochs),
-            "cpu_s_per_epoch": (time.process_time() - cpu0) / cfg.epochs,
+            "cpu_s_per_epoch": (time.process_time() - cpu0) / spec.epochs,
             "padded_frac": strategy.padded_frac, "tensor_padded_frac": strategy.tensor_padded_frac,
             "updates_per_epoch": strategy.updates_per_epoch, "final_train_loss": history.last["train_loss"]}
 
@@ -66,10 +64,10 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
-    cfg = Config(hidden=args.hidden, layers=args.layers, batch_frames=args.batch_frames, epochs=args.epochs)
+    spec = SequenceSpec(epochs=args.epochs, batch_frames=args.batch_frames)
     data = synthetic_utterances(args.utterances, 513, seed=0)
     names = ["pad", "chunk"] + (["tbptt", "packed"] if args.all else [])
-    rows = {name: time_strategy(name, cfg, data) for name in names}
+    rows = {name: time_strategy(name, spec, args.hidden, args.layers, data) for name in names}
     result = {
         "machine": machine(),
         "utterances": args.utterances, "frames": len(data.noisy), "hidden": args.hidden, "layers": args.layers,

@@ -89,3 +89,18 @@ def mask_mse_loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.
     clean one (up to a constant per cell, where the target needs no clipping): what the SNR
     measures."""
     return _cell_mean(lambda est, tgt: (torch.sigmoid(est) - tgt).square(), logits, target, frame_mask, weight)
+
+
+def weighted_mask_loss(kind: str = "bce", power: float = 2.0):
+    """loss(logits, target, frame_mask, noisy_mag): `mask_loss` (kind "bce") or `mask_mse_loss`
+    ("mse") with each cell weighted by |X| ** power (0: all cells alike; 2: by energy, as the
+    SNR weighs errors)."""
+    if kind not in ("bce", "mse"):
+        raise ValueError(f"unknown mask loss {kind!r}; valid: bce, mse")
+    cell_loss = mask_mse_loss if kind == "mse" else mask_loss
+
+    def loss(logits: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor | None,
+             noisy_mag: torch.Tensor) -> torch.Tensor:
+        return cell_loss(logits, target, frame_mask, noisy_mag.pow(power) if power else None)
+
+    return loss

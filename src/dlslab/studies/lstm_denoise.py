@@ -16,52 +16,42 @@ them are trained on the same data with the same budget (epochs, frames per updat
 
 Padded frames never count in the loss or the metrics. Each strategy is scored on the whole
 validation utterances: SNR, SI-SDR and STOI, beside the noisy input and the oracle masks.
+
+Scientific variable: the batching strategy (`train.sequences`). Nuisance (tuned on the
+validation utterances, then fixed per preset): width, depth, direction, chunk context,
+learning rate and schedule, level normalisation, remixing. Fixed: the corpus, the STFT
+(1024-point Hann, hop 512), the target mask and loss, Adam, the budget (epochs and real
+frames per update, the same for every strategy).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from statistics import mean, pstdev
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dlslab.audio import metrics
-from dlslab.audio.batching import (
-    chunk_streams,
-    chunk_table,
-    gather_chunks,
-    length_buckets,
-    pad_to_longest,
-    stack_sequences,
-    unchunk,
-)
-from dlslab.audio.corpus import CorpusSpec, read_pairs, speech_corpus
-from dlslab.audio.io import read_audio
-from dlslab.audio.masks import (
-    ideal_binary_mask,
-    ideal_ratio_mask,
-    mask_loss,
-    mask_mse_loss,
-    masked_waveform,
-    phase_sensitive_mask,
-)
-from dlslab.audio.noise import babble
-from dlslab.audio.stft import stft
+from dlslab.audio.corpus import CorpusSpec
+from dlslab.audio.frames import Frames
+from dlslab.audio.masks import masked_waveform, weighted_mask_loss
+from dlslab.audio.utterances import MaskSpec, References, corpus_parts, load_mask_frames, spread_by_length
 from dlslab.config import StudyConfig
 from dlslab.errors import ConfigError
 from dlslab.models.lstm_denoiser import LSTMDenoiser
-from dlslab.report.plots import bar_chart, line_plot, pyplot
+from dlslab.report.figures import histogram, spectrograms
+from dlslab.report.plots import bar_chart, line_plot
+from dlslab.report.stats import STD_NOTE, mean_std
 from dlslab.runs import Run
-from dlslab.train.engine import History, batch_indices, fit, seed_everything
+from dlslab.seeding import derive
+from dlslab.train.engine import History, seed_everything
 from dlslab.train.optim import one_cycle
+from dlslab.train.sequences import STRATEGIES, SequenceSpec, fit_sequences, infer, make_strategy
 
-STRATEGIES = ("pad", "chunk", "tbptt", "packed")
+Strategy = Literal["pad", "chunk", "tbptt", "packed"]
 
 
 @dataclass
@@ -84,7 +74,7 @@ class Config(StudyConfig):
     layers: int = 2  # stacked LSTM layers
     bidirectional: bool = False  # bidirectional LSTM (not with tbptt: no state to carry backwards)
     dropout: float = 0.0  # dropout on the input features and between LSTM layers
-    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))  # batching strategies compared: pad, chunk, tbptt, packed
+    strategies: list[Strategy] = field(default_factory=lambda: list(STRATEGIES))  # batching strategies compared: pad, chunk, tbptt, packed
     chunk: int = 10  # frames per chunk (chunk and tbptt)
     context: int = 0  # chunk strategy: frames of the same utterance fed before each chunk (and after it, if bidirectional) but not scored
     remix: int = 0  # extra copies of each training utterance, its noise circularly shifted in time and rescaled
@@ -119,396 +109,115 @@ def data_needs(cfg: Config) -> list[str]:
     return ["speech-corpus", "noise"]
 
 
-# --- data ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Frames:
-    """One split's utterances as frames stored end to end (see dlslab.audio.batching)."""
-
-    noisy: torch.Tensor  # (total, bins) |X|
-    target: torch.Tensor  # (total, bins) the mask to learn
-    offsets: torch.Tensor  # (N,) first frame of each utterance
-    lengths: torch.Tensor  # (N,) frames of each utterance
-    sample_rate: int  # Hz of the waveforms
-    specs: list[torch.Tensor] = field(default_factory=list)  # (bins, frames) complex X, kept for validation
-    clean: list[np.ndarray] = field(default_factory=list)  # clean waveforms, kept for validation
-    oracle: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # "ibm"/"irm" -> (bins, frames) each
-    seconds: list[float] = field(default_factory=list)  # duration of each utterance
-
-    def to(self, device: torch.device) -> Frames:
-        self.noisy, self.target = self.noisy.to(device), self.target.to(device)
-        self.offsets, self.lengths = self.offsets.to(device), self.lengths.to(device)
-        return self
-
-
-def corpus_dirs(cfg: Config, data_dir: Any = None) -> list[Any]:
-    """One cached corpus per `min_seconds` value, so lengths spread from short to long."""
-    parts = len(cfg.min_seconds)
-    dirs = []
-    for p, low in enumerate(cfg.min_seconds):
-        spec = CorpusSpec(n_train=_share(cfg.n_train, parts, p), n_test=_share(cfg.n_test, parts, p),
-                          seed=cfg.corpus_seed + p, snr_range_db=tuple(cfg.snr_range_db),
-                          min_seconds=low, max_seconds=cfg.max_seconds, noise_types=tuple(cfg.noise_types))
-        dirs.append(speech_corpus(spec, data_dir))
-    return dirs
-
-
-def _share(total: int, parts: int, p: int) -> int:
-    return total // parts + (1 if p < total % parts else 0)
-
-
-def target_masks(clean_wave: np.ndarray, noise_wave: np.ndarray, noisy_wave: np.ndarray,
-                 cfg: Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The noisy spectrum X (bins, frames) and the masks of its speech, each (bins, frames):
-    "ibm" and "irm" from |S| and |N|, "psm" from the complex S and X."""
-    spec = stft(torch.from_numpy(noisy_wave), cfg.n_fft, cfg.hop)
-    s_spec = stft(torch.from_numpy(clean_wave), cfg.n_fft, cfg.hop)
-    s_mag, n_mag = s_spec.abs(), stft(torch.from_numpy(noise_wave), cfg.n_fft, cfg.hop).abs()
-    return spec, {"ibm": ideal_binary_mask(s_mag, n_mag), "irm": ideal_ratio_mask(s_mag, n_mag),
-                  "psm": phase_sensitive_mask(s_spec, spec)}
-
-
-def remixed(clean_wave: np.ndarray, noise_wave: np.ndarray, copies: int, gain_db: float,
-            rng: np.random.Generator, babble_pool: Sequence[np.ndarray] = ()) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`copies` new (noise, noisy) waves of the same speech, each noise rescaled by a gain drawn
-    within ± gain_db: its own noise circularly shifted by 10-90 % of its length or, given a
-    `babble_pool` of other utterances' speech, fresh babble of that speech at its noise's level."""
-    level = float(np.sqrt(np.mean(noise_wave.astype(np.float64) ** 2)))
-    out = []
-    for _ in range(copies):
-        if babble_pool:
-            fresh = level * babble(len(noise_wave), rng, babble_pool)
-        else:
-            fresh = np.roll(noise_wave, int(rng.uniform(0.1, 0.9) * len(noise_wave)))
-        gain = 10 ** (rng.uniform(-gain_db, gain_db) / 20)
-        noise = (gain * fresh).astype(noise_wave.dtype)
-        out.append((noise, clean_wave + noise))
-    return out
-
-
-def load_frames(dirs: list[Any], split: str, cfg: Config, keep_audio: bool, remix: int = 0) -> Frames:
-    """|X| frames and target masks of every utterance of `split` in the corpus parts, each
-    followed by `remix` remixed copies; with `keep_audio`, also what validation needs (noisy
-    spectra, clean waves, oracle masks)."""
-    rows = [r for d in dirs for r in read_pairs(d, split)]
-    rng = np.random.default_rng(cfg.corpus_seed)
-    # fresh babble draws on every utterance's speech, so all of it is read first (once)
-    speech = [read_audio(r["clean"]) for r in rows] if remix and cfg.remix_babble == "fresh" else []
-    noisy, target, seconds = [], [], []
-    specs, clean, oracle, rate = [], [], {"ibm": [], "irm": [], "psm": []}, 0
-    for i, r in enumerate(rows):
-        clean_wave, rate = speech[i] if speech else read_audio(r["clean"])
-        noise_wave, _ = read_audio(r["noise"], expect_rate=rate)
-        noisy_wave, _ = read_audio(r["noisy"], expect_rate=rate)
-        # the speech fresh babble is made of (none unless remix_babble=fresh), never the utterance's own
-        pool = [wave for j, (wave, _) in enumerate(speech) if j != i] if r["noise_type"] == "babble" else []
-        mixes = [(noise_wave, noisy_wave), *remixed(clean_wave, noise_wave, remix, cfg.remix_gain_db, rng, pool)]
-        for k, (noise, mix) in enumerate(mixes):
-            spec, masks = target_masks(clean_wave, noise, mix, cfg)
-            mag = spec.abs().T  # (frames, bins)
-            noisy.append(mag / mag.square().mean().sqrt().clamp_min(1e-8) if cfg.level_norm else mag)
-            target.append(masks[cfg.target].T)
-            seconds.append(r["seconds"])
-            if keep_audio and k == 0:
-                specs.append(spec)
-                clean.append(clean_wave)
-                for name, m in masks.items():
-                    oracle[name].append(m)
-    frames, offsets, lengths = stack_sequences(noisy)
-    return Frames(frames, torch.cat(target), offsets, lengths, rate, specs, clean,
-                  oracle if keep_audio else {}, seconds)
-
-
-# --- the four batching strategies ------------------------------------------------------------
-
-
-@dataclass
-class Strategy:
-    """How one strategy feeds `fit`: its tensors, batch size and loss (or step), and the
-    padding it costs, measured over the exact batches of every epoch."""
-
-    tensors: tuple[torch.Tensor, ...]
-    batch_size: int
-    transform: Callable | None
-    loss_fn: Callable | None
-    step: Callable | None
-    padded_frac: float  # padding among the frames the LSTM steps over
-    tensor_padded_frac: float  # padding among the frames in the batch tensors
-    updates_per_epoch: float
-
-
-def _weight(mag: torch.Tensor, cfg: Config) -> torch.Tensor | None:
-    """Per-cell loss weights |X| ** loss_weight, or None for a plain mean."""
-    return mag.pow(cfg.loss_weight) if cfg.loss_weight else None
-
-
-def _loss(cfg: Config) -> Callable[..., torch.Tensor]:
-    """mask_loss (BCE) or mask_mse_loss, as `cfg.loss` says: (logits, target, frame_mask, weight)."""
-    return mask_mse_loss if cfg.loss == "mse" else mask_loss
-
-
-def _utterances_per_batch(cfg: Config, train: Frames) -> int:
-    return max(1, round(cfg.batch_frames / float(train.lengths.float().mean())))
-
-
-def pad_strategy(cfg: Config, train: Frames, seed: int) -> Strategy:
-    bs = _utterances_per_batch(cfg, train)
-
-    def transform(batch: list[torch.Tensor]) -> list[torch.Tensor]:
-        offsets, lengths = batch
-        x, mask = pad_to_longest(train.noisy, offsets, lengths)  # (B, T, bins), (B, T)
-        y, _ = pad_to_longest(train.target, offsets, lengths)
-        return [x, y, mask]
-
-    real = total = 0
-    for epoch in range(cfg.epochs):
-        for idx in batch_indices(len(train.lengths), bs, seed=seed, epoch=epoch, device=train.lengths.device):
-            lengths = train.lengths[idx]
-            real += int(lengths.sum())
-            total += len(idx) * int(lengths.max())
-    frac = 1 - real / total
-    return Strategy((train.offsets, train.lengths), bs, transform,
-                    lambda model, x, y, mask: _loss(cfg)(model(x), y, mask, _weight(x, cfg)), None, frac, frac,
-                    -(-len(train.lengths) // bs))
-
-
-def chunk_windows(offsets: torch.Tensor, lengths: torch.Tensor, chunk: int, before: int = 0,
-                  after: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every utterance cut into chunks of `chunk` frames (`chunk_table`), each widened by up to
-    `before` and `after` frames of the same utterance on either side. Returns the frame index
-    of every window position (C, W), where it holds a frame of the utterance (C, W), and where
-    it is scored (C, W): the chunk's own real frames, which, taken row by row, are every frame
-    once in store order. With before = after = 0 the windows are the chunks of `gather_chunks`."""
-    table = chunk_table(offsets, lengths, chunk)
-    steps = torch.arange(-before, chunk + after, device=offsets.device)  # (W,)
-    index = table.starts[:, None] + steps  # (C, W)
-    first = offsets[table.utterance][:, None]  # (C, 1)
-    inside = (index >= first) & (index < first + lengths[table.utterance][:, None])
-    scored = inside & (steps >= 0) & (steps < chunk)
-    return index, inside, scored
-
-
-def _chunk_sides(cfg: Config) -> tuple[int, int]:
-    """Context frames before and after each chunk: after only if the LSTM looks backwards."""
-    return cfg.context, cfg.context if cfg.bidirectional else 0
-
-
-def chunk_strategy(cfg: Config, train: Frames, seed: int) -> Strategy:
-    index, inside, scored = chunk_windows(train.offsets, train.lengths, cfg.chunk, *_chunk_sides(cfg))
-    bs = max(1, cfg.batch_frames // cfg.chunk)
-
-    def transform(batch: list[torch.Tensor]) -> list[torch.Tensor]:
-        rows = batch[0]
-        idx, keep = index[rows].clamp(0, len(train.noisy) - 1), inside[rows, :, None]  # (B, W), (B, W, 1)
-        x = train.noisy[idx] * keep  # (B, W, bins); outside the utterance: zeros, like padding
-        return [x, train.target[idx] * keep, scored[rows]]
-
-    frac = 1 - float(inside.sum()) / inside.numel()
-    return Strategy((torch.arange(len(index), device=index.device),), bs, transform,
-                    lambda model, x, y, mask: _loss(cfg)(model(x), y, mask, _weight(x, cfg)), None, frac, frac,
-                    -(-len(index) // bs))
-
-
-def tbptt_strategy(cfg: Config, train: Frames, seed: int, optimizer: torch.optim.Optimizer) -> Strategy:
-    lanes = max(1, cfg.batch_frames // cfg.chunk)
-    group = lanes * cfg.tbptt_group
-
-    def step(model: nn.Module, batch: list[torch.Tensor]) -> dict[str, Any]:
-        plan = chunk_streams(*batch, lanes=lanes, chunk=cfg.chunk)
-        state, losses = None, []
-        for k in range(len(plan.starts)):
-            x, mask = gather_chunks(train.noisy, plan.starts[k], plan.valid[k], cfg.chunk)  # (lanes, chunk, bins)
-            y, _ = gather_chunks(train.target, plan.starts[k], plan.valid[k], cfg.chunk)
-            if state is not None:  # carry the state, cut the graph, restart where an utterance starts
-                keep = (~plan.reset[k]).to(x.dtype)[None, :, None]  # (1, lanes, 1)
-                state = (state[0].detach() * keep, state[1].detach() * keep)
-            logits, state = model.forward_state(x, state)
-            loss = _loss(cfg)(logits, y, mask, _weight(x, cfg))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            losses.append(loss.detach())
-        return {"loss": torch.stack(losses).mean()}
-
-    real = total = updates = 0
-    for epoch in range(cfg.epochs):
-        for idx in batch_indices(len(train.lengths), group, seed=seed, epoch=epoch, device=train.lengths.device):
-            plan = chunk_streams(train.offsets[idx], train.lengths[idx], lanes=lanes, chunk=cfg.chunk)
-            real += int(plan.valid.sum())
-            total += plan.valid.numel() * cfg.chunk
-            updates += len(plan.starts)
-    frac = 1 - real / total
-    return Strategy((train.offsets, train.lengths), group, None, None, step, frac, frac, updates / cfg.epochs)
-
-
-def packed_strategy(cfg: Config, train: Frames, seed: int) -> Strategy:
-    buckets = length_buckets(train.lengths, _utterances_per_batch(cfg, train))  # (n_buckets, B)
-
-    def transform(batch: list[torch.Tensor]) -> list[torch.Tensor]:
-        idx = batch[0][0]
-        idx = idx[idx >= 0]
-        x, _ = pad_to_longest(train.noisy, train.offsets[idx], train.lengths[idx])  # (B, T, bins)
-        y, _ = pad_to_longest(train.target, train.offsets[idx], train.lengths[idx])
-        return [x, y, train.lengths[idx]]
-
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        lengths = lengths.cpu()
-        packed_x = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out = model(packed_x)
-        target = pack_padded_sequence(y, lengths, batch_first=True, enforce_sorted=False)
-        return _loss(cfg)(out.data, target.data, weight=_weight(packed_x.data, cfg))  # packed frames only: no padding
-
-    sizes = train.lengths[buckets.clamp_min(0)] * (buckets >= 0)  # (n_buckets, B) real frames
-    tensor_frac = 1 - float(sizes.sum()) / float((sizes.max(1).values * (buckets >= 0).sum(1)).sum())
-    return Strategy((buckets,), 1, transform, loss_fn, None, 0.0, tensor_frac, len(buckets))
-
-
-def make_strategy(name: str, cfg: Config, train: Frames, seed: int, optimizer: torch.optim.Optimizer) -> Strategy:
-    if name == "tbptt":
-        return tbptt_strategy(cfg, train, seed, optimizer)
-    return {"pad": pad_strategy, "chunk": chunk_strategy, "packed": packed_strategy}[name](cfg, train, seed)
-
-
-# --- inference and scoring -------------------------------------------------------------------
-
-
-@torch.no_grad()
-def infer_logits(model: LSTMDenoiser, strategy: str, data: Frames, chunk: int,
-                 sides: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Mask logits (total, bins) for every frame of `data`, utterances whole and of any
-    length: the chunk model as it was trained (chunks with `sides` = (before, after) context
-    frames, run, the chunks' own frames stitched back exactly), the others over each whole
-    utterance (packed, so no utterance ever sees another's padding)."""
-    was_training = model.training
-    model.eval()
-    if strategy == "chunk":
-        index, inside, scored = chunk_windows(data.offsets, data.lengths, chunk, *sides)
-        x = data.noisy[index.clamp(0, len(data.noisy) - 1)] * inside[..., None]  # (C, W, bins)
-        logits = unchunk(model(x), scored)
-    else:
-        x, mask = pad_to_longest(data.noisy, data.offsets, data.lengths)  # (N, T, bins)
-        packed = pack_padded_sequence(x, data.lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = pad_packed_sequence(model(packed), batch_first=True, total_length=x.shape[1])
-        logits = out[mask]
-    model.train(was_training)
-    return logits  # (total, bins)
-
-
-def speech_scores(clean: list[np.ndarray], estimates: list[torch.Tensor], rate: int,
-                  stoi_n: int) -> dict[str, float]:
-    """Mean SNR and SI-SDR over every utterance, STOI over the first `stoi_n` (0: all)."""
-    snr = [metrics.snr_db(c, e) for c, e in zip(clean, estimates, strict=True)]
-    sdr = [metrics.si_sdr(c, e) for c, e in zip(clean, estimates, strict=True)]
-    n = stoi_n or len(clean)
-    stoi = [metrics.stoi(c, e, rate) for c, e in zip(clean[:n], estimates[:n], strict=True)]
-    return {"snr_db": mean(snr), "si_sdr_db": mean(sdr), "stoi": mean(stoi)}
-
-
-def waveforms(masks: list[torch.Tensor], val: Frames, cfg: Config) -> list[torch.Tensor]:
-    """Each (bins, frames) mask applied to its noisy spectrum, with the noisy phase."""
-    return [masked_waveform(m, s, n_fft=cfg.n_fft, hop=cfg.hop, length=len(c))
-            for m, s, c in zip(masks, val.specs, val.clean, strict=True)]
-
-
-def spread_by_length(seconds: list[float], n: int) -> list[int]:
-    """Indices of n utterances spread evenly from the shortest to the longest (n=1: the
-    longest), then the rest, shortest first."""
-    order = sorted(range(len(seconds)), key=lambda i: seconds[i])
-    if not n or n >= len(order):
-        return order
-    picked = [order[-1]] if n == 1 else [order[round(k * (len(order) - 1) / (n - 1))] for k in range(n)]
-    return list(dict.fromkeys(picked + order))
-
-
-# --- the study ---------------------------------------------------------------------------------
-
-
-def _check(cfg: Config) -> None:
-    unknown = [s for s in cfg.strategies if s not in STRATEGIES]
-    if unknown or not cfg.strategies:
-        raise ConfigError(f"strategies={cfg.strategies}: give one or more of {', '.join(STRATEGIES)}")
-    if cfg.bidirectional and "tbptt" in cfg.strategies:
-        raise ConfigError("strategy 'tbptt' carries the LSTM state forward from chunk to chunk, which a "
-                          "bidirectional LSTM cannot do; set bidirectional=false or drop tbptt from strategies")
-    if not cfg.min_seconds:
-        raise ConfigError("min_seconds: give at least one value (one corpus part each)")
-    if cfg.chunk < 1 or cfg.batch_frames < cfg.chunk:
-        raise ConfigError(f"need 1 <= chunk <= batch_frames, got chunk={cfg.chunk}, batch_frames={cfg.batch_frames}")
-
-
-def train_one(name: str, cfg: Config, seed: int, train: Frames, val: Frames,
-              run: Run) -> tuple[LSTMDenoiser, History, Strategy]:
-    """Train one strategy with one seed through the engine; per epoch: validation loss."""
+def check(cfg: Config) -> None:
+    """Refuse out-of-range values before anything runs."""
+    def need(ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={getattr(cfg, key)!r}: {allowed}")
+
+    need(bool(cfg.strategies), "strategies", "give one or more of " + ", ".join(STRATEGIES))
+    need(not (cfg.bidirectional and "tbptt" in cfg.strategies), "bidirectional",
+         "strategy 'tbptt' carries the LSTM state forward from chunk to chunk, which a bidirectional LSTM "
+         "cannot do; set bidirectional=false or drop tbptt from strategies")
+    for key in ("n_train", "n_test", "n_fft", "hop", "hidden", "layers", "chunk", "tbptt_group", "epochs", "n_seeds"):
+        need(getattr(cfg, key) >= 1, key, "must be >= 1")
+    for key in ("context", "remix", "remix_gain_db", "loss_weight", "stoi_utterances", "audio_examples"):
+        need(getattr(cfg, key) >= 0, key, "must be >= 0")
+    need(bool(cfg.min_seconds) and min(cfg.min_seconds) > 0, "min_seconds", "give one or more lengths > 0 s")
+    need(max(cfg.min_seconds, default=0) <= cfg.max_seconds, "max_seconds", "must be >= every min_seconds")
+    need(cfg.snr_range_db[0] <= cfg.snr_range_db[1], "snr_range_db", "give (low, high) with low <= high")
+    need(cfg.batch_frames >= cfg.chunk, "batch_frames", f"must be >= chunk={cfg.chunk}")
+    need(cfg.hop <= cfg.n_fft, "hop", f"must not exceed n_fft={cfg.n_fft}")
+    need(0 <= cfg.dropout < 1, "dropout", "must be a probability in [0, 1)")
+    need(cfg.lr > 0, "lr", "must be > 0")
+    need(cfg.grad_clip > 0, "grad_clip", "must be > 0")
+
+
+# --- data, models, training ----------------------------------------------------------------------
+
+
+def load_data(cfg: Config, data_dir: Any = None) -> tuple[Frames, References, Frames, References]:
+    """(train frames, their lengths, validation frames, their references), remixed training copies included."""
+    corpus = CorpusSpec(n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.corpus_seed,
+                        snr_range_db=tuple(cfg.snr_range_db), max_seconds=cfg.max_seconds,
+                        noise_types=tuple(cfg.noise_types))
+    dirs = corpus_parts(corpus, cfg.min_seconds, data_dir)
+    spec = MaskSpec(cfg.n_fft, cfg.hop, cfg.target, cfg.level_norm, cfg.remix, cfg.remix_gain_db,
+                    cfg.remix_babble == "fresh", derive(cfg.corpus_seed, "remix"))
+    train, train_refs = load_mask_frames(dirs, "train", spec, keep_audio=False)
+    val, val_refs = load_mask_frames(dirs, "test", MaskSpec(cfg.n_fft, cfg.hop, cfg.target, cfg.level_norm),
+                                     keep_audio=True)
+    return train, train_refs, val, val_refs
+
+
+def sequence_spec(cfg: Config) -> SequenceSpec:
+    """The batching budget; a chunk's context comes after it only if the LSTM looks backwards."""
+    return SequenceSpec(cfg.epochs, cfg.batch_frames, cfg.chunk, cfg.context, cfg.context if cfg.bidirectional else 0,
+                        cfg.tbptt_group, cfg.grad_clip)
+
+
+def build(cfg: Config, bins: int) -> LSTMDenoiser:
+    return LSTMDenoiser(bins, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout, cfg.log_input)
+
+
+def train_one(name: str, cfg: Config, seed: int, train: Frames, val: Frames, run: Run) -> tuple[LSTMDenoiser, History, Any]:
+    """Train one strategy with one seed; per epoch: validation loss."""
     seed_everything(seed)
-    model = LSTMDenoiser(train.noisy.shape[1], cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout,
-                         cfg.log_input).to(run.device)
+    model = build(cfg, train.noisy.shape[1]).to(run.device)
     model.norm.fit(train.noisy)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    strategy = make_strategy(name, cfg, train, seed, optimizer)
-
-    # The scheduler steps once per fit batch (for tbptt: once per group of streams).
-    fit_batches = -(-len(strategy.tensors[0]) // strategy.batch_size)
-    scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * fit_batches) if cfg.one_cycle else None
+    spec, loss = sequence_spec(cfg), weighted_mask_loss(cfg.loss, cfg.loss_weight)
+    strategy = make_strategy(name, train, spec, loss, seed, optimizer)
+    # the scheduler steps once per fit batch (for tbptt: once per group of streams)
+    scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * strategy.batches_per_epoch) if cfg.one_cycle else None
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         t0 = time.perf_counter()
-        logits = infer_logits(m, name, val, cfg.chunk, _chunk_sides(cfg))
-        loss = float(_loss(cfg)(logits, val.target, None, _weight(val.noisy, cfg)))
-        return {"val_loss": loss, "eval_s": time.perf_counter() - t0}
+        logits = infer(m, name, val, cfg.chunk, (spec.before, spec.after))
+        return {"val_loss": float(loss(logits, val.target, None, val.noisy)), "eval_s": time.perf_counter() - t0}
 
-    history = fit(model, strategy.tensors, strategy.loss_fn, step=strategy.step, optimizer=optimizer,
-                  epochs=cfg.epochs, batch_size=strategy.batch_size, transform=strategy.transform,
-                  evaluate=evaluate, scheduler=scheduler, grad_clip=cfg.grad_clip if strategy.step is None else None,
-                  seed=seed, run=run, name=f"{name}-seed{seed}")
+    history = fit_sequences(model, strategy, optimizer, spec, seed=seed, scheduler=scheduler, evaluate=evaluate,
+                            run=run, name=f"{name}-seed{seed}")
     return model, history, strategy
 
 
 def run(cfg: Config, run: Run) -> dict[str, Any]:
-    _check(cfg)
-    dirs = corpus_dirs(cfg, run.data_dir)
-    train = load_frames(dirs, "train", cfg, keep_audio=False, remix=cfg.remix).to(run.device)
-    val = load_frames(dirs, "test", cfg, keep_audio=True).to(run.device)
-    rate = val.sample_rate
+    check(cfg)
+    train, train_refs, val, refs = load_data(cfg, run.data_dir)
+    train, val = train.to(run.device), val.to(run.device)
     run.info(f"corpus: {len(train.lengths)} training / {len(val.lengths)} validation utterances, "
              f"{len(train.noisy)} / {len(val.noisy)} frames of {train.noisy.shape[1]} bins")
-    order = spread_by_length(val.seconds, cfg.stoi_utterances)
-    clean = [val.clean[i] for i in order]
+    order = spread_by_length(refs.seconds, cfg.stoi_utterances)
 
     def score(masks: list[torch.Tensor]) -> dict[str, Any]:
-        estimates = waveforms(masks, val, cfg)
-        return speech_scores(clean, [estimates[i] for i in order], rate, cfg.stoi_utterances)
+        estimates = refs.waveforms(masks, cfg.n_fft, cfg.hop)
+        return metrics.speech_scores([refs.clean[i] for i in order], [estimates[i] for i in order], refs.sample_rate,
+                                     slow=("stoi",), slow_n=cfg.stoi_utterances or None)
 
     references = run.cached("references", lambda: {
-        "noisy": score([torch.ones_like(m) for m in val.oracle["ibm"]]),  # a mask of ones: X itself
-        "ibm_oracle": score(val.oracle["ibm"]),
-        "irm_oracle": score(val.oracle["irm"]),
-        "psm_oracle": score(val.oracle["psm"]),
-    })
-    seeds = [cfg.seed + k for k in range(cfg.n_seeds)]
+        "noisy": score([torch.ones_like(m) for m in refs.oracle["ibm"]]),  # a mask of ones: X itself
+        **{f"{k}_oracle": score(refs.oracle[k]) for k in ("ibm", "irm", "psm")}})
+    seeds = [cfg.seed + k for k in range(cfg.n_seeds)]  # replicate seeds, as `--seed` numbers them
     results: dict[str, list[dict[str, Any]]] = {}
     histories: dict[str, History] = {}
     examples: dict[str, list[torch.Tensor]] = {}
+    sides = (sequence_spec(cfg).before, sequence_spec(cfg).after)
     for name in cfg.strategies:
         trained = [(seed, *train_one(name, cfg, seed, train, val, run)) for seed in seeds]
-        logits = [infer_logits(model, name, val, cfg.chunk, _chunk_sides(cfg)) for _, model, _, _ in trained]
-        estimates = [f"seed{seed}" for seed in seeds]
+        logits = [infer(model, name, val, cfg.chunk, sides) for _, model, _, _ in trained]
+        labels = [f"seed{seed}" for seed in seeds]
         if cfg.ensemble:  # one estimate from all the seeds' models: their mean logit; costs are the first model's
-            logits, estimates, trained = [torch.stack(logits).mean(0)], [f"ensemble{len(seeds)}"], trained[:1]
-        for (seed, _, history, strategy), member_logits, label in zip(trained, logits, estimates, strict=True):
+            logits, labels, trained = [torch.stack(logits).mean(0)], [f"ensemble{len(seeds)}"], trained[:1]
+        for (seed, _, history, strategy), member_logits, label in zip(trained, logits, labels, strict=True):
             masks = [m.T.cpu() for m in torch.sigmoid(member_logits).split(val.lengths.tolist())]  # (bins, frames) each
             scores = run.cached(f"scores-{name}-{label}", lambda masks=masks: score(masks))
-            train_s = [e["epoch_s"] - e["eval_s"] for e in history.epochs]
             results.setdefault(name, []).append(scores | {
-                "epoch_s": mean(train_s), "padded_frac": strategy.padded_frac,
-                "tensor_padded_frac": strategy.tensor_padded_frac,
-                "updates_per_epoch": strategy.updates_per_epoch,
-                "final_val_loss": history.last["val_loss"]})
+                "epoch_s": float(np.mean([e["epoch_s"] - e["eval_s"] for e in history.epochs])),
+                "padded_frac": strategy.padded_frac, "tensor_padded_frac": strategy.tensor_padded_frac,
+                "updates_per_epoch": strategy.updates_per_epoch, "final_val_loss": history.last["val_loss"]})
             if seed == seeds[0]:
-                histories[name] = history
-                examples[name] = masks
-    return report(cfg, run, val, train, references, results, histories, examples)
+                histories[name], examples[name] = history, masks
+    return report(cfg, run, refs, train, train_refs, references, results, histories, examples)
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -518,16 +227,15 @@ COSTS = ("padded_frac", "tensor_padded_frac", "updates_per_epoch", "epoch_s")
 
 
 def summarise(results: dict[str, list[dict[str, Any]]], references: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per strategy: the mean over seeds (and the std where there are several)."""
+    """One row per strategy: the mean over seeds (and the sample std of the scores where there are several)."""
     noisy, ibm = references["noisy"]["snr_db"], references["ibm_oracle"]["snr_db"]
     rows = []
     for name, runs in results.items():
         row: dict[str, Any] = {"strategy": name, "n": len(runs)}
         for key in COSTS + SCORES + ("final_val_loss",):
-            values = [r[key] for r in runs]
-            row[key] = mean(values)
+            row[key], std = mean_std(r[key] for r in runs)
             if len(runs) > 1 and key in SCORES:
-                row[f"{key}_std"] = pstdev(values)
+                row[f"{key}_std"] = std
         row["snr_gain_db"] = row["snr_db"] - noisy
         row["gap_to_ibm_db"] = row["snr_db"] - ibm
         rows.append(row)
@@ -556,35 +264,21 @@ def conclusions(rows: list[dict[str, Any]], references: dict[str, dict[str, Any]
     return "\n\n".join(text)
 
 
-def _spectrogram_figure(val: Frames, index: int, masks: dict[str, torch.Tensor], title: str) -> Any:
-    plt = pyplot()
-    panels = {"noisy |X| (dB)": 20 * torch.log10(val.specs[index].abs() + 1e-5)} | masks
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), sharex=True)
-    for ax, (name, image) in zip(axes, panels.items(), strict=True):
-        ax.imshow(image.cpu().numpy(), origin="lower", aspect="auto", cmap="magma")
-        ax.set_title(name, fontsize=9)
-        ax.set_ylabel("bin")
-    axes[-1].set_xlabel("frame")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[str, dict[str, Any]],
-           results: dict[str, list[dict[str, Any]]], histories: dict[str, History],
-           examples: dict[str, list[torch.Tensor]]) -> dict[str, Any]:
+def report(cfg: Config, run: Run, val: References, train: Frames, train_refs: References,
+           references: dict[str, dict[str, Any]], results: dict[str, list[dict[str, Any]]],
+           histories: dict[str, History], examples: dict[str, list[torch.Tensor]]) -> dict[str, Any]:
     rate = val.sample_rate
     rows = summarise(results, references)
     best = max(rows, key=lambda r: r["snr_db"])
     target_gain = 8.0
-    seconds = torch.tensor(train.seconds[:: 1 + cfg.remix] + val.seconds)  # remixed copies left out
+    seconds = torch.tensor(train_refs.seconds[:: 1 + cfg.remix] + val.seconds)  # remixed copies left out
     copies = f" (each with {cfg.remix} remixed copies)" if cfg.remix else ""
-    run.add_text("Data", f"{len(train.lengths) // (1 + cfg.remix)} training{copies} and {len(val.lengths)} "
+    run.add_text("Data", f"{len(train.lengths) // (1 + cfg.remix)} training{copies} and {len(val.specs)} "
                  "validation utterances of "
                  f"{float(seconds.min()):.1f} s to {float(seconds.max()):.1f} s (median "
                  f"{float(seconds.median()):.1f} s), {train.noisy.shape[1]} frequency bins, hop {cfg.hop} samples "
                  f"at {rate} Hz; noise at {cfg.snr_range_db[0]:g} to {cfg.snr_range_db[1]:g} dB SNR "
-                 f"({', '.join(cfg.noise_types)}). STOI over {cfg.stoi_utterances or len(val.lengths)} "
+                 f"({', '.join(cfg.noise_types)}). STOI over {cfg.stoi_utterances or len(val.specs)} "
                  "validation utterances spread over all lengths; SNR and SI-SDR over all.")
     run.add_text("Findings", conclusions(rows, references, target_gain))
     ensemble = (f"Each strategy's scores are those of one ensemble: the mean mask logit of its {cfg.n_seeds} "
@@ -594,7 +288,8 @@ def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[s
         f"{ensemble}"
         "padded_frac: padding among the frames the LSTM steps over; tensor_padded_frac: among the frames "
         "of the batch tensors; epoch_s: training seconds per epoch (validation excluded); "
-        "gap_to_ibm_db: SNR minus the oracle IBM's."))
+        "gap_to_ibm_db: SNR minus the oracle IBM's. n: seeds (or ensembles) per row; "
+        f"*_std: {STD_NOTE}."))
     run.add_table("References", [{"signal": k} | {m: v[m] for m in SCORES} for k, v in references.items()],
                   caption=("The noisy input, and the oracle masks computed from the clean speech and the noise "
                            "(the phase-sensitive mask from the clean and noisy spectra)."))
@@ -610,15 +305,13 @@ def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[s
     run.add_figure(bar_chart(bars, title="Validation SNR", ylabel="dB",
                              errors={r["strategy"]: r.get("snr_db_std", 0.0) for r in rows}),
                    "snr", title="Validation SNR by strategy")
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.hist(seconds.numpy(), bins=20)
-    ax.set(title="Utterance lengths", xlabel="seconds", ylabel="utterances")
-    run.add_figure(fig, "lengths", title="Utterance lengths (training and validation)")
+    run.add_figure(histogram(seconds.numpy(), title="Utterance lengths", xlabel="seconds", ylabel="utterances"),
+                   "lengths", title="Utterance lengths (training and validation)")
     longest = max(range(len(val.seconds)), key=lambda i: val.seconds[i])
-    run.add_figure(_spectrogram_figure(val, longest, {"oracle IBM": val.oracle["ibm"][longest],
-                                                       f"{best['strategy']} mask": examples[best["strategy"]][longest]},
-                                       f"Longest validation utterance ({val.seconds[longest]:.1f} s)"),
+    panels = {"noisy |X| (dB)": 20 * torch.log10(val.specs[longest].abs() + 1e-5), "oracle IBM": val.oracle["ibm"][longest],
+              f"{best['strategy']} mask": examples[best["strategy"]][longest]}
+    run.add_figure(spectrograms({k: v.cpu().numpy() for k, v in panels.items()},
+                                title=f"Longest validation utterance ({val.seconds[longest]:.1f} s)"),
                    "masks", title="Noisy spectrogram, oracle mask and estimated mask")
     for i in spread_by_length(val.seconds, cfg.audio_examples)[: cfg.audio_examples]:
         tag = f"{val.seconds[i]:.1f} s"
@@ -629,13 +322,12 @@ def report(cfg: Config, run: Run, val: Frames, train: Frames, references: dict[s
             wave = masked_waveform(mask, val.specs[i], n_fft=cfg.n_fft, hop=cfg.hop, length=len(val.clean[i]))
             run.add_audio(wave, rate, f"audio/{i:03d}-{name}", title=f"{name} ({tag})",
                           caption=f"SNR {metrics.snr_db(val.clean[i], wave):.1f} dB")
-    headline: dict[str, Any] = {"snr_db.noisy": references["noisy"]["snr_db"],
-                                "snr_db.ibm_oracle": references["ibm_oracle"]["snr_db"],
-                                "snr_db.psm_oracle": references["psm_oracle"]["snr_db"],
-                                "snr_gain_db.best": best["snr_gain_db"], "ibm_gap_db.best": best["gap_to_ibm_db"]}
+    headline: dict[str, Any] = {
+        "snr_db": {k: references[k]["snr_db"] for k in ("noisy", "ibm_oracle", "psm_oracle")},
+        "snr_gain_db": {"best": best["snr_gain_db"]}, "ibm_gap_db": {"best": best["gap_to_ibm_db"]}}
     for r in rows:
         for key in ("snr_db", "snr_gain_db", "si_sdr_db", "stoi", "padded_frac", "epoch_s"):
-            headline[f"{key}.{r['strategy']}"] = r[key]
+            headline.setdefault(key, {})[r["strategy"]] = r[key]
     return {"headline": headline, "best_strategy": best["strategy"], "strategies": rows,
             "references": {k: {m: v[m] for m in SCORES} for k, v in references.items()},
             "history": {n: h.epochs for n, h in histories.items()}}
