@@ -7,26 +7,29 @@ from pathlib import Path
 
 import pytest
 
+from study_runs import run_smoke
+
 from dlslab import cli, config
-from dlslab.audio.speakers import real_speakers
+from dlslab.audio.speakers import real_speakers, split_speakers, validation_folds
+from dlslab.errors import ConfigError
 from dlslab.studies import siamese
 
 
 def test_train_val_and_test_speakers_never_overlap(data_root) -> None:
     utts = real_speakers(data_root, max_per_speaker=2)
-    roles = siamese.split_speakers(utts, 0.15, 0.4, seed=0)
+    roles = split_speakers(utts, 0.15, 0.4, seed=0)
     assert set(roles) == {u.speaker for u in utts}  # every speaker has exactly one role
     for corpus in ("fsdd", "arabic", "librispeech"):
         corpus_roles = [r for s, r in roles.items() if s.startswith(corpus + "/")]
         assert {"train", "val", "test"} <= set(corpus_roles), corpus
-    assert roles != siamese.split_speakers(utts, 0.15, 0.4, seed=1)  # the split follows the seed
+    assert roles != split_speakers(utts, 0.15, 0.4, seed=1)  # the split follows the seed
 
 
 def test_validation_folds_cover_every_untested_real_speaker_once(data_root) -> None:
     utts = real_speakers(data_root, max_per_speaker=2)
-    roles = siamese.split_speakers(utts, 0.15, 0.4, seed=0)
+    roles = split_speakers(utts, 0.15, 0.4, seed=0)
     roles |= {"synthetic/v1": "train", "arabic/ar01@x0.9": "train"}  # neither is a fold member
-    folds = siamese.validation_folds(roles, 4)
+    folds = validation_folds(roles, 4)
     members = [n for fold in folds for n in fold]
     assert sorted(members) == sorted(n for n, r in roles.items()
                                      if r != "test" and "@" not in n and not n.startswith("synthetic/"))
@@ -36,11 +39,17 @@ def test_validation_folds_cover_every_untested_real_speaker_once(data_root) -> N
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    code = cli.main(["run", "siamese", "--preset", "smoke", "--out", str(out), "--device", "cpu", "--quiet"])
-    assert code == 0
-    return next(p for p in (out / "siamese").iterdir() if p.is_dir())
+def smoke_run(data_root) -> Path:
+    return run_smoke("siamese").dir
+
+
+@pytest.mark.parametrize("key, value", [("lr", 0.0), ("crop_frames", 2), ("test_fraction", 0.9), ("ensemble", 0),
+                                        ("noise_snr", [5.0]), ("speed_perturb", [0.0]), ("cohort_top_k", 1),
+                                        ("dilations", []), ("epochs", 0), ("margin", -0.1)])
+def test_check_refuses_out_of_range_values(key: str, value) -> None:
+    with pytest.raises(ConfigError, match=key):
+        siamese.check(siamese.Config(**{key: value}))
+    siamese.check(siamese.Config())
 
 
 def test_smoke_training_separates_unseen_speakers(smoke_run: Path) -> None:

@@ -21,6 +21,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -238,3 +239,62 @@ def featurize(utterances: list[Utterance], sample_rate: int, *, kind: FeatureKin
     speaker = torch.tensor([number[u.speaker] for u in utterances])
     return SpeakerSet(frames, lengths, speaker, names, [corpus[n] for n in names], mean_mfcc,
                       [str(u.path) for u in utterances])
+
+
+# --- roles: which speakers train, validate and test -------------------------------------------------
+
+
+def split_speakers(utterances: list[Utterance], val_fraction: float, test_fraction: float,
+                   seed: int) -> dict[str, str]:
+    """{speaker: train | val | test}, drawn per corpus (seeded), every role non-empty in a
+    corpus with 3+ speakers; no speaker is in two roles."""
+    roles: dict[str, str] = {}
+    rng = np.random.default_rng(seed)
+    for corpus in sorted({u.corpus for u in utterances}):
+        names = sorted({u.speaker for u in utterances if u.corpus == corpus})
+        rng.shuffle(names)
+        n = len(names)
+        n_test = max(1, round(test_fraction * n)) if n >= 3 else 0
+        n_val = max(1, round(val_fraction * n)) if n >= 3 else 0
+        for i, name in enumerate(names):
+            roles[name] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return roles
+
+
+def validation_folds(roles: dict[str, str], n_folds: int = 4, seed: int = 123) -> list[list[str]]:
+    """Folds of the real speakers that are never tested: fold 0 is the validation speakers;
+    the training speakers are dealt, per corpus (seeded), into n_folds - 1 more. Synthetic
+    speakers and speed-perturbed copies (`name@x<factor>`) are in no fold."""
+    real = {n: r for n, r in roles.items() if "@" not in n and not n.startswith("synthetic/")}
+    folds: list[list[str]] = [sorted(n for n, r in real.items() if r == "val")] + [[] for _ in range(n_folds - 1)]
+    rng = np.random.default_rng(seed)
+    for corpus in sorted({n.split("/", 1)[0] for n in real}):
+        names = sorted(n for n, r in real.items() if r == "train" and n.startswith(corpus + "/"))
+        rng.shuffle(names)
+        for k, name in enumerate(names):
+            folds[1 + k % (n_folds - 1)].append(name)
+    return folds
+
+
+def synthetic_sets(n_train: int, n_val: int, n_test: int, utterances: int, seed: int,
+                   sample_rate: int = 16000) -> dict[str, list[Utterance]]:
+    """Disjoint espeak-ng speaker sets for training, validation and testing (consecutive voice
+    ranges); the validation and test voices read the test sentences."""
+    sets = {"train": (n_train, 0, "train"), "val": (n_val, n_train, "test"), "test": (n_test, n_train + n_val, "test")}
+    return {role: read_speakers(synthetic_speakers(SyntheticSpec(n, utterances, first, sentences, seed, sample_rate)),
+                                "synthetic", sample_rate=sample_rate)
+            for role, (n, first, sentences) in sets.items()}
+
+
+def role_counts(data: SpeakerSet, roles: dict[str, str], hop: int, sample_rate: int) -> list[dict[str, Any]]:
+    """Per corpus and role: speakers, utterances and their mean length in seconds."""
+    rows = []
+    corpus_of, spk = data.corpus_of_utterance(), data.speaker.numpy()
+    for corpus in sorted(set(data.corpus)):
+        for role in ("train", "val", "test"):
+            names = [k for k, (n, c) in enumerate(zip(data.names, data.corpus)) if c == corpus and roles[n] == role]
+            if names:
+                rows_mask = np.isin(spk, names) & (corpus_of == corpus)
+                rows.append({"corpus": corpus, "role": role, "speakers": len(names), "utterances": int(rows_mask.sum()),
+                             "mean seconds": float(data.lengths.numpy()[rows_mask].mean()) * hop / sample_rate})
+    return rows

@@ -15,31 +15,19 @@ from typing import Any
 import numpy as np
 
 from dlslab import atomic
+from dlslab.audio.speaker_encoder import embed_files, load_encoder
+from dlslab.audio.speakers import speaker_files
 from dlslab.errors import DataError, UsageError
 
 GALLERY_VERSION = 1
 
 
-def _embed_files(model: Any, cfg: Any, files: list[Path]) -> np.ndarray:
-    from dlslab.audio.io import read_audio
-    from dlslab.audio.speakers import Utterance, featurize
-    from dlslab.studies.siamese import SAMPLE_RATE, embed_set
-
-    utts = [Utterance(f"file/{k}", "file", f, read_audio(f, sample_rate=SAMPLE_RATE)[0]) for k, f in enumerate(files)]
-    data = featurize(utts, SAMPLE_RATE, kind=cfg.features, n_mels=cfg.n_mels, n_fft=cfg.n_fft, hop=cfg.hop,
-                     max_frames=int(cfg.max_seconds * SAMPLE_RATE / cfg.hop) + 1)
-    return embed_set(model, data.frames, data.lengths)
-
-
 def enrol(folder: str | Path, run_dir: str | Path, out: str | Path) -> Path:
     """Write a gallery with one utterance per speaker folder of `folder` (the first by name)."""
-    from dlslab.audio.speakers import speaker_files
-    from dlslab.studies.siamese import load_encoder
-
-    model, cfg = load_encoder(run_dir)
+    model, spec = load_encoder(run_dir)
     speakers = speaker_files(folder, min_per_speaker=1)
     files = [paths[0] for paths in speakers.values()]
-    emb = _embed_files(model, cfg, files)
+    emb = embed_files(model, spec, files)
     gallery = {"version": GALLERY_VERSION, "model": str(Path(run_dir).resolve()),
                "speakers": [{"name": name, "file": str(f), "embedding": [round(float(v), 6) for v in e]}
                             for name, f, e in zip(speakers, files, emb)]}
@@ -49,8 +37,6 @@ def enrol(folder: str | Path, run_dir: str | Path, out: str | Path) -> Path:
 
 def identify(file: str | Path, gallery_path: str | Path) -> list[tuple[str, float]]:
     """The gallery's speakers ranked by cosine similarity to `file`, most similar first."""
-    from dlslab.studies.siamese import load_encoder
-
     try:
         gallery = json.loads(Path(gallery_path).read_text())
         names = [s["name"] for s in gallery["speakers"]]
@@ -60,8 +46,8 @@ def identify(file: str | Path, gallery_path: str | Path) -> list[tuple[str, floa
         raise UsageError(f"gallery {gallery_path} does not exist; make one with `dlslab speakers enrol`") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{gallery_path} is not a speaker gallery written by `dlslab speakers enrol` ({exc})") from None
-    model, cfg = load_encoder(run_dir)
-    query = _embed_files(model, cfg, [Path(file)])[0]
+    model, spec = load_encoder(run_dir)
+    query = embed_files(model, spec, [Path(file)])[0]
     if enrolled.ndim != 2 or enrolled.shape[1] != len(query):
         raise DataError(f"{gallery_path}: its embeddings do not match the encoder of {run_dir}; enrol again")
     sims = enrolled @ query / np.maximum(np.linalg.norm(enrolled, axis=1) * np.linalg.norm(query), 1e-12)

@@ -1,0 +1,157 @@
+"""The speaker encoder of a `siamese` run: building it, embedding utterances, loading a
+finished run's encoder, and scoring embeddings of unseen speakers.
+
+An encoder is the twin network of `dlslab.models.siamese` over frame features; `EncoderSpec`
+holds everything needed to rebuild it and to compute its input from a waveform, so the run's
+resolved config (`config.yaml`) is enough to load it back (`load_encoder`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dlslab import config
+from dlslab.audio.io import read_audio
+from dlslab.audio.speakers import SpeakerSet, Utterance, featurize
+from dlslab.errors import UsageError
+from dlslab.metrics.verification import (CohortNorm, accuracy_at, best_threshold, equal_error_rate,
+                                         one_shot_identification, pair_scores, roc_auc, verification_pairs)
+from dlslab.models.siamese import EncoderEnsemble, SiameseNet
+from dlslab.runs import safe_torch_load
+
+SAMPLE_RATE = 16000  # Hz every utterance is resampled to
+N_WAYS = (5, 10, 20)  # one-shot identification among N speakers, plus all of them
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Features and architecture of a speaker encoder (field names as in the siamese Config)."""
+
+    features: str = "logmel"  # logmel | stft
+    n_mels: int = 40  # mel bands (logmel)
+    n_fft: int = 512  # STFT window in samples
+    hop: int = 256  # STFT hop in samples
+    max_seconds: float = 4.0  # longer utterances keep their first max_seconds
+    channels: int = 128  # channels of the time-delay layers
+    dilations: tuple[int, ...] = (1, 2, 3)  # one time-delay layer per entry
+    embed_dim: int = 128  # embedding size
+    mean_norm: bool = False  # subtract each utterance's mean frame
+
+    @classmethod
+    def of(cls, values: Any) -> EncoderSpec:
+        """The spec in a config object or mapping that has these fields (and maybe more)."""
+        get = values.get if isinstance(values, dict) else lambda k, d: getattr(values, k, d)
+        picked = {f.name: get(f.name, f.default) for f in fields(cls)}
+        return cls(**(picked | {"dilations": tuple(picked["dilations"])}))
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.max_seconds * SAMPLE_RATE / self.hop) + 1
+
+
+def build_encoder(spec: EncoderSpec, n_features: int, n_centres: int = 0) -> SiameseNet:
+    """A fresh encoder; `n_centres` > 0 adds the speaker centres of additive-margin training."""
+    return SiameseNet(n_features, spec.channels, spec.embed_dim, spec.dilations, spec.mean_norm, n_centres)
+
+
+def featurize_utterances(utterances: list[Utterance], spec: EncoderSpec) -> SpeakerSet:
+    """The encoder's input frames of utterances at SAMPLE_RATE."""
+    return featurize(utterances, SAMPLE_RATE, kind=spec.features, n_mels=spec.n_mels, n_fft=spec.n_fft,
+                     hop=spec.hop, max_frames=spec.max_frames)
+
+
+@torch.no_grad()
+def embed_set(model: Any, frames: torch.Tensor, lengths: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """Unit embeddings (N, E) of whole utterances (frames (N, F, T), lengths (N,)), in eval mode."""
+    was_training = model.training
+    model.eval()
+    mask = (torch.arange(frames.shape[-1], device=frames.device)[None] < lengths[:, None]).float()
+    out = [model.embed(frames[i:i + batch], mask[i:i + batch]) for i in range(0, len(frames), batch)]
+    model.train(was_training)
+    return torch.cat(out).cpu().numpy()
+
+
+def embed_files(model: Any, spec: EncoderSpec, files: list[Path]) -> np.ndarray:
+    """Unit embeddings (N, E) of audio files (any rate)."""
+    utts = [Utterance(f"file/{k}", "file", f, read_audio(f, sample_rate=SAMPLE_RATE)[0]) for k, f in enumerate(files)]
+    data = featurize_utterances(utts, spec)
+    return embed_set(model, data.frames, data.lengths)
+
+
+def checkpoint_name(loss: str, member: int = 0) -> str:
+    """The `fit` name (checkpoint stem) of ensemble member `member` trained with `loss`."""
+    return f"encoder-{loss}" + (f"-{member}" if member else "")
+
+
+def load_encoder(run_dir: str | Path) -> tuple[SiameseNet | EncoderEnsemble, EncoderSpec]:
+    """The trained encoder of a finished `siamese` run (the loss chosen on validation; all
+    its ensemble members) and its spec."""
+    run_dir = Path(run_dir)
+    metrics_path, cfg_path = run_dir / "metrics.json", run_dir / "config.yaml"
+    if not metrics_path.is_file() or not cfg_path.is_file():
+        raise UsageError(f"{run_dir} is not a finished run folder (no metrics.json/config.yaml); "
+                         "give the folder printed as `run: PATH` by `dlslab run siamese`")
+    data = config.load_yaml(cfg_path)
+    if data["study"] != "siamese":
+        raise UsageError(f"{run_dir} is a run of {data['study']!r}, not of 'siamese'")
+    spec = EncoderSpec.of(data["config"])
+    metrics = json.loads(metrics_path.read_text())
+    members = []
+    for k in range(int(data["config"]["ensemble"])):
+        path = run_dir / "checkpoints" / f"{checkpoint_name(metrics['selected_loss'], k)}.done.pt"
+        state = safe_torch_load(path)["model"]
+        state.pop("centres", None)  # only used in training
+        members.append(build_encoder(spec, metrics["n_features"]))
+        members[-1].load_state_dict(state)
+    return EncoderEnsemble.join(members).eval(), spec
+
+
+# --- scoring embeddings of unseen speakers -------------------------------------------------------
+
+
+def mfcc_embeddings(data: SpeakerSet, centre: torch.Tensor) -> np.ndarray:
+    """The no-learning baseline: each utterance's mean MFCC vector minus `centre`, unit length."""
+    e = data.mean_mfcc - centre
+    return (e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
+
+
+def evaluate_embeddings(test_emb: np.ndarray, test_speaker: np.ndarray, val_emb: np.ndarray,
+                        val_speaker: np.ndarray, *, rounds: int, seed: int,
+                        norm: CohortNorm | None = None) -> dict[str, Any]:
+    """Verification (threshold from validation pairs) and one-shot N-way identification;
+    scores are cosine similarities, cohort-normalised with `norm`."""
+    vi, vj, vsame = verification_pairs(val_speaker, seed=seed)
+    threshold = best_threshold(pair_scores(val_emb, vi, vj, norm), vsame)
+    i, j, same = verification_pairs(test_speaker, seed=seed)
+    scores = pair_scores(test_emb, i, j, norm)
+    eer, _ = equal_error_rate(scores, same)
+    out: dict[str, Any] = {"auc": roc_auc(scores, same), "eer": eer,
+                           "acc_at_val_threshold": accuracy_at(scores, same, threshold),
+                           "threshold": threshold, "scores": scores, "same": same}
+    n_spk = len(np.unique(test_speaker))
+    for n in sorted({n for n in N_WAYS if n < n_spk} | {n_spk}):
+        ident = one_shot_identification(test_emb, test_speaker, n, rounds=rounds, seed=seed, norm=norm)
+        key = "all" if n == n_spk else str(n)
+        out[f"oneshot_{key}"] = {"n_way": n, "acc": ident.accuracy, "chance": ident.chance}
+        if n == n_spk:
+            out["confusion"] = (ident.truth, ident.predicted)
+    return out
+
+
+def baseline_comparison(results: dict[str, dict[str, dict[str, Any]]], method: str,
+                        baselines: list[str]) -> list[tuple[str, str, bool]]:
+    """(group, measure, whether `method` beats every baseline) for each measure of
+    `evaluate_embeddings` in each group: AUC, EER (lower is better), accuracy at the
+    validation threshold and every N-way accuracy."""
+    def value(r: dict[str, Any], key: str) -> float:
+        return r[key]["acc"] if key.startswith("oneshot_") else -r[key] if key == "eer" else r[key]
+
+    return [(g, key, value(r, key) > max(value(results[b][g], key) for b in baselines))
+            for g, r in results[method].items() for key in r
+            if key in ("auc", "eer", "acc_at_val_threshold") or key.startswith("oneshot_")]

@@ -1,0 +1,154 @@
+"""Training a speaker encoder on mined pairs and triplets.
+
+Every epoch each training utterance is an anchor once; each anchor gets a fresh positive
+(another utterance of its speaker) and negative (an utterance of another speaker) from
+`models.siamese.SpeakerIndex`, so a batch holds as many same- as different-speaker pairs
+(optionally the hardest negative in the batch instead). The three are cropped and augmented
+(`audio.augment`), embedded, and scored by a contrastive, triplet or additive-margin softmax
+loss. Early stopping and the best epoch follow the validation speakers' verification AUC.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dlslab.audio.augment import add_noise, mask_band, random_crops
+from dlslab.audio.speaker_encoder import EncoderSpec, build_encoder, checkpoint_name, embed_set
+from dlslab.audio.speakers import SpeakerSet, validation_folds
+from dlslab.metrics.verification import CohortNorm, one_shot_identification, roc_auc, verification_pairs
+from dlslab.models.siamese import (EncoderEnsemble, SiameseNet, SpeakerIndex, additive_margin_loss, contrastive_loss,
+                                   hardest_negatives, triplet_loss)
+from dlslab.runs import Run
+from dlslab.train.engine import History, fit, seed_everything
+from dlslab.train.optim import make_optimizer
+
+LOSSES = ("contrastive", "triplet", "am-softmax")
+
+
+@dataclass(frozen=True)
+class PairTraining:
+    """How an encoder is trained (field names as in the siamese Config)."""
+
+    crop_frames: int = 48  # each anchor, positive and negative is a random crop of this many frames
+    margin: float = 0.3  # contrastive and triplet margin (on cosine similarity)
+    am_margin: float = 0.2  # additive margin of the AM-softmax loss
+    am_scale: float = 20.0  # logit scale of the AM-softmax loss
+    noise_snr: tuple[float, ...] = ()  # (low, high) dB of noise added to each crop; () = off
+    band_mask: int = 0  # band of up to this many feature rows replaced by the crop's mean; 0 = off
+    hard_negatives: bool = False  # the most similar other-speaker utterance of the batch as negative
+    epochs: int = 60  # passes over the training utterances
+    batch_size: int = 64  # anchors per batch
+    optimizer: str = "adam"  # see train.optim
+    lr: float = 2e-3  # learning rate
+    patience: int = 15  # early stop after this many epochs without a better validation AUC
+    grad_clip: float = 5.0  # gradient-norm clipping
+
+    @classmethod
+    def of(cls, cfg: Any) -> PairTraining:
+        """The training fields of a config object that has them."""
+        picked = {f: getattr(cfg, f) for f in cls.__dataclass_fields__ if hasattr(cfg, f)}
+        return cls(**(picked | {"noise_snr": tuple(picked.get("noise_snr", ()))}))
+
+
+def pair_loss(spec: PairTraining, loss: str, train: SpeakerSet, device: torch.device,
+              noise: torch.Tensor | None = None) -> Any:
+    """loss_fn(model, anchors) for `fit`: mines a positive and a negative for each anchor,
+    crops, augments, embeds and scores them with `loss` (one of LOSSES)."""
+    frames, lengths = train.frames.to(device), train.lengths.to(device)
+    speaker = train.speaker.to(device)
+    index = SpeakerIndex(speaker)
+    noise = None if noise is None else noise.to(device)
+
+    def loss_fn(model: SiameseNet, anchors: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b = len(anchors)
+        trio = torch.cat([anchors, index.positives(anchors), index.negatives(anchors)])  # (3B,)
+        x, mask = random_crops(frames, lengths, trio, spec.crop_frames)
+        if noise is not None:
+            x = add_noise(x, noise, spec.noise_snr) * mask[:, None]
+        if spec.band_mask:
+            x = mask_band(x, mask, spec.band_mask) * mask[:, None]
+        emb = model.embed(x, mask)  # (3B, E)
+        a, p, n = emb.split(b)
+        if spec.hard_negatives:
+            n = emb[hardest_negatives(emb, speaker[trio], b)]
+        pos_sim, neg_sim = (a * p).sum(1), (a * n).sum(1)
+        if loss == "contrastive":
+            value = contrastive_loss(torch.cat([pos_sim, neg_sim]),
+                                     torch.cat([torch.ones_like(pos_sim), torch.zeros_like(neg_sim)]), spec.margin)
+        elif loss == "triplet":
+            value = triplet_loss(a, p, n, spec.margin)
+        else:
+            value = additive_margin_loss(emb, speaker[trio], model.centres, spec.am_margin, spec.am_scale)
+        return value, {"pos_sim": pos_sim.mean().detach(), "neg_sim": neg_sim.mean().detach()}
+
+    return loss_fn
+
+
+def train_encoder(spec: PairTraining, encoder: EncoderSpec, loss: str, train: SpeakerSet, val: SpeakerSet,
+                  run: Run, *, seed: int, member: int = 0, noise: torch.Tensor | None = None) -> tuple[SiameseNet, History]:
+    """One encoder trained with `loss`; ensemble member k starts from seed + k (its validation
+    pairs are the same for every member)."""
+    device = run.device
+    seed_everything(seed + member)
+    model = build_encoder(encoder, train.frames.shape[1], len(train.names) if loss == "am-softmax" else 0).to(device)
+    val_frames, val_lengths = val.frames.to(device), val.lengths.to(device)
+    i, j, same = verification_pairs(val.speaker.numpy(), seed=seed)
+
+    def evaluate(m: SiameseNet) -> dict[str, float]:
+        emb = embed_set(m, val_frames, val_lengths)
+        return {"val_auc": roc_auc((emb[i] * emb[j]).sum(1), same)}
+
+    opt = make_optimizer(spec.optimizer, model.parameters(), spec.lr)
+    history = fit(model, (torch.arange(len(train), device=device),), pair_loss(spec, loss, train, device, noise),
+                  optimizer=opt, epochs=spec.epochs, batch_size=spec.batch_size, evaluate=evaluate,
+                  monitor="val_auc", patience=spec.patience, restore_best=True, grad_clip=spec.grad_clip,
+                  seed=seed + member, run=run, name=checkpoint_name(loss, member), drop_last=True)
+    return model.eval(), history
+
+
+def train_ensemble(spec: PairTraining, encoder: EncoderSpec, loss: str, train: SpeakerSet, val: SpeakerSet,
+                   run: Run, *, members: int, seed: int,
+                   noise: torch.Tensor | None = None) -> tuple[SiameseNet | EncoderEnsemble, list[History]]:
+    """`members` encoders trained with `loss` (seeds seed, seed + 1, ...) joined into one, and
+    their training histories."""
+    trained = [train_encoder(spec, encoder, loss, train, val, run, seed=seed, member=k, noise=noise)
+               for k in range(members)]
+    return EncoderEnsemble.join([m for m, _ in trained]), [h for _, h in trained]
+
+
+def fold_accuracies(data: SpeakerSet, roles: dict[str, str], spec: PairTraining, encoder: EncoderSpec, loss: str, *,
+                    members: int, seed: int, cohort_top_k: int | None, noise: torch.Tensor | None = None,
+                    n_folds: int = 4, rounds: int = 30) -> dict[str, float]:
+    """Cross-validation over the speakers that are never tested: each fold of
+    `audio.speakers.validation_folds` in turn is held out (with its speed-perturbed copies),
+    an ensemble is trained on the other real and the synthetic training speakers (early
+    stopping on the held-out fold and the synthetic validation voices), and the held-out
+    speakers are identified one-shot among all of them (`all`) and within each corpus, with
+    cosine and s-norm scores. Returns {"<scoring> <group>": accuracy averaged over folds}."""
+    out: dict[str, list[float]] = {}
+    for fold in validation_folds(roles, n_folds):
+        held = set(fold)
+        r = {n: "val" if n in held else "held out" if n.split("@")[0] in held
+             else "train" if roles[n] == "val" and not n.startswith("synthetic/") else roles[n] for n in roles}
+        train = data.subset([n for n in data.names if r[n] == "train"])
+        val = data.subset([n for n in data.names if r[n] == "val"])
+        with tempfile.TemporaryDirectory() as tmp:
+            model, _ = train_ensemble(spec, encoder, loss, train, val, Run(Path(tmp), "cross-validation", spec, quiet=True),
+                                      members=members, seed=seed, noise=noise)
+        test = data.subset(fold)
+        emb, spk, corpus = embed_set(model, test.frames, test.lengths), test.speaker.numpy(), test.corpus_of_utterance()
+        cohort = CohortNorm(embed_set(model, train.frames, train.lengths), cohort_top_k)
+        for scoring, norm in (("cosine", None), ("s-norm", cohort)):
+            for group in ["all"] + sorted(set(corpus)):
+                rows = np.ones(len(spk), bool) if group == "all" else corpus == group
+                if len(np.unique(spk[rows])) >= 2:
+                    acc = one_shot_identification(emb[rows], spk[rows], None, rounds=rounds, seed=seed,
+                                                  norm=norm).accuracy
+                    out.setdefault(f"{scoring} {group}", []).append(acc)
+    return {k: float(np.mean(v)) for k, v in out.items()}
