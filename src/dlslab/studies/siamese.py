@@ -132,8 +132,8 @@ def check(cfg: Config) -> None:
     need(0 <= cfg.val_fraction < 1, "val_fraction", "must be a fraction in [0, 1)")
     need(0 < cfg.test_fraction < 1 - cfg.val_fraction, "test_fraction",
          f"must be a fraction in (0, 1) with val_fraction + test_fraction < 1 (val_fraction={cfg.val_fraction})")
-    need(cfg.max_seconds > 0 and cfg.lr > 0 and cfg.am_scale > 0, "max_seconds" if cfg.max_seconds <= 0 else
-         "lr" if cfg.lr <= 0 else "am_scale", "must be > 0")
+    for key in ("max_seconds", "lr", "am_scale"):
+        need(getattr(cfg, key) > 0, key, "must be > 0")
     need(bool(cfg.dilations) and min(cfg.dilations) >= 1, "dilations", "give one or more dilations >= 1")
     need(not cfg.noise_snr or (len(cfg.noise_snr) == 2 and cfg.noise_snr[0] <= cfg.noise_snr[1]), "noise_snr",
          "give [low, high] in dB, or [] for no noise")
