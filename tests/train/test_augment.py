@@ -7,7 +7,8 @@ import torch
 
 from dlslab.errors import UsageError
 from dlslab.train.augment import (POLICIES, TRIVIAL_OPS, Augmenter, color_jitter, cutmix, cutout, flip,
-                                  flip_tta, mixup, one_hot, random_crop, soft_cross_entropy, trivial_augment)
+                                  alternating_flip, mixup, one_hot, random_crop, soft_cross_entropy, trivial_augment,
+                                  tta_logits, tta_views)
 
 
 @pytest.fixture
@@ -96,7 +97,46 @@ def test_soft_cross_entropy_matches_torch():
     assert torch.isclose(ours, ref, atol=1e-6)
 
 
-def test_flip_tta_is_invariant_to_mirroring(images):
+def test_mirror_tta_is_invariant_to_mirroring_and_weights_the_views(images):
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5))
     model(images)
-    assert torch.allclose(flip_tta(model, images), flip_tta(model, images.flip(-1)), atol=1e-5)
+    assert torch.allclose(tta_logits(model, images, 1), tta_logits(model, images.flip(-1), 1), atol=1e-5)
+    with torch.no_grad():
+        by_hand = sum(w * model(v) for w, v in tta_views(images, 2))
+        assert torch.allclose(tta_logits(model, images, 2), by_hand, atol=1e-5)
+
+
+def test_tta_views_are_the_stated_transforms(images):
+    assert [w for w, _ in tta_views(images, 0)] == [1.0] and torch.equal(tta_views(images, 0)[0][1], images)
+    (w0, same), (w1, mirror) = tta_views(images, 1)
+    assert (w0, w1) == (0.5, 0.5) and torch.equal(same, images) and torch.equal(mirror, images.flip(-1))
+    views = tta_views(images, 2)
+    assert sum(w for w, _ in views) == 1.0 and [w for w, _ in views] == [0.25, 0.25] + [0.125] * 4
+    (_, plain), (_, mirrored), (_, up_left), (_, up_left_m), (_, down_right), (_, down_right_m) = views
+    assert torch.equal(plain, images) and torch.equal(mirrored, images.flip(-1))
+    assert torch.equal(up_left[..., :-1, :-1], images[..., 1:, 1:])  # content moved one pixel up and left
+    assert torch.equal(down_right[..., 1:, 1:], images[..., :-1, :-1])  # one pixel down and right
+    assert torch.equal(up_left_m, up_left.flip(-1)) and torch.equal(down_right_m, down_right.flip(-1))
+    # the uncovered border row and column are reflections (the reflect padding), not zeros
+    assert torch.equal(up_left[..., -1, :-1], images[..., -2, 1:])
+
+
+def test_alternating_flip_mirrors_each_image_in_exactly_one_of_two_epochs(images):
+    coins = torch.rand(len(images)) < 0.5
+    even, odd = alternating_flip(images, coins, 4), alternating_flip(images, coins, 5)
+    for i in range(len(images)):
+        mirrored = [torch.equal(v[i], images[i].flip(-1)) for v in (even, odd)]
+        kept = [torch.equal(v[i], images[i]) for v in (even, odd)]
+        assert sorted(mirrored) == [False, True] and sorted(kept) == [False, True]
+
+
+def test_augmenter_uses_the_alternating_flip_with_indices(images):
+    x = (images * 255).to(torch.uint8)
+    coins = torch.zeros(len(x), dtype=torch.bool)
+    epoch = [0]
+    aug = Augmenter("flip", flip_coins=coins, epoch=lambda: epoch[0])
+    index = torch.arange(len(x))
+    plain = aug.augment(x, torch.zeros(len(x), dtype=torch.long), index)[0]
+    epoch[0] = 1
+    flipped = aug.augment(x, torch.zeros(len(x), dtype=torch.long), index)[0]
+    assert torch.equal(plain, x.float() / 255) and torch.equal(flipped, plain.flip(-1))

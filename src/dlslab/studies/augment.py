@@ -37,9 +37,8 @@ class Config(StudyConfig, CifarRecipe):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"policies": ["none", "flip-crop"], "fractions": [0.02], "seeds": 1, "arch": "small-cnn",
-              "widths": [16], "epochs": 4, "min_steps": 60, "batch_size": 64, "lr": 0.05,
-              "eval_size": 500, "test_size": 1000, "tta": False},
+    "smoke": {"policies": ["none", "flip-crop"], "fractions": [0.02], "seeds": 1, "widths": [16, 32, 32],
+              "epochs": 4, "min_steps": 40, "eval_size": 500, "test_size": 1000, "tta": 0},
     "quick": {"policies": ["none", "flip-crop", "flip-crop-cutout", "mixup", "trivial"], "fractions": [0.01, 0.05],
               "seeds": 1, "widths": [16, 32, 64, 128], "blocks": [0, 0, 1], "epochs": 6, "min_steps": 60,
               "batch_size": 128, "lr": 0.2, "eval_size": 500, "test_size": 2000},
@@ -103,7 +102,7 @@ def _train_cells(cfg: Config, run: Run, train_all: tuple[torch.Tensor, torch.Ten
 
                 def train(policy: str = policy, name: str = name):
                     torch.manual_seed(seed)
-                    model = build_model(cfg, 10, device)
+                    model = build_model(cfg, 10, device, whiten=x)
                     return train_cifar(cfg, model, (x, y), test, policy=policy, seed=seed, run=run, name=name,
                                        num_classes=10)
 

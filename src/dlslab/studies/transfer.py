@@ -64,9 +64,9 @@ class Config(StudyConfig, CifarRecipe):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"arch": "small-cnn", "widths": [16], "source_fraction": 0.1, "fractions": [0.04],
-              "policies": ["none", "flip-crop"], "seeds": 1, "epochs": 2, "min_steps": 30, "batch_size": 64,
-              "lr": 0.05, "eval_size": 500, "test_size": 1000, "tta": False, "curve_fraction": 0.04},
+    "smoke": {"widths": [16, 32, 32], "source_fraction": 0.1, "fractions": [0.04], "policies": ["none", "flip-crop"],
+              "seeds": 1, "epochs": 2, "min_steps": 30, "eval_size": 500, "test_size": 1000, "tta": 0,
+              "curve_fraction": 0.04},
     "quick": {"widths": [16, 32, 64, 128], "blocks": [0, 0, 1], "source_fraction": 0.2, "fractions": [0.01, 0.05],
               "policies": ["none", "flip-crop"], "seeds": 1, "epochs": 6, "min_steps": 60, "batch_size": 128,
               "lr": 0.2, "eval_size": 500, "test_size": 2000, "curve_fraction": 0.05},
@@ -169,22 +169,19 @@ def _relabel(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tuple[torc
     return x[keep], lookup[y[keep]]
 
 
-def target_model(cfg: Config, method: str, source_state: Mapping[str, torch.Tensor], device: torch.device
-                 ) -> tuple[nn.Module, list[dict[str, Any]] | None, TransferReport | None]:
-    """The target network for `method`, its optimizer parameter groups (None: one group)
-    and what was copied from the source."""
-    model = build_model(cfg, len(cfg.target_classes), device)
+def target_model(cfg: Config, method: str, source_state: Mapping[str, torch.Tensor], images: torch.Tensor
+                 ) -> tuple[nn.Module, float, TransferReport | None]:
+    """The target network for `method` (whitened from the target `images` unless it copies
+    the source's whitening), the learning-rate scale of its backbone, and what was copied."""
+    model = build_model(cfg, len(cfg.target_classes), images.device, whiten=images)
     if method == "scratch":
-        return model, None, None
+        return model, 1.0, None
     if method == "init":
-        return model, None, transfer_weights(source_state, model)
+        return model, 1.0, transfer_weights(source_state, model)
     report = transfer_weights(source_state, model, exclude=("head.",))
     if method == "frozen":
-        frozen = FrozenBackbone(model)
-        return frozen, [{"params": list(model.head.parameters()), "lr": cfg.lr}], report
-    backbone = [p for n, p in model.named_parameters() if not n.startswith("head.")]
-    return model, [{"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale},
-                   {"params": list(model.head.parameters()), "lr": cfg.lr}], report
+        return FrozenBackbone(model), 1.0, report
+    return model, cfg.backbone_lr_scale, report
 
 
 def run(cfg: Config, run: Run) -> dict:
@@ -214,8 +211,9 @@ def _train_source(cfg: Config, run: Run, train: tuple[torch.Tensor, torch.Tensor
     x, y = subset_fraction(train[0].cpu(), train[1].cpu(), cfg.source_fraction, derive(cfg.seed, "source-subset"))
     seed = derive(cfg.seed, "source")
     torch.manual_seed(seed)
-    source = build_model(cfg, len(cfg.source_classes), device)
-    out = train_cifar(cfg, source, (x.to(device), y.to(device)), test, policy=cfg.source_policy, seed=seed, run=run,
+    x, y = x.to(device), y.to(device)
+    source = build_model(cfg, len(cfg.source_classes), device, whiten=x)
+    out = train_cifar(cfg, source, (x, y), test, policy=cfg.source_policy, seed=seed, run=run,
                       name="source", num_classes=len(cfg.source_classes))
     run.info(f"source network: test accuracy {out.test_acc:.4f} on classes {cfg.source_classes}")
     return {k: v.detach() for k, v in source.state_dict().items()}, out.test_acc
@@ -239,13 +237,13 @@ def _train_cells(cfg: Config, run: Run, source_state: Mapping[str, torch.Tensor]
             for policy in cfg.policies:
                 for method in cfg.methods:
                     torch.manual_seed(seed)
-                    model, groups, report = target_model(cfg, method, source_state, device)
+                    model, backbone_lr_scale, report = target_model(cfg, method, source_state, x)
                     if report is not None:
                         reports[method] = report
                     name = f"{method}-{policy}-f{fraction * 100:g}-r{repeat}"
                     out = trained_cell(run, name, lambda: train_cifar(
                         cfg, model, (x, y), test, policy=policy, seed=seed, run=run, name=name,
-                        num_classes=len(cfg.target_classes), param_groups=groups))
+                        num_classes=len(cfg.target_classes), backbone_lr_scale=backbone_lr_scale))
                     acc.setdefault((method, policy, fraction), []).append(out["test_acc"])
                     if fraction == cfg.curve_fraction and repeat == 0:
                         curves[f"{method} / {policy}"] = out["curve"]

@@ -45,6 +45,13 @@ def flip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
     return torch.where(mask, x.flip(-1), x)
 
 
+def alternating_flip(x: torch.Tensor, coins: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Mirror image i when its own fixed coin (bool, one per image) differs from the parity of
+    `epoch`: every image is seen once each way in every two epochs, instead of by chance."""
+    mask = (coins != bool(epoch % 2)).view(-1, 1, 1, 1)
+    return torch.where(mask, x.flip(-1), x)
+
+
 def random_crop(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
     """Pad by `pad` (reflect) and cut a random HxW window per image: one gather for the batch."""
     b, c, h, w = x.shape
@@ -255,29 +262,36 @@ class Augmenter:
     jitter: float = 0.3  # colour jitter strength (factors in [1 - s, 1 + s])
     mixup_alpha: float = 0.4  # Beta(alpha, alpha) of mixup's mixing weight
     cutmix_alpha: float = 1.0  # Beta(alpha, alpha) of cutmix's kept area
+    # alternating flip: one fixed coin per training image and the current epoch; the batch
+    # then carries the images' indices as its third tensor. None: a random flip per image.
+    flip_coins: torch.Tensor | None = None
+    epoch: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise UsageError(f"unknown augmentation policy {self.policy!r}; valid: {', '.join(POLICIES)}")
 
-    def pixels(self, x: torch.Tensor) -> torch.Tensor:
-        """The policy's pixel ops on floats in [0, 1] (no label mixing, no normalisation)."""
+    def pixels(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The policy's pixel ops on floats in [0, 1] (no label mixing, no normalisation);
+        `index`: the images' rows in the training set (for alternating flip)."""
         p = self.policy
         if p == "trivial":
             x = trivial_augment(x)
         if p == "flip-crop-cutout-jitter":
             x = color_jitter(x, self.jitter, self.jitter, self.jitter)
         if p != "none":
-            x = flip(x)
+            alternate = self.flip_coins is not None and self.epoch is not None and index is not None
+            x = alternating_flip(x, self.flip_coins[index], self.epoch()) if alternate else flip(x)
         if p not in ("none", "flip"):
             x = random_crop(x, self.crop_pad)
         if p in ("flip-crop-cutout", "flip-crop-cutout-jitter"):
             x = cutout(x, self.cutout_size)
         return x
 
-    def augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def augment(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images and integer labels -> augmented floats in [0, 1] and soft labels."""
-        x = self.pixels(to_unit(x))
+        x = self.pixels(to_unit(x), index)
         targets = one_hot(y, self.num_classes)
         if self.policy == "mixup":
             x, targets, _ = mixup(x, targets, self.mixup_alpha)
@@ -286,10 +300,31 @@ class Augmenter:
         return x, targets
 
     def __call__(self, batch: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        x, targets = self.augment(batch[0], batch[1])
+        """[uint8 x, y] or [uint8 x, y, index] -> [normalised x, soft y]."""
+        x, targets = self.augment(batch[0], batch[1], batch[2] if len(batch) > 2 else None)
         return [normalize(x), targets]
 
 
-def flip_tta(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Test-time augmentation: the mean of the logits of x and of x mirrored."""
-    return 0.5 * (model(x) + model(x.flip(-1)))
+# --- test-time augmentation -----------------------------------------------------------------------
+
+
+def tta_views(x: torch.Tensor, level: int) -> list[tuple[float, torch.Tensor]]:
+    """(weight, view) pairs whose weighted logits are averaged; the weights sum to 1.
+
+    level 0: x alone; 1: x and its mirror; 2: x and its mirror (1/4 each), and both of them
+    translated by one pixel up-left and down-right (reflect padding; 1/8 each)."""
+    if level <= 0:
+        return [(1.0, x)]
+    if level == 1:
+        return [(0.5, x), (0.5, x.flip(-1))]
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    down_right, up_left = padded[..., :h, :w], padded[..., 2:, 2:]  # content moved by +1 / -1 pixel
+    views = [(0.25, x), (0.25, x.flip(-1))]
+    return views + [(0.125, v) for t in (up_left, down_right) for v in (t, t.flip(-1))]
+
+
+def tta_logits(model: torch.nn.Module, x: torch.Tensor, level: int) -> torch.Tensor:
+    """The weighted mean of the model's logits over the `tta_views` of x."""
+    views = tta_views(x, level)
+    return sum(weight * model(v.contiguous(memory_format=torch.channels_last)).float() for weight, v in views)
