@@ -86,6 +86,25 @@ def test_yaml_must_be_a_run_config(tmp_path) -> None:
         config.load_yaml(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"study: x\nconfig: {}\n# \xff\xfe\n", r"not a text file \(not UTF-8"),
+    (b"study: [1, 2]\nconfig: {}\n", r"study must be a study name, not \[1, 2\]"),
+    (b"study: x\npreset: 3\nconfig: {}\n", "preset must be a preset name or null, not 3"),
+    (b"study: x\nconfig: {}\nextra: 1\n", "unknown key.* extra; a run config has study, preset and config"),
+    (b"study: x\nconfig: {a: 2024-13-45}\n", "not valid YAML"),
+    (b"study: x\nconfig: " + b"[" * 5000 + b"\n", "not valid YAML"),
+    (b"study: x\nconfig: {}\n#" + b" " * (2 << 20) + b"\n", "too large for a run config"),
+    (b"42\n", "expected keys 'study' and 'config'"),
+])
+def test_bad_config_files_are_config_errors_naming_the_file(tmp_path, content, message) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"{path}: .*{message}"):
+        config.load_yaml(path)
+    with pytest.raises(ConfigError, match="is a folder"):
+        config.load_yaml(tmp_path)
+
+
 def test_field_help_comes_from_comments() -> None:
     docs = config.field_help(Example)
     assert docs["lr"] == "learning rate" and docs["seed"].startswith("seed for weights")

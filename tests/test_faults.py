@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dlslab.audio.io import AudioError, read_audio
-from dlslab.errors import DataError, UnsafeFileError, UsageError
-from dlslab.runs import safe_torch_load
+from dlslab.errors import BadFileError, DataError, UnsafeFileError, UsageError
+from dlslab.runs import expect_checkpoint, safe_torch_load
 from dlslab.train.engine import fit
 
 MARKER = "/tmp/dlslab-checkpoint-pwned"
@@ -41,6 +41,50 @@ def test_crafted_checkpoint_is_refused_without_running(tmp_path) -> None:
     with pytest.raises(DataError):
         safe_torch_load(raw)
     assert not os.path.exists(MARKER)
+
+
+def test_the_refusal_does_not_invite_loading_the_file_anyway(tmp_path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "extra": _Exploit()}, path)
+    with pytest.raises(UnsafeFileError) as caught:
+        safe_torch_load(path)
+    message = str(caught.value)
+    assert "names the Python object posix.system" in message and "only load those" in message
+    assert "weights_only" not in message and "can still be loaded" not in message
+    assert "will likely succeed" not in message and "\n" not in message
+
+
+def test_a_compressed_archive_is_refused_unread(tmp_path) -> None:
+    """torch.save never compresses; a deflated entry could inflate far beyond the file."""
+    import zipfile
+
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.zeros(1000)}, good)
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item))
+    with pytest.raises(BadFileError, match="bomb.pt: not a checkpoint written by torch.save.*compressed"):
+        safe_torch_load(bomb)
+    assert torch.equal(safe_torch_load(good)["w"], torch.zeros(1000))
+
+
+@pytest.mark.parametrize("content, described", [
+    ({}, "an empty dict"),
+    ({"fc.weight": torch.zeros(2, 2), "fc.bias": torch.zeros(2)}, r"a plain state dict of 2 tensors \('fc.weight', 'fc.bias'\)"),
+    ({"model": {}, "history": {}}, "a dict with keys 'model', 'history'"),
+    (torch.zeros(3, 4), r"a single tensor of shape \(3, 4\)"),
+    ([1, 2, 3], "a list of 3 items"),
+])
+def test_a_wrong_kind_of_checkpoint_says_what_it_is(tmp_path, content, described) -> None:
+    path = tmp_path / "other.pt"
+    torch.save(content, path)
+    with pytest.raises(BadFileError, match=f"other.pt: this file is {described}, not a denoiser saved by "
+                                           r"`dlslab denoise train` \(a dict with 'model', 'kwargs'\)"):
+        expect_checkpoint(safe_torch_load(path), path, expected="a denoiser saved by `dlslab denoise train`",
+                          keys=("model", "kwargs"))
+    right = {"model": {"w": torch.zeros(1)}, "kwargs": {}}
+    assert expect_checkpoint(right, path, expected="a denoiser", keys=("model", "kwargs")) is right
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:

@@ -73,6 +73,60 @@ def test_bad_usage_exits_2_and_writes_nothing(toy, tmp_path, capsys, args, messa
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_finished_run_without_its_report_gets_it_rebuilt(toy, tmp_path, capsys) -> None:
+    """Killed between metrics.json and report.html: the rerun finishes the run."""
+    args = ["run", "toy", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu"]
+    code, out, _ = _run(args, capsys)
+    run_dir = Path(out.strip().splitlines()[-1][5:])
+    (run_dir / "report.html").unlink()
+    code, out, err = _run(args, capsys)
+    assert code == 0 and out.strip().endswith(str(run_dir))
+    assert "its missing report.html was rebuilt" in err
+    assert "Validation accuracy" in (run_dir / "report.html").read_text()
+
+
+def test_a_config_files_preset_is_checked_and_applied(toy, tmp_path, capsys) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("study: toy\npreset: smoke\nconfig: {lr: 0.5}\n")
+    plan = runner.plan_from_file(path)
+    assert plan.preset == "smoke" and plan.cfg == runner.plan_study("toy", "smoke", {"lr": 0.5}).cfg
+    path.write_text("study: toy\npreset: nosuch\nconfig: {}\n")
+    code, out, err = _run(["run", "--config", str(path), "--out", str(tmp_path / "runs")], capsys)
+    assert code == 2 and f"{path}: unknown preset 'nosuch' for toy; valid presets: smoke, quick, full" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"study: toy\nconfig: {}\n# caf\xe9\n", "not a text file (not UTF-8: byte 27)"),
+    (b"study: [1, 2]\nconfig: {}\n", "study must be a study name, not [1, 2]"),
+    (b"study: toy\npreset: [smoke]\nconfig: {}\n", "preset must be a preset name or null"),
+    (b"- study\n- toy\n", "expected keys 'study' and 'config'"),
+    (None, "is a folder"),
+])
+def test_bad_config_files_exit_2_with_one_line(toy, tmp_path, capsys, content, message) -> None:
+    path = tmp_path / "config.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    code, out, err = _run(["run", "--config", str(path), "--out", str(tmp_path / "runs")], capsys)
+    assert code == 2 and err.startswith(f"dlslab: error: {path}: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_refused_file_is_a_failure_not_missing_data(toy, tmp_path, capsys, monkeypatch) -> None:
+    from dlslab.errors import UnsafeFileError
+
+    def refuse(cfg, run):
+        raise UnsafeFileError("teacher.pt: refused to load: it names the Python object posix.system")
+
+    monkeypatch.setattr(toy_cli.toy_study, "run", refuse)
+    outcome = runner.execute(runner.plan_study("toy", "smoke"), out=tmp_path, device="cpu", quiet=True)
+    assert outcome.status == "failed" and outcome.exit_code == 2 and "refused to load" in outcome.message
+    code, out, err = _run(["run", "toy", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu"], capsys)
+    assert code == 2 and "toy: failed: teacher.pt: refused to load" in err and "no-data" not in err
+
+
 def _toy_cmd(out: Path, *extra: str) -> list[str]:
     return [sys.executable, str(TESTS / "toy_cli.py"), "run", "toy", "--preset", "quick", "--out", str(out),
             "--device", "cpu", *extra]

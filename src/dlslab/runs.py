@@ -195,7 +195,6 @@ def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
     Only torch's zip format with uncompressed entries is read (what torch.save writes), so
     loading takes memory in proportion to the file's size."""
     import pickle
-    import zipfile
 
     path = Path(path)
     _check_archive(path)
@@ -203,11 +202,12 @@ def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UnsafeFileError(
-            f"{path}: refused to load: {_unsafe_reason(str(exc))}. Loading it could run code. "
+            f"{path}: refused to load: {_unsafe_reason(str(exc))}. "
             "dlslab's own checkpoints hold only tensors and plain values; only load those."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError, zipfile.BadZipFile) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # torch's reader fails in many ways on a damaged file; all mean the same
         raise BadFileError(f"{path}: not a readable checkpoint (truncated or corrupt: "
                            f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}). "
                            "Delete it to start that step again.") from None
@@ -215,6 +215,7 @@ def safe_torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
 
 def _check_archive(path: Path) -> None:
     """The file is a zip archive of stored (uncompressed) entries that fit in its size."""
+    import struct
     import zipfile
 
     try:
@@ -227,7 +228,7 @@ def _check_archive(path: Path) -> None:
             entries = archive.infolist()
     except OSError as exc:
         raise BadFileError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
-    except (zipfile.BadZipFile, ValueError, EOFError) as exc:  # also a zip that zipfile cannot parse
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, struct.error) as exc:
         raise BadFileError(f"{path}: not a readable checkpoint (truncated or corrupt, or not written by "
                            f"torch.save: {exc}). Delete it to start that step again.") from None
     packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
@@ -242,8 +243,9 @@ def _unsafe_reason(message: str) -> str:
 
     found = re.search(r"GLOBAL ([\w.]+)", message)
     if found:
-        return f"it names the Python object {found.group(1)}, which loading would import and call"
-    return "it holds objects other than tensors and plain values"
+        return (f"it names the Python object {found.group(1)}, which loading would import and call: "
+                "it could run any code")
+    return "it holds something other than tensors and plain values, or is corrupt"
 
 
 def _describe(obj: Any) -> str:

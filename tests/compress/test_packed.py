@@ -17,7 +17,7 @@ from dlslab.compress.packed import (gaps_to_symbols, load_packed, pack_model, pa
 from dlslab.compress.prune import prune_magnitude
 from dlslab.compress.quant import quantise_ptq
 from dlslab.compress.share import share_weights
-from dlslab.errors import DataError
+from dlslab.errors import BadFileError, DataError
 from dlslab.models import build_model
 
 
@@ -131,3 +131,99 @@ def test_a_consistent_but_wrong_header_is_a_data_error(compressed_lenet300, tmp_
     (tmp_path / "f.dlz").write_bytes(forged)
     with pytest.raises(DataError):
         read_packed(tmp_path / "f.dlz")
+
+
+def _forge(header: dict, payload: bytes = b"") -> bytes:
+    """A packed file with this header and payload and valid checksums."""
+    head = zlib.compress(json.dumps(header).encode(), 9)
+    return (b"DLSZ" + struct.pack("<BI", 1, len(head)) + head + struct.pack("<I", zlib.crc32(head))
+            + payload + struct.pack("<I", zlib.crc32(payload)))
+
+
+def _header(**tensor) -> dict:
+    record = {"name": "w", "shape": [32768, 32768], "dtype": "float32", "layout": "sparse", "nnz": 0,
+              "gaps": {"escape": 255, "coding": "fixed", "count": 0, "bytes": 0},
+              "values": {"dtype": "float32"}, "streams": [0, 0]} | tensor
+    return {"format": "dlslab-packed", "model": None, "kwargs": {}, "structure": {}, "meta": {},
+            "payload_bytes": sum(record["streams"]) if isinstance(record.get("streams"), list) else 0,
+            "tensors": [record]}
+
+
+def test_a_tiny_file_claiming_a_huge_tensor_is_refused_before_decoding(tmp_path):
+    # an all-zero sparse tensor costs no payload bits, so only the size budget can stop it
+    path = tmp_path / "big.dlz"
+    path.write_bytes(_forge(_header()))
+    assert path.stat().st_size < 250
+    with pytest.raises(BadFileError, match=r"big.dlz: the header describes 4,294,967,296 bytes of tensors .*"
+                                            r"'w', shape \[32768, 32768\]"):
+        read_packed(path)
+    # the same tensor at an honest size decodes
+    small, _ = unpack_state(_forge(_header(shape=[1024, 1024])))
+    assert small["w"].shape == (1024, 1024) and not small["w"].any()
+
+
+def test_a_zlib_bomb_header_is_refused_without_inflating_it(tmp_path):
+    deflate = zlib.compressobj(9)
+    head = deflate.compress(b'{"format": "dlslab-packed", "meta": {"pad": "')
+    for _ in range(300):  # 300 MB of padding deflate to about 300 KB
+        head += deflate.compress(b" " * (1 << 20))
+    head += deflate.compress(b'"}}') + deflate.flush()
+    path = tmp_path / "bomb.dlz"
+    path.write_bytes(b"DLSZ" + struct.pack("<BI", 1, len(head)) + head + struct.pack("<I", zlib.crc32(head))
+                     + struct.pack("<I", zlib.crc32(b"")))
+    assert path.stat().st_size < 400_000
+    with pytest.raises(BadFileError, match="bomb.dlz: the header inflates to more than 4,194,304 bytes"):
+        read_packed(path)
+
+
+def _without(d: dict, key: str) -> dict:
+    return {k: v for k, v in d.items() if k != key}
+
+
+@pytest.mark.parametrize("header, message", [
+    ([1, 2], "the header must be an object"),
+    (_without(_header(), "tensors"), "the header lacks tensors"),
+    (_header() | {"extra": 1}, "unknown field.*extra"),
+    (_header() | {"tensors": 5}, "tensors must be a list"),
+    (_header() | {"payload_bytes": True}, "payload_bytes must be a non-negative integer"),
+    (_header() | {"format": "zip"}, "format must be"),
+    (_header() | {"tensors": [{"shape": [1]}]}, "tensor record 0 lacks dtype, layout, name, streams"),
+    (_header(shape=[-1, 4]), r"shape must be a list of at most 8 non-negative integers, not \[-1, 4\]"),
+    (_header(shape="ab"), "shape must be a list"),
+    (_header(shape=[2] * 9), "shape must be a list of at most 8"),
+    (_header(dtype="complex64"), "dtype must be one of float32"),
+    (_header(dtype=["float32"]), "dtype must be one of"),
+    (_header(layout="zigzag"), "layout must be raw, dense or sparse"),
+    (_header(nnz=10**12), "nnz must be an integer in 0..1073741824"),
+    (_header(streams=[0]), "streams must be a list of 2 stream lengths"),
+    (_header(gaps={"escape": 0, "coding": "fixed", "count": 0, "bytes": 0}), "gaps.escape must be an integer"),
+    (_header(codebook={"dtype": "float32", "size": 2, "coding": "fixed", "bytes": 0}),
+     "exactly one of codebook and values"),
+])
+def test_malformed_headers_are_clear_errors_naming_the_file(tmp_path, header, message):
+    path = tmp_path / "bad.dlz"
+    path.write_bytes(_forge(header))
+    with pytest.raises(BadFileError, match=f"bad.dlz: malformed header: .*{message}"):
+        read_packed(path)
+
+
+def test_stream_lengths_are_checked_against_their_records_before_decoding():
+    record = {"name": "b", "shape": [4], "dtype": "float32", "layout": "raw", "streams": [12]}
+    with pytest.raises(BadFileError, match="its raw values stream has 12 bytes, its record says 16"):
+        unpack_state(_forge(_header() | {"payload_bytes": 12, "tensors": [record]}, bytes(12)))
+    # a code stream that cannot hold the values it claims (one bit each at least)
+    record = {"name": "c", "shape": [1000], "dtype": "float32", "layout": "dense", "nnz": 0, "streams": [4, 2],
+              "codebook": {"dtype": "float32", "size": 1, "coding": "fixed", "bytes": 2}}
+    with pytest.raises(BadFileError, match="cannot hold 1000 symbols"):
+        unpack_state(_forge(_header() | {"payload_bytes": 6, "tensors": [record]}, bytes(6)))
+
+
+def test_model_arguments_from_a_file_cannot_build_without_end(compressed_lenet300, tmp_path):
+    blob, _ = pack_state(compressed_lenet300.state_dict(), model="mlp", kwargs={"widths": [1] * 100_000})
+    (tmp_path / "m.dlz").write_bytes(blob)
+    with pytest.raises(BadFileError, match="far more layers than the file has tensors"):
+        load_packed(tmp_path / "m.dlz")
+    blob, _ = pack_state(compressed_lenet300.state_dict(), model="lenet300", kwargs={"hidden": [-3, 2]})
+    (tmp_path / "n.dlz").write_bytes(blob)
+    with pytest.raises(BadFileError, match="cannot build model 'lenet300' with the file's arguments"):
+        load_packed(tmp_path / "n.dlz")

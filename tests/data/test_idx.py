@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import struct
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlslab.data.idx import parse_idx, read_idx, write_idx
+from dlslab.data.idx import MAX_IDX_BYTES, parse_idx, read_bytes, read_idx, write_idx
 from dlslab.errors import DataError
 
 
@@ -47,3 +48,31 @@ def test_any_bytes_parse_or_raise_data_error(data: bytes) -> None:
     except DataError:
         return
     assert out.size * out.itemsize == len(data) - 4 - 4 * out.ndim
+
+
+def test_header_dimensions_that_overflow_are_a_clear_error(tmp_path) -> None:
+    # 65536**4 wraps to 0 in 64-bit integers, so 0 bytes of data looked right
+    path = tmp_path / "o.idx"
+    path.write_bytes(struct.pack(">HBB", 0, 0x08, 4) + struct.pack(">4I", 65536, 65536, 65536, 65536))
+    assert path.stat().st_size == 20
+    with pytest.raises(DataError, match=r"o.idx: IDX header says shape \(65536, 65536, 65536, 65536\) "
+                                        r"\(18,446,744,073,709,551,616 bytes of data\), more than"):
+        read_idx(path)
+    path.write_bytes(struct.pack(">HBB", 0, 0x0E, 3) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 7))
+    with pytest.raises(DataError, match="more than any IDX file"):
+        read_idx(path)
+
+
+def test_gzip_is_inflated_no_further_than_the_header_declares(tmp_path) -> None:
+    # a 10-byte array followed by 64 MB of zeros: refused after the first chunk, not inflated whole
+    data = struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", 10) + bytes(10 + (64 << 20))
+    path = tmp_path / "long.gz"
+    path.write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
+    with pytest.raises(DataError, match="long.gz: the gzip file inflates to more than the 18 bytes its IDX header"):
+        read_idx(path)
+    assert len(read_bytes(path)) == len(data) <= MAX_IDX_BYTES  # the lenient read (checksums) still works
+
+
+def test_a_folder_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(tmp_path)

@@ -381,6 +381,10 @@ def _is_int(v: Any, low: int = 0, high: int | None = None) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
 
 
+def _is_name(v: Any, names: Any) -> bool:
+    return isinstance(v, str) and v in names
+
+
 def _show(v: Any) -> str:
     text = json.dumps(v, default=str)  # the header is at most MAX_HEADER_BYTES
     return text if len(text) <= 40 else text[:37] + "..."
@@ -439,7 +443,7 @@ def _check_record(rec: Any, where: str) -> _Record:
     _need(isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_is_int(d) for d in shape),
           where, "shape", shape, f"a list of at most {MAX_DIMS} non-negative integers")
     numel = math.prod(shape)  # Python integers: no overflow
-    _need(rec["dtype"] in _DTYPES, where, "dtype", rec["dtype"], f"one of {', '.join(_DTYPES)}")
+    _need(_is_name(rec["dtype"], _DTYPES), where, "dtype", rec["dtype"], f"one of {', '.join(_DTYPES)}")
     layout = rec["layout"]
     _need(layout in ("raw", "dense", "sparse"), where, "layout", layout, "raw, dense or sparse")
     dtype_names = f"one of {', '.join(_DTYPES)}"
@@ -463,7 +467,7 @@ def _check_record(rec: Any, where: str) -> _Record:
             raise ValueError(f"{where}: a dense tensor has no gaps")
         if "codebook" in rec:
             cb = _object(rec["codebook"], f"{where}: codebook", {"dtype", "size", "coding", "bytes"})
-            _need(cb["dtype"] in _DTYPES, where, "codebook.dtype", cb["dtype"], dtype_names)
+            _need(_is_name(cb["dtype"], _DTYPES), where, "codebook.dtype", cb["dtype"], dtype_names)
             _need(_is_int(cb["size"], 1, MAX_ALPHABET), where, "codebook.size", cb["size"],
                   f"an integer in 1..{MAX_ALPHABET}")
             _need(cb["coding"] in ("huffman", "fixed"), where, "codebook.coding", cb["coding"], "huffman or fixed")
@@ -471,7 +475,7 @@ def _check_record(rec: Any, where: str) -> _Record:
             n_streams += 2
         else:
             v = _object(rec["values"], f"{where}: values", {"dtype"})
-            _need(v["dtype"] in _DTYPES, where, "values.dtype", v["dtype"], dtype_names)
+            _need(_is_name(v["dtype"], _DTYPES), where, "values.dtype", v["dtype"], dtype_names)
             n_streams += 1
     streams = rec["streams"]
     _need(isinstance(streams, list) and len(streams) == n_streams and all(_is_int(n) for n in streams),

@@ -43,7 +43,8 @@ def _header(data: bytes, source: str, partial: bool = False) -> tuple[tuple[int,
         raise DataError(f"{source}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", data[4:size])
     dtype = np.dtype(_DTYPES[code])
-    declared = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
+    # Python integers: no overflow. Zero dimensions aside (NumPy refuses (0, 2**31, 2**31) too).
+    declared = math.prod(d for d in shape if d) * dtype.itemsize
     if declared > MAX_IDX_BYTES:
         raise DataError(f"{source}: IDX header says shape {shape} ({declared:,} bytes of data), more than "
                         f"any IDX file this dlslab reads ({MAX_IDX_BYTES:,}); the file is corrupt")
