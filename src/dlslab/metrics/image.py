@@ -72,3 +72,21 @@ def rmse_missing(imputed: torch.Tensor, truth: torch.Tensor, observed: torch.Ten
     if n == 0:
         raise ValueError("no entry is missing: RMSE on missing entries is undefined")
     return torch.sqrt(((imputed - truth)[missing].double() ** 2).sum() / n).item()
+
+
+def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 256
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Euclidean pixel distance, index) of each query image's nearest reference image: (N,), (N,)."""
+    ref = reference.flatten(1)
+    found = [torch.cdist(q.flatten(1), ref).min(1) for q in queries.split(chunk)]
+    return torch.cat([f.values for f in found]), torch.cat([f.indices for f in found])
+
+
+BCE_CLAMP = 1e-3  # probabilities are clamped to [eps, 1 - eps] so hard 0/1 predictions get a finite BCE
+
+
+def binary_scores(pred: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """Per-pixel MSE and BCE (nats) of predicted pixels (probabilities or 0/1) against real binary ones."""
+    p = pred.clamp(BCE_CLAMP, 1 - BCE_CLAMP)
+    return {"mse": torch.nn.functional.mse_loss(pred, real).item(),
+            "bce": torch.nn.functional.binary_cross_entropy(p, real).item()}

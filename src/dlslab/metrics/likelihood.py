@@ -17,6 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dlslab.data.splits import random_subset
+from dlslab.seeding import derive
+
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Stochastic binarization: each pixel of `x` (grey levels in [0, 1]) becomes 1 with
@@ -36,12 +39,12 @@ def binarized_splits(train_grey: torch.Tensor, test_grey: torch.Tensor, *, seed:
     """(train, val, test) from grey-level images in [0, 1]: a seeded validation hold-out of
     `val_size` images binarized once, the rest kept grey for dynamic binarization (capped at
     `train_size` when it is > 0), and the test set's fixed binarization (first `test_size`)."""
-    perm = torch.randperm(len(train_grey), generator=torch.Generator().manual_seed(seed)).to(train_grey.device)
-    val = fixed_binarization(train_grey[perm[:val_size]], seed + 1)
+    perm = random_subset(len(train_grey), len(train_grey), derive(seed, "validation")).to(train_grey.device)
+    val = fixed_binarization(train_grey[perm[:val_size]], derive(seed, "binarize", "validation"))
     train_idx = perm[val_size:]
     if train_size:
         train_idx = train_idx[:train_size]
-    test = fixed_binarization(test_grey, seed + 2)[:test_size]
+    test = fixed_binarization(test_grey, derive(seed, "binarize", "test"))[:test_size]
     return train_grey[train_idx], val, test
 
 

@@ -9,28 +9,35 @@ by the reference MNIST classifier (does it still show the original digit?), and 
 two baselines: the training set's mean lower half, and the lower half of the training image
 whose upper half is nearest. The model's test NLL of whole binarized images is reported in
 nats, next to PixelRNN's.
+
+Scientific variable: the completion (LSTM mean or sampled vs the two baselines and a blank
+half). Nuisance: hidden size, layers, learning rate and epochs. Fixed: the data, the rows
+given, the binarization (dynamic for training, one fixed draw for the test set).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.nn import functional as F
 
 from dlslab.config import StudyConfig
 from dlslab.data.images import load_images
-from dlslab.errors import UsageError
+from dlslab.errors import ConfigError
 from dlslab.metrics import judge as judge_metrics
+from dlslab.metrics.image import BCE_CLAMP, binary_scores, nearest_neighbours
 from dlslab.metrics.likelihood import (bernoulli_nll, binarize, binarized_splits, evaluate_in_batches,
                                        fixed_binarization)
 from dlslab.models.pixel_lstm import RowLSTM
 from dlslab.report.plots import line_plot
 from dlslab.runs import Run
-from dlslab.train.engine import fit, predict
+from dlslab.seeding import derive
+from dlslab.train.engine import History, fit, predict
+from dlslab.train.optim import linear_decay
 
 PIXELRNN_NLL = 79.2  # nats, Diagonal BiLSTM on binarized MNIST (van den Oord et al. 2016, table 4)
-BCE_CLAMP = 1e-3  # probabilities are clamped to [eps, 1 - eps] so hard 0/1 completions get a finite BCE
 
 
 @dataclass
@@ -61,91 +68,126 @@ def data_needs(cfg: Config) -> list[str]:
     return ["mnist"]
 
 
-def nearest_neighbour_completion(upper: torch.Tensor, train_upper: torch.Tensor, train_lower: torch.Tensor,
-                                 chunk: int = 256) -> torch.Tensor:
-    """The lower half of the training image whose upper half is nearest (L2) to each `upper`."""
-    ref = train_upper.flatten(1)
-    idx = torch.cat([torch.cdist(q.flatten(1), ref).argmin(1) for q in upper.split(chunk)])
-    return train_lower[idx]
+def check(cfg: Config) -> None:
+    """Range checks of every numeric field."""
+    for name in ("epochs", "batch_size", "hidden", "layers", "val_size", "test_size", "samples_per_input", "shown"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
+    if cfg.train_size < 0:
+        raise ConfigError(f"train_size={cfg.train_size}: must be >= 0 (0 = all not held out)")
+    if cfg.lr <= 0 or cfg.grad_clip <= 0:
+        raise ConfigError(f"lr={cfg.lr}, grad_clip={cfg.grad_clip}: both must be > 0")
+    if not 1 <= cfg.given_rows < 28:
+        raise ConfigError(f"given_rows={cfg.given_rows}: must be between 1 and 27 (an MNIST image has 28 rows)")
 
 
-def completion_scores(pred: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-    """Per-pixel MSE and BCE (nats) of a predicted lower half (probabilities or 0/1) against
-    the real binary one."""
-    p = pred.clamp(BCE_CLAMP, 1 - BCE_CLAMP)
-    return {"mse": F.mse_loss(pred, real).item(), "bce": F.binary_cross_entropy(p, real).item()}
+# --- data, model, completions ----------------------------------------------------------------------
+
+
+def load_data(cfg: Config, run: Run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train grey levels, validation, test binarized once, test labels), images (N, 28, 28)."""
+    data = load_images("mnist", run.data_dir)
+    train_all = data.train_x.to(run.device).float().squeeze(1) / 255  # (60000, 28, 28) grey levels
+    test_grey = data.test_x.to(run.device).float().squeeze(1) / 255
+    train_x, val_x, test_x = binarized_splits(train_all, test_grey, seed=cfg.seed, val_size=cfg.val_size,
+                                              train_size=cfg.train_size, test_size=cfg.test_size)
+    return train_x, val_x, test_x, data.test_y.to(run.device)[:cfg.test_size]
+
+
+def train_model(cfg: Config, run: Run, train_x: torch.Tensor, val_x: torch.Tensor) -> tuple[RowLSTM, History]:
+    """The row LSTM, teacher-forced on dynamically binarized digits; validation NLL per epoch."""
+    torch.manual_seed(cfg.seed)
+    model = RowLSTM(28, cfg.hidden, cfg.layers).to(run.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    nll = lambda m, xb: bernoulli_nll(predict(m, xb, 500), xb)  # noqa: E731  (N,) nats per image
+    hist = fit(model, (train_x,), lambda m, xb: bernoulli_nll(m(xb), xb).mean(), optimizer=opt,
+               scheduler=linear_decay(opt, cfg.epochs * -(-len(train_x) // cfg.batch_size)), epochs=cfg.epochs,
+               batch_size=cfg.batch_size, grad_clip=cfg.grad_clip, transform=lambda batch: [binarize(batch[0])],
+               evaluate=lambda m: {"val_nll": nll(m, val_x).mean().item()},
+               seed=cfg.seed, run=run, name="pixel-lstm")
+    return model.eval(), hist
+
+
+@torch.no_grad()
+def complete_test(model: RowLSTM, cfg: Config, train_x: torch.Tensor, test_x: torch.Tensor) -> dict[str, Any]:
+    """Each row's exact NLL under teacher forcing, and every method's lower halves of the test digits."""
+    g = cfg.given_rows
+    logits = predict(model, test_x, 500)
+    row_nll = F.binary_cross_entropy_with_logits(logits, test_x, reduction="none").sum(2)  # (N, 28)
+    upper, real = test_x[:, :g], test_x[:, g:]
+    gen = torch.Generator().manual_seed(derive(cfg.seed, "completion-samples"))
+    mean = evaluate_in_batches(lambda u: model.complete(u, 28 - g, sample=False), upper, 1000)[:, g:]
+    sampled = torch.stack([evaluate_in_batches(lambda u: model.complete(u, 28 - g, sample=True, generator=gen),
+                                               upper, 1000)[:, g:]
+                           for _ in range(cfg.samples_per_input)], 1)  # (N, S, 28-g, 28)
+    train_bin = fixed_binarization(train_x, derive(cfg.seed, "binarize", "train"))
+    _, nearest = nearest_neighbours(upper, train_bin[:, :g])
+    methods = {"lstm (mean)": mean, "lstm (sampled)": sampled[:, 0],
+               "training-set mean": train_x[:, g:].mean(0, keepdim=True).expand_as(real),
+               "nearest neighbour": train_bin[nearest, g:], "blank (zeros)": torch.zeros_like(real)}
+    return {"row_nll": row_nll, "methods": methods, "sampled": sampled}
+
+
+# --- the study ---------------------------------------------------------------------------------------
 
 
 def run(cfg: Config, run: Run) -> dict:
-    if not 1 <= cfg.given_rows < 28:
-        raise UsageError(f"given_rows={cfg.given_rows}: must be between 1 and 27 (an MNIST image has 28 rows)")
-    device = run.device
-    g = cfg.given_rows
-    data = load_images("mnist", run.data_dir)
-    train_all = data.train_x.to(device).float().squeeze(1) / 255  # (60000, 28, 28) grey levels
-    test_grey = data.test_x.to(device).float().squeeze(1) / 255
-    train_x, val_x, test_x = binarized_splits(train_all, test_grey, seed=cfg.seed, val_size=cfg.val_size,
-                                              train_size=cfg.train_size, test_size=cfg.test_size)
-    test_y = data.test_y.to(device)[:cfg.test_size]
+    train_x, val_x, test_x, test_y = load_data(cfg, run)
     run.info(f"pixel-lstm: {len(train_x)} training images (dynamically binarized), {len(test_x)} test images "
-             f"(one fixed binarization); the model is given {g} rows and writes {28 - g}")
-
-    torch.manual_seed(cfg.seed)
-    model = RowLSTM(28, cfg.hidden, cfg.layers).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps = cfg.epochs * -(-len(train_x) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps))
-    nll = lambda m, xb: bernoulli_nll(predict(m, xb, 500), xb)  # noqa: E731  (N,) nats per image
-    hist = fit(model, (train_x,), lambda m, xb: bernoulli_nll(m(xb), xb).mean(), optimizer=opt,
-               scheduler=sched, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_clip=cfg.grad_clip,
-               transform=lambda batch: [binarize(batch[0])],
-               evaluate=lambda m: {"val_nll": nll(m, val_x).mean().item()},
-               seed=cfg.seed, run=run, name="pixel-lstm")
-    model.eval()
-    run.add_figure(line_plot({"validation": (list(range(1, len(hist.epochs) + 1)), hist.series("val_nll")),
-                              "training": (list(range(1, len(hist.epochs) + 1)), hist.series("train_loss"))},
+             f"(one fixed binarization); the model is given {cfg.given_rows} rows and writes {28 - cfg.given_rows}")
+    model, hist = train_model(cfg, run, train_x, val_x)
+    epochs = list(range(1, len(hist.epochs) + 1))
+    run.add_figure(line_plot({"validation": (epochs, hist.series("val_nll")), "training": (epochs, hist.series("train_loss"))},
                              title="NLL of whole binarized images", xlabel="epoch", ylabel="nats per image"),
                    "nll", title="Negative log-likelihood per epoch")
+    out = run.cached("completions", lambda: complete_test(model, cfg, train_x, test_x))
+    judge = judge_metrics.reference_classifier("mnist", run.device, data_dir=run.data_dir)
+    rows = completion_rows(cfg, run, judge, out["methods"], test_x, test_y)
+    nll_whole, nll_lower = record_nll(cfg, run, out["row_nll"])
+    record_figures(cfg, run, test_x, out["methods"]["lstm (mean)"], out["sampled"])
 
-    def evaluate_completions() -> dict:
-        with torch.no_grad():
-            logits = predict(model, test_x, 500)  # teacher forcing: exact NLL of each row
-            row_nll = F.binary_cross_entropy_with_logits(logits, test_x, reduction="none").sum(2)  # (N, 28)
-            upper, real = test_x[:, :g], test_x[:, g:]
-            gen = torch.Generator().manual_seed(cfg.seed + 3)
-            mean = evaluate_in_batches(lambda u: model.complete(u, 28 - g, sample=False), upper, 1000)[:, g:]
-            sampled = torch.stack([evaluate_in_batches(lambda u: model.complete(u, 28 - g, sample=True,
-                                                                                generator=gen), upper, 1000)[:, g:]
-                                   for _ in range(cfg.samples_per_input)], 1)  # (N, S, 28-g, 28)
-            train_bin = fixed_binarization(train_x, cfg.seed + 4)
-            methods = {
-                "lstm (mean)": mean,
-                "lstm (sampled)": sampled[:, 0],
-                "training-set mean": train_x[:, g:].mean(0, keepdim=True).expand_as(real),
-                "nearest neighbour": nearest_neighbour_completion(upper, train_bin[:, :g], train_bin[:, g:]),
-                "blank (zeros)": torch.zeros_like(real),
-            }
-        return {"row_nll": row_nll, "methods": methods, "sampled": sampled}
+    by = {r["completion"]: r for r in rows}
+    lstm, nn_row, mean_row, real = by["lstm (mean)"], by["nearest neighbour"], by["training-set mean"], by["real lower half"]
+    best_judge = max((r for r in rows if r is not real), key=lambda r: r["judge_acc"])
+    run.add_text("Findings", (
+        f"The deterministic LSTM completion has per-pixel MSE {lstm['mse']:.4f} vs {nn_row['mse']:.4f} for the "
+        f"nearest neighbour and {mean_row['mse']:.4f} for the training-set mean; the judge reads "
+        f"{lstm['judge_acc']:.1%} of LSTM-completed digits as the original (nearest neighbour "
+        f"{nn_row['judge_acc']:.1%}, sampled LSTM {by['lstm (sampled)']['judge_acc']:.1%}, real digits "
+        f"{real['judge_acc']:.1%}, blank lower half {by['blank (zeros)']['judge_acc']:.1%}). Most recognisable completions: "
+        f"{best_judge['completion']}. Test NLL {nll_whole:.1f} nats per image vs {PIXELRNN_NLL} for PixelRNN "
+        f"({nll_whole - PIXELRNN_NLL:+.1f} nats)."))
+    headline = {"test_nll_nats": nll_whole, "lower_nll_nats": nll_lower,
+                "mse": {"lstm_mean": lstm["mse"], "nearest_neighbour": nn_row["mse"], "train_mean": mean_row["mse"]},
+                "judge_acc": {"lstm_mean": lstm["judge_acc"], "lstm_sampled": by["lstm (sampled)"]["judge_acc"],
+                              "nearest_neighbour": nn_row["judge_acc"], "real": real["judge_acc"]}}
+    return {"headline": headline, "completions": rows, "val_nll": hist.series("val_nll"),
+            "binarization": "train: dynamic (fresh Bernoulli per batch); test: one fixed Bernoulli draw"}
 
-    out = run.cached("completions", evaluate_completions)
-    row_nll, methods, sampled = out["row_nll"], out["methods"], out["sampled"]
+
+# --- report ------------------------------------------------------------------------------------------
+
+
+def completion_rows(cfg: Config, run: Run, judge: Any, methods: dict[str, torch.Tensor], test_x: torch.Tensor,
+                    test_y: torch.Tensor) -> list[dict[str, Any]]:
+    g = cfg.given_rows
     upper, real = test_x[:, :g], test_x[:, g:]
-    judge = judge_metrics.reference_classifier("mnist", device, data_dir=run.data_dir)
-    rows = []
-    acc_real = judge_metrics.judge_accuracy(judge, test_x.unsqueeze(1), test_y)
-    for name, lower in methods.items():
-        images = torch.cat([upper, lower], 1).unsqueeze(1)  # (N, 1, 28, 28)
-        rows.append({"completion": name, **completion_scores(lower, real),
-                     "judge_acc": judge_metrics.judge_accuracy(judge, images, test_y)})
-    rows.append({"completion": "real lower half", "mse": 0.0, "bce": None, "judge_acc": acc_real})
+    rows = [{"completion": name, **binary_scores(lower, real),
+             "judge_acc": judge_metrics.judge_accuracy(judge, torch.cat([upper, lower], 1).unsqueeze(1), test_y)}
+            for name, lower in methods.items()]
+    rows.append({"completion": "real lower half", "mse": 0.0, "bce": None,
+                 "judge_acc": judge_metrics.judge_accuracy(judge, test_x.unsqueeze(1), test_y)})
     run.add_table("Lower-half completions against the real lower half", rows,
                   caption=f"{len(test_x)} binarized test digits; the first {g} rows are given. mse/bce: per pixel "
                           f"on the {28 - g} written rows (bce in nats; probabilities clamped to "
                           f"[{BCE_CLAMP:g}, {1 - BCE_CLAMP:g}]). judge_acc: the reference MNIST classifier's "
                           "accuracy on the completed images, i.e. whether they still read as the original digit.")
+    return rows
 
+
+def record_nll(cfg: Config, run: Run, row_nll: torch.Tensor) -> tuple[float, float]:
     nll_whole = row_nll.sum(1).mean().item()
-    nll_lower = row_nll[:, g:].sum(1).mean().item()
+    nll_lower = row_nll[:, cfg.given_rows:].sum(1).mean().item()
     run.add_table("Test NLL of binarized MNIST (nats per image)", [
         {"model": f"row LSTM ({cfg.layers}x{cfg.hidden}), ours", "nll_nats": nll_whole,
          "lower_half_given_upper_nats": nll_lower},
@@ -153,37 +195,21 @@ def run(cfg: Config, run: Run) -> dict:
          "lower_half_given_upper_nats": None}],
         caption="Ours: exact NLL of the fixed binarization of the test set; pixels within a row are "
                 "independent given the rows above, while PixelRNN also conditions on the pixels to the left.")
+    return nll_whole, nll_lower
 
-    shown = cfg.shown
-    line = torch.full((max(shown, cfg.samples_per_input), 1, 28), 0.5, device=device)  # marks the boundary
+
+def record_figures(cfg: Config, run: Run, test_x: torch.Tensor, mean: torch.Tensor, sampled: torch.Tensor) -> None:
+    g, shown, k = cfg.given_rows, cfg.shown, cfg.samples_per_input
+    upper, real = test_x[:, :g], test_x[:, g:]
+    line = torch.full((max(shown, k), 1, 28), 0.5, device=test_x.device)  # marks the boundary
     given = torch.cat([upper[:shown], line[:shown], torch.zeros_like(real[:shown])], 1)
-    fig_rows = [given, torch.cat([upper[:shown], line[:shown], methods["lstm (mean)"][:shown]], 1),
+    fig_rows = [given, torch.cat([upper[:shown], line[:shown], mean[:shown]], 1),
                 torch.cat([upper[:shown], line[:shown], real[:shown]], 1)]
     run.add_image_grid(torch.stack(fig_rows).flatten(0, 1).unsqueeze(1), "completions", nrow=shown,
                        title="Given upper half / LSTM lower half (mean) / real lower half",
                        caption="rows top to bottom: the input, the deterministic completion, the real digit; "
                                "the grey line marks where writing starts")
-    per_input = [torch.cat([upper[i:i + 1].expand(cfg.samples_per_input, -1, -1), line[:cfg.samples_per_input],
-                            sampled[i]], 1) for i in range(shown)]
+    per_input = [torch.cat([upper[i:i + 1].expand(k, -1, -1), line[:k], sampled[i]], 1) for i in range(shown)]
     run.add_image_grid(torch.stack(per_input, 1).flatten(0, 1).unsqueeze(1), "samples", nrow=shown,
-                       title=f"{cfg.samples_per_input} sampled completions per input",
+                       title=f"{k} sampled completions per input",
                        caption="each column is one test digit's upper half, completed by Bernoulli sampling")
-
-    by = {r["completion"]: r for r in rows}
-    lstm, nn_row, mean_row = by["lstm (mean)"], by["nearest neighbour"], by["training-set mean"]
-    best_judge = max((r for r in rows if r["completion"] != "real lower half"), key=lambda r: r["judge_acc"])
-    run.add_text("Findings", (
-        f"The deterministic LSTM completion has per-pixel MSE {lstm['mse']:.4f} vs {nn_row['mse']:.4f} for the "
-        f"nearest neighbour and {mean_row['mse']:.4f} for the training-set mean; the judge reads "
-        f"{lstm['judge_acc']:.1%} of LSTM-completed digits as the original (nearest neighbour "
-        f"{nn_row['judge_acc']:.1%}, sampled LSTM {by['lstm (sampled)']['judge_acc']:.1%}, real digits "
-        f"{acc_real:.1%}, blank lower half {by['blank (zeros)']['judge_acc']:.1%}). Most recognisable completions: "
-        f"{best_judge['completion']}. Test NLL {nll_whole:.1f} nats per image vs {PIXELRNN_NLL} for PixelRNN "
-        f"({nll_whole - PIXELRNN_NLL:+.1f} nats)."))
-    return {"headline": {"test_nll_nats": nll_whole, "lower_nll_nats": nll_lower,
-                         "mse.lstm_mean": lstm["mse"], "mse.nearest_neighbour": nn_row["mse"],
-                         "mse.train_mean": mean_row["mse"], "judge_acc.lstm_mean": lstm["judge_acc"],
-                         "judge_acc.lstm_sampled": by["lstm (sampled)"]["judge_acc"],
-                         "judge_acc.nearest_neighbour": nn_row["judge_acc"], "judge_acc.real": acc_real},
-            "completions": rows, "val_nll": hist.series("val_nll"), "binarization":
-                "train: dynamic (fresh Bernoulli per batch); test: one fixed Bernoulli draw"}
