@@ -1,4 +1,5 @@
-"""Atomic file writes: write a temporary file beside the target, fsync, then rename.
+"""Atomic file writes: write a temporary file beside the target, fsync, then rename. And
+reads of untrusted files capped in size before anything is read (`read_capped`).
 
 A reader (or a run killed half-way) sees either the old file or the new one, never half of
 one. A new file gets the mode the umask gives (0644 under the usual umask 022), as `open`
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from dlslab.errors import DiskFullError
+from dlslab.errors import BadFileError, DataError, DiskFullError
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _UMASK_LOCK = threading.Lock()
@@ -156,6 +157,30 @@ def append_text(path: str | Path, text: str) -> None:
         if exc.errno in _NO_SPACE:
             raise disk_full_error(path, exc, len(text.encode())) from None
         raise
+
+
+def checked_size(path: str | Path, limit: int, what: str) -> int:
+    """The size of `path`, a regular file of at most `limit` bytes holding `what` ("a packed
+    file"); otherwise BadFileError (DataError when it cannot be read at all)."""
+    path = Path(path)
+    try:
+        if not path.is_file() and path.exists():
+            raise BadFileError(f"{path}: not {what} (not a regular file)")
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    if size > limit:
+        raise BadFileError(f"{path}: {size:,} bytes is larger than {what} may be ({limit:,} bytes at most)")
+    return size
+
+
+def read_capped(path: str | Path, limit: int, what: str) -> bytes:
+    """The bytes of `path` after `checked_size`: a file larger than `limit` is not read."""
+    checked_size(path, limit, what)
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror})") from None
 
 
 def _json_default(obj: Any) -> Any:

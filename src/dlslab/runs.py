@@ -218,12 +218,8 @@ def _check_archive(path: Path) -> None:
     import struct
     import zipfile
 
+    size = atomic.checked_size(path, MAX_CHECKPOINT_BYTES, "a checkpoint")
     try:
-        if not path.is_file() and path.exists():
-            raise BadFileError(f"{path}: not a checkpoint (not a regular file)")
-        size = path.stat().st_size
-        if size > MAX_CHECKPOINT_BYTES:
-            raise BadFileError(f"{path}: {size:,} bytes is larger than any checkpoint dlslab reads")
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except OSError as exc:

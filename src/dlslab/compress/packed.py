@@ -539,18 +539,7 @@ def pack_model(model: nn.Module, path: str | Path | None, *, name: str | None = 
 
 def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state dict, header) of a packed file."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise BadFileError(f"{path}: not a packed file (not a regular file)")
-        if size > MAX_FILE_BYTES:
-            raise BadFileError(f"{path}: {size:,} bytes is larger than any packed file this dlslab reads "
-                               f"({MAX_FILE_BYTES:,})")
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the packed file ({exc.strerror})") from None
-    return unpack_state(blob, str(path))
+    return unpack_state(atomic.read_capped(path, MAX_FILE_BYTES, "a packed file"), str(path))
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlslab.atomic import read_capped
 from dlslab.errors import DataError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
@@ -51,18 +52,6 @@ def _header(data: bytes, source: str, partial: bool = False) -> tuple[tuple[int,
     return shape, dtype, size
 
 
-def _read_file(path: Path, limit: int) -> bytes:
-    try:
-        if not path.is_file() and path.exists():
-            raise DataError(f"{path}: cannot read (not a regular file)")
-        size = path.stat().st_size
-        if size > limit:
-            raise DataError(f"{path}: {size:,} bytes is larger than any IDX file this dlslab reads")
-        return path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-
-
 def _inflate(raw: bytes, source: str, limit: Callable[[bytes], int]) -> bytes:
     """Gunzip a chunk at a time; a DataError as soon as the output passes `limit(output)`."""
     out = bytearray()
@@ -84,7 +73,7 @@ def read_bytes(path: str | Path) -> bytes:
     DataError if truncated or corrupt."""
     path = Path(path)
     cap = MAX_IDX_BYTES + 20
-    raw = _read_file(path, cap)
+    raw = read_capped(path, cap, "an IDX file")
     return _inflate(raw, str(path), lambda _: cap) if raw[:2] == b"\x1f\x8b" else raw
 
 
@@ -100,7 +89,7 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
 
 def read_idx(path: str | Path) -> np.ndarray:
     path, source = Path(path), str(path)
-    raw = _read_file(path, MAX_IDX_BYTES + 20)
+    raw = read_capped(path, MAX_IDX_BYTES + 20, "an IDX file")
     if raw[:2] == b"\x1f\x8b":
 
         def declared(out: bytes) -> int:  # header + data once the header is in, else the cap
