@@ -248,8 +248,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a text file (not UTF-8: byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:  # one line: the problem and where it is
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML ({exc.problem or exc.context}{where})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
     except (ValueError, OverflowError, RecursionError, AttributeError, TypeError) as exc:  # e.g. 2024-13-45
         raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(data, dict) or "study" not in data or not isinstance(data.get("config"), dict):
