@@ -69,3 +69,22 @@ def test_diversity_is_zero_for_identical_samples_and_the_mean_pairwise_l1_otherw
     assert sample_diversity(shifted, _border()) == pytest.approx((0.1 + 0.2 + 0.1) / 3)
     with pytest.raises(ValueError, match="two samples"):
         sample_diversity(same[:1], _border())
+
+
+def test_nearest_neighbours_finds_the_closest_reference_image():
+    from dlslab.metrics.image import nearest_neighbours
+
+    g = torch.Generator().manual_seed(0)
+    reference = torch.rand(50, 1, 4, 4, generator=g)
+    queries = reference[[7, 3, 42]] + 0.001
+    dist, idx = nearest_neighbours(queries, reference, chunk=2)
+    assert idx.tolist() == [7, 3, 42] and torch.all(dist < 0.01)
+
+
+def test_binary_scores_are_finite_for_hard_predictions():
+    from dlslab.metrics.image import binary_scores
+
+    real = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    perfect, wrong = binary_scores(real, real), binary_scores(1 - real, real)
+    assert perfect["mse"] == 0.0 and perfect["bce"] < 0.01
+    assert wrong["mse"] == 1.0 and 6.0 < wrong["bce"] < 7.0  # clamped: -ln(1e-3), not infinite

@@ -15,6 +15,7 @@ from torch import nn
 from dlslab import atomic
 from dlslab.data.images import load_images
 from dlslab.data.locate import cache_dir
+from dlslab.metrics.image import nearest_neighbours
 from dlslab.models.judge import JudgeCNN
 from dlslab.runs import safe_torch_load
 from dlslab.train.engine import classifier_eval, fit, predict
@@ -68,3 +69,23 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     covmean = linalg.sqrtm(cov_a @ cov_b)
     covmean = covmean.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def realism_rows(judge: JudgeCNN, samples: dict[str, torch.Tensor], test_x: torch.Tensor,
+                 train_x: torch.Tensor) -> list[dict]:
+    """How real each set of generated images looks, next to held-out real ones (the first row):
+    the judge's confidence and entropy, the mean distance to the nearest training image (a
+    memorisation check), and the Fréchet distance to test images in the judge's feature space
+    (for the real row: between two disjoint sets of real images, the floor)."""
+    n = min(len(s) for s in samples.values())
+    real = test_x[:n]
+    real_feats = judge_features(judge, real)
+    other = test_x[n:2 * n] if len(test_x) >= 2 * n else train_x[-n:]
+    rows = []
+    for name, images in {"real test images": real, **samples}.items():
+        conf, ent = confidence_entropy(judge, images)
+        compared = other if name == "real test images" else images
+        rows.append({"images": name, "n": len(images), "judge_confidence": conf, "judge_entropy_nats": ent,
+                     "nn_train_distance": nearest_neighbours(images, train_x)[0].mean().item(),
+                     "frechet_judge": frechet_distance(judge_features(judge, compared), real_feats)})
+    return rows

@@ -63,6 +63,26 @@ class VAEBase(nn.Module):
         z = torch.randn(n, self.latent, generator=generator, device="cpu").to(device)
         return torch.sigmoid(self.decode(z))
 
+    @torch.no_grad()
+    def traversal(self, base: torch.Tensor, dims: list[int], values: torch.Tensor) -> torch.Tensor:
+        """Decoder means with one latent dimension swept: one row per (base code (R, latent),
+        dimension), one column per value: (R * len(dims) * V, 1, 28, 28)."""
+        rows = []
+        for z0 in base:
+            for d in dims:
+                z = z0.repeat(len(values), 1)
+                z[:, d] = values
+                rows.append(z)
+        return torch.sigmoid(self.decode(torch.cat(rows)))
+
+    @torch.no_grad()
+    def manifold(self, steps: int = 20) -> torch.Tensor:
+        """A 2-D latent plane decoded on a grid of prior quantiles (5%..95%): (steps^2, 1, 28, 28)."""
+        q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, steps))
+        zy, zx = torch.meshgrid(q.flip(0), q, indexing="ij")
+        z = torch.stack([zx.reshape(-1), zy.reshape(-1)], 1).to(next(self.parameters()).device)
+        return torch.sigmoid(self.decode(z))
+
 
 class MLPVAE(VAEBase):
     """784 -> hidden... -> (mu, logvar); latent -> reversed hidden... -> 784 logits."""
