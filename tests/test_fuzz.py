@@ -33,7 +33,7 @@ from dlslab.runs import safe_torch_load
 
 TESTS = Path(__file__).parent
 CAP = 512 << 20  # address space a read may add (the honest files here need a few MB)
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @contextlib.contextmanager
