@@ -5,25 +5,27 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from study_runs import run_smoke
+
 from dlslab import runner
-from dlslab.studies.outpaint import _collapse
+from dlslab.errors import ConfigError
+from dlslab.studies.outpaint import collapse_signs
 
 
 def test_collapse_is_detected_from_logged_numbers() -> None:
     winning = [{"train_d_real_acc": 1.0, "train_d_fake_acc": 0.99}] * 3
     healthy = [{"train_d_real_acc": 0.7, "train_d_fake_acc": 0.6}] * 3
-    found = _collapse(winning, diversity=0.0001, border_l1=0.1, top_class_share=0.9)
+    found = collapse_signs(winning, diversity=0.0001, border_l1=0.1, top_class_share=0.9)
     assert len(found) == 3
     assert any("discriminator always winning" in f for f in found)
     assert any("no diversity" in f for f in found)
     assert any("mode collapse" in f for f in found)
-    assert _collapse(healthy, diversity=0.05, border_l1=0.1, top_class_share=0.15) == []
+    assert collapse_signs(healthy, diversity=0.05, border_l1=0.1, top_class_share=0.15) == []
 
 
-def test_smoke_run_keeps_the_patch_and_learns(tmp_path, data_root) -> None:
-    plan = runner.plan_study("outpaint", "smoke", {})
-    outcome = runner.execute(plan, out=tmp_path, device="cpu", quiet=True)
-    assert outcome.status == "finished", outcome.message
+def test_smoke_run_keeps_the_patch_and_learns(data_root) -> None:
+    outcome = run_smoke("outpaint")
     metrics = json.loads((outcome.dir / "metrics.json").read_text())
     head = metrics["headline"]
     assert head["patch_kept_exactly"] is True
@@ -39,3 +41,10 @@ def test_smoke_run_keeps_the_patch_and_learns(tmp_path, data_root) -> None:
     assert "image:completions.png" in items and "image:samples_cgan.png" in items
     assert (outcome.dir / "completions.png").stat().st_size > 0
     assert "patch is kept exactly" in items["text:Findings"]["text"]
+
+
+@pytest.mark.parametrize("key, value", [("samples", 1), ("patch", 28), ("lr_g", 0.0), ("rec_weight", -1.0),
+                                        ("variants", []), ("train_images", 0)])
+def test_bad_values_fail_when_the_run_is_planned(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=key):
+        runner.plan_study("outpaint", "smoke", {key: value})

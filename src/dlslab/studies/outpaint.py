@@ -16,27 +16,32 @@ completion) is detected from those numbers and said in the report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from dlslab.config import StudyConfig
-from dlslab.errors import UsageError
+from dlslab.data.images import load_images
+from dlslab.data.splits import random_subset
+from dlslab.errors import ConfigError
 from dlslab.metrics.image import region_l1, region_mse, region_psnr, region_ssim, sample_diversity
 from dlslab.models.gan import OutpaintGenerator, Outpainter, centre_box, centre_mask
+from dlslab.report.plots import line_plot
 from dlslab.runs import Run
-from dlslab.train.engine import fit, predict
+from dlslab.seeding import derive
+from dlslab.train.engine import predict
+from dlslab.train.outpaint import OutpaintSpec, complete, crop, train_outpainter
 
-VARIANTS = ("recon", "cgan")
+Variant = Literal["recon", "cgan"]
 
 
 @dataclass
 class Config(StudyConfig):
     dataset: Literal["mnist", "cifar10"] = "mnist"  # images to outpaint
     patch: int = 0  # side of the known centre patch; 0 = half the image side (14 of 28, 16 of 32)
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))  # recon (no adversary) and/or cgan
+    variants: list[Variant] = field(default_factory=lambda: ["recon", "cgan"])  # recon (no adversary) and/or cgan
     use_label: bool = False  # also condition generator and discriminator on the class label
     noise_dim: int = 16  # size of the noise vector fed to the generator's bottleneck
     width: int = 32  # channels of the first generator and discriminator layers
@@ -67,78 +72,73 @@ def data_needs(cfg: Config) -> list[str]:
     return [cfg.dataset]
 
 
-# --- training -------------------------------------------------------------------------------------
+def check(cfg: Config) -> None:
+    """Range checks of every numeric field."""
+    for name in ("noise_dim", "width", "train_images", "epochs", "batch_size", "eval_images"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
+    for name in ("r1_weight", "rec_weight", "adv_weight"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name}={getattr(cfg, name)}: must be >= 0")
+    if cfg.lr_g <= 0 or cfg.lr_d <= 0:
+        raise ConfigError(f"lr_g={cfg.lr_g}, lr_d={cfg.lr_d}: learning rates must be > 0")
+    side = 28 if cfg.dataset == "mnist" else 32
+    if not 0 <= cfg.patch < side:
+        raise ConfigError(f"patch={cfg.patch}: must be below the image side ({side}); 0 = half of it")
+    if cfg.samples < 2:
+        raise ConfigError(f"samples={cfg.samples}: must be at least 2 (diversity compares samples for the same patch)")
+    if not cfg.variants:
+        raise ConfigError("variants is empty: give recon, cgan or both")
 
 
-def _rec(fake: torch.Tensor, real: torch.Tensor, border: torch.Tensor, kind: str) -> torch.Tensor:
-    err = (fake - real).abs() if kind == "l1" else (fake - real) ** 2
-    return (err * border).sum() / (border.sum() * real.shape[0] * real.shape[1])
+# --- the study -------------------------------------------------------------------------------------
 
 
-def _crop(x: torch.Tensor, box: tuple[int, int]) -> torch.Tensor:
-    a, b = box
-    return x[..., a:b, a:b]
+def run(cfg: Config, run: Run) -> dict:
+    data = load_images(cfg.dataset, run.data_dir)
+    c, size, _ = data.shape
+    patch = cfg.patch or size // 2
+    box = centre_box(size, patch)
+    dev = run.device
+    idx = random_subset(len(data.train_x), cfg.train_images, derive(cfg.seed, "subset", "train"))
+    train_x, train_y = data.train_x[idx].to(dev), data.train_y[idx].to(dev)
+    test_idx = random_subset(len(data.test_x), cfg.eval_images, derive(cfg.seed, "subset", "test"))
+    test_x = data.test_x[test_idx].to(dev).float() / 255
+    test_y = data.test_y[test_idx].to(dev)
+    border = (1 - centre_mask(size, patch)).to(dev)  # (1, 1, S, S): 1 where the generator draws
+    labels = test_y if cfg.use_label else None
+    # fixed evaluation noise: the same draws for every variant and every epoch
+    g = torch.Generator().manual_seed(derive(cfg.seed, "evaluation-noise"))
+    z_eval = torch.randn(cfg.samples, len(test_x), cfg.noise_dim, generator=g).to(dev)
+    probe = slice(0, min(256, len(test_x)))
 
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        gen = model.generator if isinstance(model, Outpainter) else model
+        outs = torch.stack([complete(gen, test_x[probe], None if labels is None else labels[probe], z_eval[k, probe], box)
+                            for k in range(2)])
+        return {"val_border_l1": region_l1(outs[0], test_x[probe], border),
+                "val_diversity": sample_diversity(outs, border)}
 
-def cgan_step(model: Outpainter, cfg: Config, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-              border: torch.Tensor, box: tuple[int, int]):
-    """The cGAN's training step: one discriminator update, then one generator update."""
-    bce = nn.functional.binary_cross_entropy_with_logits
-    gen, disc = model.generator, model.discriminator
-
-    def step(model: Outpainter, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        x = batch[0].float() / 255
-        y = batch[1] if cfg.use_label else None
-        z = torch.randn(len(x), cfg.noise_dim, device=x.device)
-        fake = gen(_crop(x, box), z, y)
-
-        real_in = x.requires_grad_(cfg.regularizer == "r1")
-        d_real, d_fake = disc(real_in, y), disc(fake.detach(), y)
-        d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
-        stats = {}
-        if cfg.regularizer == "r1":
-            (grad,) = torch.autograd.grad(d_real.sum(), real_in, create_graph=True)
-            r1 = grad.pow(2).flatten(1).sum(1).mean()
-            d_loss = d_loss + cfg.r1_weight / 2 * r1
-            stats["r1"] = r1.detach()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-
-        d_gen = disc(fake, y)
-        g_adv = bce(d_gen, torch.ones_like(d_gen))
-        rec = _rec(fake, x.detach(), border, cfg.rec_loss)
-        opt_g.zero_grad(set_to_none=True)
-        (cfg.adv_weight * g_adv + cfg.rec_weight * rec).backward()
-        opt_g.step()
-        return {"d_loss": d_loss.detach(), "g_adv": g_adv.detach(), "rec": rec.detach(),
-                "d_real_acc": (d_real.detach() > 0).float().mean(), "d_fake_acc": (d_fake.detach() < 0).float().mean(),
-                **stats}
-
-    return step
-
-
-def complete(gen: OutpaintGenerator, x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor,
-             box: tuple[int, int], batch_size: int = 500) -> torch.Tensor:
-    """Completions of float images `x` (B, C, H, W) from their centre patches, noise `z` (B, nz)."""
-    lab = y if y is not None else torch.zeros(len(x), dtype=torch.long, device=x.device)
-    packed = torch.cat([x.flatten(1), z, lab[:, None].float()], 1)
-    c, h, w = x.shape[1:]
-    nz = z.shape[1]
-
-    def fn(net: OutpaintGenerator, rows: torch.Tensor) -> torch.Tensor:
-        xb = rows[:, : c * h * w].view(-1, c, h, w)
-        zb = rows[:, c * h * w: c * h * w + nz]
-        yb = rows[:, -1].long() if y is not None else None
-        return net(_crop(xb, box), zb, yb)
-
-    return predict(gen, packed, batch_size, fn=fn)
+    mean_image = train_x.float().mean(0, keepdim=True) / 255  # (1, C, S, S)
+    spec = OutpaintSpec(**{f.name: getattr(cfg, f.name) for f in fields(OutpaintSpec)})
+    models: dict[str, OutpaintGenerator] = {}
+    histories: dict[str, list[dict[str, float]]] = {}
+    for variant in cfg.variants:
+        torch.manual_seed(cfg.seed)
+        model = Outpainter(c, size, patch, cfg.width, cfg.noise_dim, len(data.classes) if cfg.use_label else 0,
+                           cfg.discriminator == "patch", cfg.regularizer == "spectral").to(dev)
+        model.generator.set_prior(mean_image)
+        hist = train_outpainter(model, variant, spec, train_x, train_y, border, box, evaluate=evaluate, run=run)
+        models[variant] = model.generator.eval()
+        histories[variant] = hist.epochs
+    return evaluate_and_report(cfg, run, data, models, histories, test_x, test_y, labels, z_eval, border, box,
+                               train_x)
 
 
 # --- evaluation and report ---------------------------------------------------------------------------
 
 
-def _collapse(history: list[dict[str, float]], diversity: float, border_l1: float,
+def collapse_signs(history: list[dict[str, float]], diversity: float, border_l1: float,
               top_class_share: float | None) -> list[str]:
     """What went wrong in a cGAN run, judged from its logged numbers (empty: nothing)."""
     found = []
@@ -154,75 +154,10 @@ def _collapse(history: list[dict[str, float]], diversity: float, border_l1: floa
     return found
 
 
-def run(cfg: Config, run: Run) -> dict:
-    from dlslab.data.images import load_images
-
-    for v in cfg.variants:
-        if v not in VARIANTS:
-            raise UsageError(f"variants: unknown variant {v!r}; valid: {', '.join(VARIANTS)}")
-    if cfg.samples < 2:
-        raise UsageError("samples must be at least 2 (diversity compares samples for the same patch)")
-    data = load_images(cfg.dataset, run.data_dir)
-    c, size, _ = data.shape
-    patch = cfg.patch or size // 2
-    box = centre_box(size, patch)
-    dev = run.device
-    g = torch.Generator().manual_seed(cfg.seed)
-    idx = torch.randperm(len(data.train_x), generator=g)[: cfg.train_images]
-    train_x, train_y = data.train_x[idx].to(dev), data.train_y[idx].to(dev)
-    test_idx = torch.randperm(len(data.test_x), generator=g)[: cfg.eval_images]
-    test_x = data.test_x[test_idx].to(dev).float() / 255
-    test_y = data.test_y[test_idx].to(dev)
-    border = (1 - centre_mask(size, patch)).to(dev)  # (1, 1, S, S): 1 where the generator draws
-    num_classes = len(data.classes) if cfg.use_label else 0
-    labels = test_y if cfg.use_label else None
-    # fixed evaluation noise: the same draws for every variant and every epoch
-    z_eval = torch.randn(cfg.samples, len(test_x), cfg.noise_dim, generator=g).to(dev)
-    probe = slice(0, min(256, len(test_x)))
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        gen = model.generator if isinstance(model, Outpainter) else model
-        outs = torch.stack([complete(gen, test_x[probe], None if labels is None else labels[probe], z_eval[k, probe], box)
-                            for k in range(2)])
-        return {"val_border_l1": region_l1(outs[0], test_x[probe], border),
-                "val_diversity": sample_diversity(outs, border)}
-
-    mean_image = train_x.float().mean(0, keepdim=True) / 255  # (1, C, S, S)
-    models: dict[str, OutpaintGenerator] = {}
-    histories: dict[str, list[dict[str, float]]] = {}
-    for variant in cfg.variants:
-        torch.manual_seed(cfg.seed)
-        model = Outpainter(c, size, patch, cfg.width, cfg.noise_dim, num_classes, cfg.discriminator == "patch",
-                           cfg.regularizer == "spectral").to(dev)
-        model.generator.set_prior(mean_image)
-        opt_g = torch.optim.Adam(model.generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.999))
-        if variant == "recon":
-            def loss_fn(gen: OutpaintGenerator, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-                x = xb.float() / 255
-                z = torch.randn(len(x), cfg.noise_dim, device=x.device)
-                return _rec(gen(_crop(x, box), z, yb if cfg.use_label else None), x, border, cfg.rec_loss)
-
-            hist = fit(model.generator, (train_x, train_y), loss_fn, optimizer=opt_g, epochs=cfg.epochs,
-                       batch_size=cfg.batch_size, evaluate=evaluate, seed=cfg.seed, run=run, name="recon",
-                       drop_last=True)
-        else:
-            opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
-            hist = fit(model, (train_x, train_y), step=cgan_step(model, cfg, opt_g, opt_d, border, box),
-                       optimizer={"G": opt_g, "D": opt_d}, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                       evaluate=evaluate, seed=cfg.seed, run=run, name="cgan", drop_last=True)
-        models[variant] = model.generator.eval()
-        histories[variant] = hist.epochs
-
-    return _evaluate_and_report(cfg, run, data, models, histories, test_x, test_y, labels, z_eval, border, box,
-                                train_x)
-
-
-def _evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, OutpaintGenerator],
-                         histories: dict[str, list[dict[str, float]]], test_x: torch.Tensor, test_y: torch.Tensor,
-                         labels: torch.Tensor | None, z_eval: torch.Tensor, border: torch.Tensor,
-                         box: tuple[int, int], train_x: torch.Tensor) -> dict[str, Any]:
-    from dlslab.report.plots import line_plot
-
+def evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, OutpaintGenerator],
+                        histories: dict[str, list[dict[str, float]]], test_x: torch.Tensor, test_y: torch.Tensor,
+                        labels: torch.Tensor | None, z_eval: torch.Tensor, border: torch.Tensor,
+                        box: tuple[int, int], train_x: torch.Tensor) -> dict[str, Any]:
     known = 1 - border
     mean_image = train_x.float().mean(0, keepdim=True) / 255
     completions: dict[str, torch.Tensor] = {
@@ -233,7 +168,7 @@ def _evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, Out
     for variant, gen in models.items():
         samples[variant] = torch.stack([complete(gen, test_x, labels, z_eval[k], box) for k in range(len(z_eval))])
         completions[variant] = samples[variant][0]
-    exact = {v: bool(torch.equal(_crop(out, box), _crop(test_x, box))) for v, out in completions.items()}
+    exact = {v: bool(torch.equal(crop(out, box), crop(test_x, box))) for v, out in completions.items()}
 
     judge = None
     if cfg.judge:
@@ -284,7 +219,7 @@ def _evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, Out
                                      | {"diversity x10": (xs, [10 * e["val_diversity"] for e in hist])},
                                      title="cgan: discriminator accuracy and diversity", xlabel="epoch", ylabel="value"),
                            "cgan_balance", title="cGAN: discriminator accuracy on real / fake, and sample diversity")
-        found = _collapse(hist, by_name[variant]["diversity"], by_name[variant]["border L1"], judged.get(variant)) \
+        found = collapse_signs(hist, by_name[variant]["diversity"], by_name[variant]["border L1"], judged.get(variant)) \
             if variant == "cgan" else []
         collapse[variant] = found
         if found:
