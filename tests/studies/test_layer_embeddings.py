@@ -8,21 +8,20 @@ import json
 import pytest
 import torch
 
+from study_runs import run_smoke
+
 from dlslab import runner
-from dlslab.errors import UsageError
+from dlslab.errors import ConfigError
 from dlslab.metrics import separation
-from dlslab.studies import layer_embeddings
 
 
-def _execute(study: str, tmp_path, overrides: dict[str, str]) -> dict:
-    plan = runner.plan_study(study, "smoke", overrides)
-    outcome = runner.execute(plan, out=tmp_path, device="cpu", quiet=True)
-    assert outcome.status == "finished", outcome.message
+def _execute(study: str, overrides: dict) -> dict:
+    outcome = run_smoke(study, overrides)
     return json.loads((outcome.dir / "metrics.json").read_text()) | {"dir": str(outcome.dir)}
 
 
-def test_separation_rises_with_depth_when_trained_and_not_untrained(data_root, tmp_path):
-    metrics = _execute("layer-embeddings", tmp_path, {})
+def test_separation_rises_with_depth_when_trained_and_not_untrained(data_root):
+    metrics = _execute("layer-embeddings", {})
     trained, untrained = metrics["layers"]["relu-2"], metrics["layers"]["relu-2-untrained"]
     assert [r["layer"] for r in trained] == [0, 1, 2]
     for metric in ("fisher_ratio", "silhouette"):
@@ -35,7 +34,6 @@ def test_separation_rises_with_depth_when_trained_and_not_untrained(data_root, t
     assert untrained[-1]["knn_acc"] <= untrained[0]["knn_acc"] + 0.02
     assert untrained[-1]["silhouette"] < trained[-1]["silhouette"] - 0.05
     assert metrics["headline"]["fisher_gain"]["relu-2"] > 3
-    assert (tmp_path / "layer-embeddings").exists()
 
 
 def test_separation_metrics_tell_separated_from_random_points():
@@ -53,10 +51,10 @@ def test_separation_metrics_tell_separated_from_random_points():
 
 
 @pytest.mark.slow
-def test_reuses_the_best_network_of_a_finished_mlp_hparams_run(data_root, tmp_path):
-    sweep_run = _execute("mlp-hparams", tmp_path, {"factors": "width", "widths": "32", "width": "32",
+def test_reuses_the_best_network_of_a_finished_mlp_hparams_run(data_root):
+    sweep_run = _execute("mlp-hparams", {"factors": "width", "widths": "32", "width": "32",
                                                    "train_size": "1000", "epochs": "1"})
-    metrics = _execute("layer-embeddings", tmp_path, {"from_run": sweep_run["dir"], "untrained": "false",
+    metrics = _execute("layer-embeddings", {"from_run": sweep_run["dir"], "untrained": "false",
                                                       "eval_points": "500", "tsne_points": "100"})
     net = next(iter(metrics["layers"]))
     assert net == "relu-2" and [r["width"] for r in metrics["layers"][net]] == [784, 32, 32]
@@ -66,5 +64,12 @@ def test_reuses_the_best_network_of_a_finished_mlp_hparams_run(data_root, tmp_pa
 
 @pytest.mark.parametrize("bad", ["relu", "swish-2", "relu-0", "relu-x"])
 def test_bad_network_names_are_clear_errors(bad):
-    with pytest.raises(UsageError, match="ACTIVATION-DEPTH"):
-        layer_embeddings.parse_network(bad)
+    with pytest.raises(ConfigError, match="ACTIVATION-DEPTH"):
+        runner.plan_study("layer-embeddings", "smoke", {"networks": [bad]})
+
+
+@pytest.mark.parametrize("key, value", [("width", 0), ("lr", 0.0), ("folds", 1), ("tsne_points", 5),
+                                        ("train_size", -1), ("perplexity", -1.0)])
+def test_bad_values_fail_when_the_run_is_planned(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=key):
+        runner.plan_study("layer-embeddings", "smoke", {key: value})

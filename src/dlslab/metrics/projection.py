@@ -1,4 +1,4 @@
-"""2-D maps of embeddings for plots: t-SNE (openTSNE, FFT-accelerated gradients)."""
+"""2-D maps of embeddings for plots: PCA, and t-SNE (openTSNE, FFT-accelerated gradients)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,13 @@ def tsne(z: torch.Tensor, *, perplexity: float, seed: int) -> torch.Tensor:
     model = TSNE(n_components=2, perplexity=min(perplexity, (len(x) - 1) / 3), random_state=seed,
                  n_jobs=threads, verbose=False)
     return torch.from_numpy(np.asarray(model.fit(x.cpu().numpy()), dtype=np.float32))
+
+
+def pca(z: torch.Tensor, dims: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(points projected on the top `dims` principal axes, explained-variance ratio of every axis)."""
+    zc = z.double() - z.double().mean(0)
+    cov = zc.T @ zc / max(len(z) - 1, 1)
+    values, vectors = torch.linalg.eigh(cov)  # ascending
+    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
+    ratio = values / values.sum().clamp_min(1e-30)
+    return (zc @ vectors[:, :dims]).float().cpu(), ratio.float().cpu()

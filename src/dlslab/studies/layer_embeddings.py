@@ -6,6 +6,10 @@ input pixels being layer 0. For each network: a grid of PCA and t-SNE maps (laye
 columns), PCA explained-variance curves, and per layer four separation scores (silhouette,
 cross-validated k-NN accuracy, linear-probe accuracy, Fisher ratio) as a table and as lines
 across layers. The first network is also embedded at its initial weights, untrained.
+
+Scientific variables: the activation and depth of the network, the layer, trained vs
+untrained. Nuisance: optimizer, learning rate, epochs and width (the same for every
+network). Fixed: the data split, the embedded test points, t-SNE's perplexity and the scores.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ import torch
 from dlslab import config
 from dlslab.config import StudyConfig
 from dlslab.data.splits import stratified_indices
-from dlslab.errors import DataError, UsageError
+from dlslab.errors import ConfigError, DataError, UsageError
 from dlslab.metrics import separation
-from dlslab.metrics.projection import tsne
+from dlslab.metrics.projection import pca, tsne
 from dlslab.models.mlp import ACTIVATIONS, MLP
 from dlslab.report.plots import line_plot, pyplot
 from dlslab.runs import Run, safe_torch_load
+from dlslab.seeding import derive
 from dlslab.train import sweep
+from dlslab.train.optim import OptimizerName
 
 METRICS = ("silhouette", "knn_acc", "probe_acc", "fisher_ratio")
 
@@ -40,7 +46,7 @@ class Config(StudyConfig):
     networks: list[str] = field(default_factory=lambda: ["relu-2", "tanh-2", "sigmoid-2", "relu-6", "sigmoid-6"])  # ACTIVATION-DEPTH
     untrained: bool = True  # also embed the first network at its initial weights
     width: int = 256  # hidden width of every network
-    optimizer: Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"] = "adam"  # optimizer
+    optimizer: OptimizerName = "adam"  # optimizer
     lr: float = 1e-3  # learning rate (cosine schedule)
     epochs: int = 10  # passes over the training set
     batch_size: int = 128  # examples per step
@@ -75,6 +81,29 @@ def parse_network(text: str) -> tuple[str, int]:
         raise UsageError(f"network {text!r}: expected ACTIVATION-DEPTH such as relu-2 or sigmoid-6 "
                          f"(activations: {', '.join(ACTIVATIONS)}; depth 1..32)")
     return act, int(depth)
+
+
+def check(cfg: Config) -> None:
+    """Range checks of every numeric field, and the network names."""
+    for n in cfg.networks:
+        try:
+            parse_network(n)
+        except UsageError as exc:
+            raise ConfigError(f"networks: {exc}") from None
+    if not cfg.networks and cfg.from_run is None:
+        raise ConfigError("networks is empty: name at least one, e.g. --set networks=relu-2,sigmoid-6")
+    for name in ("width", "epochs", "batch_size", "val_size", "knn_k"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
+    if cfg.train_size < 0:
+        raise ConfigError(f"train_size={cfg.train_size}: must be >= 0 (0 = all not held out)")
+    if cfg.lr <= 0 or cfg.perplexity <= 0:
+        raise ConfigError(f"lr={cfg.lr}, perplexity={cfg.perplexity}: both must be > 0")
+    if cfg.folds < 2:
+        raise ConfigError(f"folds={cfg.folds}: cross-validation needs at least 2")
+    if cfg.tsne_points < 10 or cfg.eval_points < 10 * cfg.folds:
+        raise ConfigError(f"tsne_points={cfg.tsne_points}, eval_points={cfg.eval_points}: tsne_points must be "
+                          ">= 10 and eval_points >= 10 x folds")
 
 
 # --- networks: trained here, or taken from a finished mlp-hparams run --------------------------
@@ -143,16 +172,6 @@ def networks_from_run(cfg: Config, run: Run) -> tuple[dict[str, MLP], sweep.Data
 
 
 # --- embedding analysis ------------------------------------------------------------------------
-
-
-def pca(z: torch.Tensor, dims: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """(points projected on the top `dims` principal axes, explained-variance ratio of every axis)."""
-    zc = z.double() - z.double().mean(0)
-    cov = zc.T @ zc / max(len(z) - 1, 1)
-    values, vectors = torch.linalg.eigh(cov)  # ascending
-    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
-    ratio = values / values.sum().clamp_min(1e-30)
-    return (zc @ vectors[:, :dims]).float().cpu(), ratio.float().cpu()
 
 
 def scores(cfg: Config, z: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -243,12 +262,6 @@ def conclusions(table: dict[str, list[dict[str, float]]]) -> list[str]:
 
 
 def run(cfg: Config, run: Run) -> dict[str, Any]:
-    for n in cfg.networks:
-        parse_network(n)
-    if not cfg.networks and cfg.from_run is None:
-        raise UsageError("networks is empty: name at least one, e.g. --set networks=relu-2,sigmoid-6")
-    if cfg.tsne_points < 10 or cfg.eval_points < 10 * cfg.folds:
-        raise UsageError("tsne_points must be >= 10 and eval_points >= 10 x folds")
     if cfg.from_run:
         nets, spec = networks_from_run(cfg, run)
     else:
@@ -258,10 +271,10 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
     data = sweep.load_sweep_data(spec, str(run.device))
     n_test = len(data.y_test)
     keep = torch.arange(n_test) if cfg.eval_points >= n_test else stratified_indices(
-        data.y_test.cpu(), cfg.eval_points / n_test, cfg.seed)[1]
+        data.y_test.cpu(), cfg.eval_points / n_test, derive(cfg.seed, "subset", "evaluation"))[1]
     x, y = data.x_test[keep.to(data.x_test.device)], data.y_test[keep.to(data.y_test.device)]
     sub = torch.arange(len(y)) if cfg.tsne_points >= len(y) else stratified_indices(
-        y.cpu(), cfg.tsne_points / len(y), cfg.seed + 1)[1]
+        y.cpu(), cfg.tsne_points / len(y), derive(cfg.seed, "subset", "t-SNE"))[1]
     y_np, y_tsne = y.cpu().numpy(), y[sub.to(y.device)].cpu().numpy()
 
     def analyse_layer(z: torch.Tensor) -> dict[str, Any]:
