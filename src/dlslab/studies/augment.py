@@ -39,9 +39,8 @@ class Config(StudyConfig, CifarRecipe):
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"policies": ["none", "flip-crop"], "fractions": [0.02], "seeds": 1, "widths": [16, 32, 32],
               "epochs": 4, "min_steps": 40, "eval_size": 500, "test_size": 1000, "tta": 0},
-    "quick": {"policies": ["none", "flip-crop", "flip-crop-cutout", "mixup", "trivial"], "fractions": [0.01, 0.05],
-              "seeds": 1, "widths": [16, 32, 64, 128], "blocks": [0, 0, 1], "epochs": 6, "min_steps": 60,
-              "batch_size": 128, "lr": 0.2, "eval_size": 500, "test_size": 2000},
+    "quick": {"policies": ["none", "flip-crop"], "fractions": [0.01, 0.05], "seeds": 2, "widths": [32, 64, 64],
+              "epochs": 16, "min_steps": 200, "eval_size": 500, "test_size": 2000},
     "full": {},
 }
 

@@ -67,9 +67,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"widths": [16, 32, 32], "source_fraction": 0.1, "fractions": [0.04], "policies": ["none", "flip-crop"],
               "seeds": 1, "epochs": 2, "min_steps": 30, "eval_size": 500, "test_size": 1000, "tta": 0,
               "curve_fraction": 0.04},
-    "quick": {"widths": [16, 32, 64, 128], "blocks": [0, 0, 1], "source_fraction": 0.2, "fractions": [0.01, 0.05],
-              "policies": ["none", "flip-crop"], "seeds": 1, "epochs": 6, "min_steps": 60, "batch_size": 128,
-              "lr": 0.2, "eval_size": 500, "test_size": 2000, "curve_fraction": 0.05},
+    "quick": {"widths": [32, 64, 64], "source_fraction": 0.2, "fractions": [0.01, 0.05],
+              "methods": ["scratch", "frozen", "finetune"], "policies": ["flip-crop"], "seeds": 2, "epochs": 16,
+              "min_steps": 200, "eval_size": 500, "test_size": 2000, "curve_fraction": 0.05},
     "full": {},
 }
 

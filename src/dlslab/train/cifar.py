@@ -186,7 +186,8 @@ def param_groups(model: nn.Module, cfg: CifarRecipe, batch: int, total_steps: in
         groups.setdefault((kind, scale), []).append(p)
     freeze = round(cfg.whiten_bias_until * total_steps)
     out, schedules = [], []
-    for (kind, scale), params in groups.items():
+    order = {"weights": 0, "bn_bias": 1, "whiten": 2}  # the main group first: the engine logs its lr
+    for (kind, scale), params in sorted(groups.items(), key=lambda item: (order[item[0][0]], -item[0][1])):
         group_lr = lr * scale * (cfg.bias_scaler if kind == "bn_bias" else 1.0)
         out.append({"params": params, "lr": group_lr, "weight_decay": decay / group_lr})
         if kind == "whiten":
