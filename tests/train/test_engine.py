@@ -166,3 +166,13 @@ def test_check_finite_names_the_bad_rows():
         x[7, 1] = bad
         with pytest.raises(UsageError, match=r"1 rows \(first: \[7\]\)"):
             check_finite([x], "data")
+
+
+def test_derived_63_bit_seeds_shuffle_deterministically() -> None:
+    from dlslab.seeding import derive
+
+    seed = derive(0, "train")  # 63-bit
+    a = torch.cat(batch_indices(50, 8, seed=seed, epoch=3))
+    assert torch.equal(a, torch.cat(batch_indices(50, 8, seed=seed, epoch=3)))
+    assert torch.equal(a.sort().values, torch.arange(50))
+    assert not torch.equal(a, torch.cat(batch_indices(50, 8, seed=seed, epoch=4)))

@@ -64,7 +64,8 @@ def seed_everything(seed: int) -> None:
 def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The shuffle order of epoch `epoch`: a pure function of (seed, epoch), so a resumed
     run replays exactly the batches an uninterrupted one would have seen."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    # Wrapped to the generator's 64 bits: seeds from seeding.derive are 63-bit.
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (1 << 64))
     return torch.randperm(n, generator=g).to(device)
 
 
