@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dlslab.audio.io import AudioError, read_audio, resample, write_audio
+from dlslab.audio.io import (AudioError, AudioWarning, AudioWriter, read_audio, read_blocks, resample,
+                             write_audio)
 from dlslab.errors import DataError
 
 RATE = 16000
@@ -51,7 +52,7 @@ def test_wrong_rate_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("kind, message", [
     ("corrupt", "cannot read"), ("empty", "empty"), ("silent", "silent"),
-    ("nan", "NaN"), ("clipped", "clipped"), ("missing", "does not exist"),
+    ("nan", "NaN"), ("missing", "does not exist"),
 ])
 def test_bad_files_give_clear_errors(tmp_path, kind, message):
     path = tmp_path / f"{kind}.wav"
@@ -65,8 +66,45 @@ def test_bad_files_give_clear_errors(tmp_path, kind, message):
         wave = _tone()
         wave[100] = np.nan
         sf.write(str(path), wave, RATE, subtype="FLOAT")
-    elif kind == "clipped":
-        sf.write(str(path), np.clip(_tone() * 10, -1, 1), RATE)
     with pytest.raises(AudioError, match=message) as info:
         read_audio(path)
     assert isinstance(info.value, DataError) and str(path) in str(info.value)
+
+
+def test_clipping_warns_and_is_refused_only_when_strict(tmp_path):
+    wave = _tone()
+    wave[:40] = 1.0  # 0.5% of the samples at full scale, as a phone recording might have
+    sf.write(str(tmp_path / "c.wav"), wave, RATE)
+    with pytest.warns(AudioWarning, match=r"clipped \(0.50% of samples"):
+        back, _ = read_audio(tmp_path / "c.wav")
+    assert len(back) == len(wave)
+    with pytest.raises(AudioError, match="clipped"):
+        read_audio(tmp_path / "c.wav", strict=True)
+
+
+def test_duration_cap_is_checked_before_reading(tmp_path):
+    path = write_audio(tmp_path / "long.wav", _tone(3.0), RATE)
+    with pytest.raises(AudioError, match="is 3 s long; this tool reads at most 2 s"):
+        read_audio(path, max_seconds=2)
+    assert len(read_audio(path, max_seconds=3)[0]) == 3 * RATE
+
+
+def test_blocks_cover_the_file_with_padding_and_the_writer_appends(tmp_path):
+    wave = _tone(1.0)
+    sf.write(str(tmp_path / "a.wav"), np.stack([wave, wave], 1), RATE)
+    spans = list(read_blocks(tmp_path / "a.wav", block=3000, pad=500))
+    assert [s for s, _ in spans] == list(range(0, RATE, 3000))
+    assert max(len(x) for _, x in spans) == 3000 + 2 * 500  # memory: one padded block
+    with AudioWriter(tmp_path / "out.wav", RATE) as out:
+        for start, span in spans:
+            lo = max(0, start - 500)
+            out.write(span[start - lo:start - lo + 3000])
+    back, _ = read_audio(tmp_path / "out.wav")
+    assert np.max(np.abs(back - wave)) < 1e-4
+
+
+def test_a_failed_streamed_write_leaves_no_file(tmp_path):
+    with pytest.raises(RuntimeError), AudioWriter(tmp_path / "out.wav", RATE) as out:
+        out.write(_tone())
+        raise RuntimeError("stopped half-way")
+    assert list(tmp_path.iterdir()) == []
