@@ -121,3 +121,20 @@ def test_any_text_gives_a_config_or_a_config_error(overrides: dict[str, str]) ->
         return
     assert isinstance(cfg.epochs, int) and isinstance(cfg.lr, float) and cfg.optimizer in ("sgd", "adam")
     assert all(isinstance(w, int) for w in cfg.widths)
+
+
+def test_require_names_the_first_value_out_of_range() -> None:
+    @dataclass
+    class C:
+        epochs: int = 3
+        lr: float = 0.1
+        holdout: float = 0.2
+        drop: list[float] = field(default_factory=lambda: [0.0, 0.5])
+
+    rules = {"at_least_1": ("epochs",), "positive": ("lr",), "fractions": ("holdout",), "probabilities": ("drop",)}
+    config.require(C(), **rules)  # all in range
+    for bad, text in [({"epochs": 0}, "epochs=0: must be at least 1"), ({"lr": 0.0}, "lr=0.0: must be > 0"),
+                      ({"holdout": 1.5}, "holdout=1.5: must be in (0, 1]"),
+                      ({"drop": [0.1, 1.2]}, "drop=[0.1, 1.2]: must be in [0, 1]")]:
+        with pytest.raises(ConfigError, match=text.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+            config.require(C(**bad), **rules)

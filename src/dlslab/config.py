@@ -267,3 +267,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data.get("preset") is not None and not isinstance(data["preset"], str):
         raise ConfigError(f"{path}: preset must be a preset name or null, not {data['preset']!r:.80}")
     return data
+
+
+def require(cfg: Any, *, at_least_1: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+            positive: tuple[str, ...] = (), fractions: tuple[str, ...] = (),
+            probabilities: tuple[str, ...] = ()) -> None:
+    """Range checks for a study's `check(cfg)`: each named field must be at least 1 (counts,
+    sizes), at least 0, above 0 (rates, scales), a fraction in (0, 1] or a probability in
+    [0, 1]. A list field is checked item by item. The first bad value is a `ConfigError` that
+    names the key, the value and the range."""
+    rules = [(at_least_1, lambda v: v >= 1, "must be at least 1"),
+             (non_negative, lambda v: v >= 0, "must be >= 0"),
+             (positive, lambda v: v > 0, "must be > 0"),
+             (fractions, lambda v: 0 < v <= 1, "must be in (0, 1]"),
+             (probabilities, lambda v: 0 <= v <= 1, "must be in [0, 1]")]
+    for names, ok, rule in rules:
+        for name in names:
+            value = getattr(cfg, name)
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                if item is not None and not ok(item):
+                    raise ConfigError(f"{name}={value}: {rule}")

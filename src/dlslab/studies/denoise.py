@@ -36,7 +36,7 @@ from dlslab.audio.masks import phase_sensitive_target
 from dlslab.audio.metrics import speech_scores
 from dlslab.audio.remix import remix_noise
 from dlslab.audio.stft import stft
-from dlslab.config import StudyConfig
+from dlslab.config import StudyConfig, require
 from dlslab.errors import ConfigError, DataError, UsageError
 from dlslab.models import build_model
 from dlslab.models.denoisers import FrameDenoiser
@@ -122,20 +122,18 @@ def check(cfg: Config) -> None:
             raise ConfigError(f"{key}={getattr(cfg, key)!r}: {allowed}")
 
     need(bool(cfg.models), "models", "give one or more of " + ", ".join(MODELS))
-    for key in ("sample_rate", "n_fft", "hop", "n_train", "n_test", "epochs", "patience", "batch_size",
-                "chunk_frames", "mlp_hidden", "mlp_layers", "cnn2d_hidden"):
-        need(getattr(cfg, key) >= 1, key, "must be >= 1")
-    for key in ("remix", "mlp_context", "cnn1d_context", "cnn2d_context", "max_quality_files",
-                "audio_examples", "remix_gain_db", "weight_decay", "recording_seconds"):
-        need(getattr(cfg, key) >= 0, key, "must be >= 0")
     for key in ("cnn1d_channels", "cnn2d_channels"):
-        need(bool(getattr(cfg, key)) and min(getattr(cfg, key)) >= 1, key, "give one or more channel counts >= 1")
+        need(bool(getattr(cfg, key)), key, "give one or more channel counts")
+    require(cfg, at_least_1=("sample_rate", "n_fft", "hop", "n_train", "n_test", "epochs", "patience", "batch_size",
+                             "chunk_frames", "mlp_hidden", "mlp_layers", "cnn2d_hidden", "cnn1d_channels",
+                             "cnn2d_channels"),
+            non_negative=("remix", "mlp_context", "cnn1d_context", "cnn2d_context", "max_quality_files",
+                          "audio_examples", "remix_gain_db", "weight_decay", "recording_seconds"), positive=("lr",))
     need(cfg.hop <= cfg.n_fft, "hop", f"must not exceed n_fft={cfg.n_fft}")
     need(cfg.snr_low_db <= cfg.snr_high_db, "snr_low_db", f"must not exceed snr_high_db={cfg.snr_high_db}")
-    need(0 < cfg.train_fraction < 1, "train_fraction", "must be a fraction in (0, 1)")
-    need(0 < cfg.val_fraction < 1, "val_fraction", "must be a fraction in (0, 1)")
+    for key in ("train_fraction", "val_fraction"):
+        need(0 < getattr(cfg, key) < 1, key, "must be a fraction in (0, 1)")
     need(0 <= cfg.dropout < 1, "dropout", "must be a probability in [0, 1)")
-    need(cfg.lr > 0, "lr", "must be > 0")
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -278,7 +276,6 @@ def spectrogram_figure(pair: Pair, estimates: dict[str, np.ndarray], cfg: Config
 
 def conclusions(test: dict[str, dict[str, float]], train: dict[str, dict[str, float]], models: list[str]) -> str:
     base = test["noisy"]["snr_db"]
-    best = max(models, key=lambda m: test[m]["snr_db"])
     lines = [(f"Held-out input SNR is {base:.1f} dB; the oracle (clean magnitude, noisy phase) reaches "
               f"{test['oracle']['snr_db']:.1f} dB, the phase-sensitive oracle (clean spectrum projected on "
               f"the noisy phase) {test['oracle_ps']['snr_db']:.1f} dB.")]
@@ -286,7 +283,6 @@ def conclusions(test: dict[str, dict[str, float]], train: dict[str, dict[str, fl
         lines.append(f"{m}: {test[m]['snr_db']:.1f} dB held out ({test[m]['snr_db'] - base:+.1f} dB over the input), "
                      f"{train[m]['snr_db']:.1f} dB on its training audio "
                      f"(gap {train[m]['snr_db'] - test[m]['snr_db']:.1f} dB).")
-    lines.append(f"Best on held-out audio: {best}.")
     if "mlp" in models and "cnn2d" in models:
         diff = test["cnn2d"]["snr_db"] - test["mlp"]["snr_db"]
         lines.append(f"The 2-D CNN is {abs(diff):.1f} dB {'better' if diff >= 0 else 'worse'} than the MLP.")
@@ -295,6 +291,11 @@ def conclusions(test: dict[str, dict[str, float]], train: dict[str, dict[str, fl
 
 def record(cfg: Config, run: Run, systems: dict[str, Any], test_pairs: list[Pair], test: dict[str, dict[str, float]],
            train_eval: dict[str, dict[str, float]], info: dict[str, dict[str, Any]]) -> None:
+    gain = {name: test[name]["snr_db"] - test["noisy"]["snr_db"] for name in [*cfg.models, "oracle"]}
+    best = max(cfg.models, key=gain.get)
+    run.answer(f"On held-out noisy speech ({test['noisy']['snr_db']:.1f} dB SNR) the {best} denoises best. SNR gains: "
+               + ", ".join(f"{m} {gain[m]:+.1f} dB" for m in cfg.models) + f"; the oracle mask {gain['oracle']:+.1f} dB.")
+    run.test_data(*(p.noisy for p in test_pairs))
     rows = []
     for name in ["noisy", *cfg.models, "oracle", "oracle_ps"]:
         row = {"system": name, **{k: round(v, 3) for k, v in test[name].items()},
@@ -350,7 +351,6 @@ def run(cfg: Config, run: Run) -> dict:
     test = evaluate(systems, test_pairs, cfg.sample_rate, cfg.max_quality_files)
     train_eval = evaluate(systems, train_pairs[: len(test_pairs)], cfg.sample_rate, 0)
     run.info(f"denoise: evaluated in {time.perf_counter() - t0:.1f} s")
-
     record(cfg, run, systems, test_pairs, test, train_eval, info)
     for name, model in trained.items():
         save_denoiser(checkpoint_path(run.dir, name), model, *model_spec(name, cfg),

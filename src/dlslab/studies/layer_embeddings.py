@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from dlslab import config
-from dlslab.config import StudyConfig
+from dlslab.config import StudyConfig, require
 from dlslab.data.splits import stratified_indices
 from dlslab.errors import ConfigError, DataError, UsageError
 from dlslab.metrics import separation
@@ -92,13 +92,8 @@ def check(cfg: Config) -> None:
             raise ConfigError(f"networks: {exc}") from None
     if not cfg.networks and cfg.from_run is None:
         raise ConfigError("networks is empty: name at least one, e.g. --set networks=relu-2,sigmoid-6")
-    for name in ("width", "epochs", "batch_size", "val_size", "knn_k"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
-    if cfg.train_size < 0:
-        raise ConfigError(f"train_size={cfg.train_size}: must be >= 0 (0 = all not held out)")
-    if cfg.lr <= 0 or cfg.perplexity <= 0:
-        raise ConfigError(f"lr={cfg.lr}, perplexity={cfg.perplexity}: both must be > 0")
+    require(cfg, at_least_1=("width", "epochs", "batch_size", "val_size", "knn_k"),
+            non_negative=("train_size",), positive=("lr", "perplexity"))  # train_size 0 = all not held out
     if cfg.folds < 2:
         raise ConfigError(f"folds={cfg.folds}: cross-validation needs at least 2")
     if cfg.tsne_points < 10 or cfg.eval_points < 10 * cfg.folds:
@@ -305,6 +300,10 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
         run.info(f"[{name}] last layer: " + "  ".join(f"{k}={v:.4g}" for k, v in table[name][-1].items()))
     run.add_figure(_metric_lines(table), "separation-by-layer", title="Separation scores across layers",
                    caption="Dashed: untrained network.")
+    run.answer("From the input to the last layer, the Fisher ratio of the classes changes " + "; ".join(
+        f"{rows[-1]['fisher_ratio'] / rows[0]['fisher_ratio']:.1f}x in {n} (k-NN accuracy {100 * rows[0]['knn_acc']:.1f}% "
+        f"-> {100 * rows[-1]['knn_acc']:.1f}%)" for n, rows in table.items()) + ".")
+    run.test_data(x, y)
     run.add_text("Findings", "\n".join(conclusions(table)))
     return {
         "headline": {

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from dlslab.config import StudyConfig
+from dlslab.config import StudyConfig, require
 from dlslab.errors import ConfigError, UsageError
 from dlslab.report.plots import line_plot, pyplot
 from dlslab.runs import Run
@@ -88,14 +88,9 @@ def data_needs(cfg: Config) -> list[str]:
 
 def check(cfg: Config) -> None:
     """Range checks of every numeric field; the design itself (factor values) is checked too."""
-    for name in ("seeds", "epochs", "batch_size", "val_size", "max_stack", "halving_rate", "halving_min_epochs",
-                 "workers"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
-    if cfg.train_size < 0:
-        raise ConfigError(f"train_size={cfg.train_size}: must be >= 0 (0 = all not held out)")
-    if any(lr <= 0 for lr in cfg.tune_lrs):
-        raise ConfigError(f"tune_lrs={cfg.tune_lrs}: learning rates must be > 0")
+    require(cfg, at_least_1=("seeds", "epochs", "batch_size", "val_size", "max_stack", "halving_rate",
+                             "halving_min_epochs", "workers"),
+            non_negative=("train_size",), positive=("tune_lrs",))  # train_size 0 = all not held out
     try:
         sweep.design_points(sweep.DesignSpec.of(cfg))  # lrs, widths, depths and the baseline in range
     except UsageError as exc:
@@ -345,6 +340,11 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
     summaries = {d: report_dataset(cfg, run, d, points, rows, classes) for d in cfg.datasets}
     sweep_s = sum(r["train_s"] for r in results)
     halving_summary = report_halving(cfg, run, results, summaries) if halving is not None else None
+    run.answer(" ".join(f"On {d} the best configuration, chosen on validation accuracy, is {s['best']['config']}: "
+                        f"{100 * s['best']['test_acc']:.2f}% test accuracy" + (
+                            "." if s["baseline_test_acc"] is None else
+                            f" against {100 * s['baseline_test_acc']:.2f}% for the baseline.")
+                        for d, s in summaries.items()))
     return {
         "headline": {
             "best_test_acc": {d: s["best"]["test_acc"] for d, s in summaries.items()},
