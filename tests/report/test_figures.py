@@ -30,3 +30,18 @@ def test_histograms_and_scatter_draw_every_set() -> None:
     xy = np.random.default_rng(0).random((6, 2))
     fig = figures.scatter_2d(xy, [0, 0, 1, 1, 2, 2], marker=[0, 0, 0, 0, 1, 1], names=["a", "b", "c"])
     assert len(fig.axes[0].collections) == 3 and fig.axes[0].get_legend() is not None
+
+
+def test_line_plot_ticks_read_as_plain_numbers_percent_and_whole_epochs() -> None:
+    from dlslab.report.plots import line_plot
+
+    fig = line_plot({"a": ([1, 2, 5, 10], [0.31, 0.45, 0.6, 0.72])}, title="t", xlabel="% of training set",
+                    ylabel="test accuracy", logx=True)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    xs = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert "10" in xs and not any("times" in x or "^" in x for x in xs), xs
+    assert all(t.get_text().endswith("%") for t in ax.get_yticklabels() if t.get_text())
+    fig = line_plot({"a": ([1, 2, 3], [2.0, 1.5, 1.2])}, title="t", xlabel="epoch", ylabel="loss")
+    fig.canvas.draw()
+    assert all(float(t.get_text().replace("−", "-")).is_integer() for t in fig.axes[0].get_xticklabels() if t.get_text())

@@ -68,10 +68,26 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], *, title: str,
     if logx:
         ax.set_xscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    readable_ticks(ax, xlabel, ylabel, [y for _, ys in series.values() for y in ys])
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
     return fig
+
+
+def readable_ticks(ax: Any, xlabel: str, ylabel: str, ys: list[float]) -> None:
+    """Ticks a reader takes in at a glance: plain numbers on a log axis (2, 5, 10, not 2x10⁰),
+    whole epochs, and percentages on an accuracy or fraction axis whose values lie in [0, 1]."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+
+    if ax.get_xscale() == "log":
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    if "epoch" in xlabel.lower():
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    finite = [y for y in ys if np.isfinite(y)]
+    if finite and 0 <= min(finite) and max(finite) <= 1 and any(w in ylabel.lower() for w in ("accuracy", "fraction")):
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
 
 
 def bar_chart(values: dict[str, float], *, title: str, ylabel: str,
