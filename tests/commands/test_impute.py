@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 
 import numpy as np
 import pytest
@@ -93,3 +94,77 @@ def test_identifier_like_column_and_ragged_rows_are_rejected(tmp_path, capsys) -
     ragged.write_text("a,b\n1,2\n3\n")
     assert main(["impute", str(ragged), "-o", str(tmp_path / "o.csv")]) == 2
     assert "line 3: 1 cells, but the header has 2 columns" in capsys.readouterr().err
+
+
+def _one_line_error(capsys, *needles: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dlslab: error:") and "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_auto_is_the_default_and_prints_each_methods_score(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.standard_normal((300, 2)) @ rng.standard_normal((2, 6)) + 0.05 * rng.standard_normal((300, 6))
+    rows = [[f"{v:.4f}" if rng.random() >= 0.15 else "" for v in r] for r in truth]
+    _write(tmp_path / "in.csv", [f"x{j}" for j in range(6)], rows)
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        assert main(["impute", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"), "--iterations", "200"]) == 0
+    err = capsys.readouterr().err
+    assert "method auto: chose iterative" in err, err
+    for method in ("mean", "knn", "iterative", "gain"):
+        assert f"{method} 0." in err
+    # scikit-learn's convergence warning is caught where it arises and shown as one note
+    assert "note: iterative: [IterativeImputer] Early stopping criterion not reached." in err
+    assert not leaked, [str(w.message) for w in leaked]
+
+
+def test_semicolons_stdin_stdout_and_kept_id_column(tmp_path, capsys, monkeypatch) -> None:
+    import io
+    import sys
+
+    text = "id;a;b\nr1;1;2\nr2;;4\n;3;6\nr4;4;\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert main(["impute", "-", "-o", "-", "--method", "mean", "--keep", "id"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == "id;a;b" and lines[1] == "r1;1;2" and lines[3].startswith(";3;6")  # id passed through
+    assert lines[2].split(";")[1] != "" and lines[4].split(";")[2] != ""
+    assert "imputed 2 missing cell(s) in 2 column(s) with mean" in err and "wrote: -" in err
+
+
+@pytest.mark.parametrize("content, args, needle", [
+    ("a,b\n1,inf\n2,\n3,4\n", [], "holds 'inf', an infinite number"),
+    ("a,b\n1,-Infinity\n2,\n3,4\n", [], "holds '-Infinity'"),
+    ("a,b\n1,2\n", ["--keep", "c"], "--keep c: no such column"),
+    ("a,b\n", [], "needs a header line and at least one row"),
+    ("a,b\n1,2\n3,4,5\n", [], "line 3: 3 cells"),
+    (b"a,b\n\xff\xfe,1\n", [], "cannot be read as UTF-8"),
+])
+def test_bad_tables_are_exit_2_with_one_line(tmp_path, capsys, content, args, needle) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), "--method", "mean", *args]) == 2
+    _one_line_error(capsys, needle)
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_row_and_column_caps_and_bad_paths(tmp_path, capsys, monkeypatch) -> None:
+    from dlslab.commands import impute
+
+    path = tmp_path / "in.csv"
+    _write(path, ["a", "b", "c"], [["1", "", "3"]] * 6)
+    monkeypatch.setattr(impute, "MAX_ROWS", 5)
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv")]) == 2
+    _one_line_error(capsys, "more than 5 rows")
+    monkeypatch.setattr(impute, "MAX_ROWS", 100)
+    monkeypatch.setattr(impute, "MAX_COLUMNS", 2)
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv")]) == 2
+    _one_line_error(capsys, "3 columns, more than the 2")
+    assert main(["impute", str(tmp_path / "none.csv"), "-o", str(tmp_path / "o.csv")]) == 2
+    _one_line_error(capsys, "no such file")
+    assert main(["impute", str(path), "-o", str(tmp_path / "nodir" / "o.csv")]) == 2
+    _one_line_error(capsys, "does not exist; create it first")
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), "--iterations", "0"]) == 2
+    _one_line_error(capsys, "iterations=0")

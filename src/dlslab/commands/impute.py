@@ -1,10 +1,13 @@
 """`dlslab impute IN.csv -o OUT.csv`: fill the missing cells of a user's table.
 
-Missing cells are empty or NA (also N/A, NaN, null, case-insensitive). Numeric columns are
-min-max scaled for the imputer and scaled back; non-numeric columns are one-hot encoded and
-decoded to their most likely category (or rejected with `--categorical reject`). Observed
-cells are written back as the exact text that was read; a column with no value at all is an
-error, since nothing could be learnt about it.
+Missing cells are empty or NA (also N/A, NaN, null, case-insensitive). The delimiter is
+detected (comma, semicolon, tab or bar) and kept for the output; `-` reads stdin or writes
+stdout. Numeric columns are min-max scaled for the imputer and scaled back; non-numeric
+columns are one-hot encoded and decoded to their most likely category (or rejected with
+`--categorical reject`); `--keep COL` passes a column (an ID) through untouched. The default
+method, auto, scores every imputer on a hidden 15% of the observed cells and uses the best.
+Observed cells are written back as the exact text that was read; a column with no value at
+all, an infinite number, or a table beyond the row and column caps is an error.
 """
 
 from __future__ import annotations
@@ -12,22 +15,27 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from dlslab.errors import DataError, UsageError
+from dlslab.errors import DataError, UsageError, did_you_mean
 
 MISSING = {"", "na", "n/a", "nan", "null"}
+DELIMITERS = ",;\t|"  # what the delimiter is detected among
+MAX_TABLE_BYTES = 1 << 30  # a larger file is not read
+MAX_ROWS = 1_000_000  # rows of data
+MAX_COLUMNS = 2_000  # columns of the header
+MAX_CELLS = 10_000_000  # rows x encoded columns (one per numeric column, one per category)
+AUTO_HOLDOUT = 0.15  # auto hides this fraction of the observed cells to score the methods on
 
 
 @dataclass
 class Column:
     name: str
-    kind: str  # "numeric" or "categorical"
+    kind: str  # "numeric", "categorical" or "kept" (passed through)
     levels: list[str]  # categories, in order of first appearance (categorical only)
     integer: bool  # numeric with only whole numbers: imputed values are rounded
     lo: float = 0.0
@@ -39,46 +47,104 @@ def is_missing(cell: str) -> bool:
 
 
 def _number(cell: str) -> float | None:
+    """The cell's number, None if it is not one; an infinite number is an error."""
     try:
         value = float(cell)
     except ValueError:
         return None
-    return value if np.isfinite(value) else None
+    if not math.isfinite(value):
+        raise ValueError(cell)
+    return value
 
 
-def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a CSV file; every row must have the header's number of cells."""
+def _read_text(source: str) -> str:
+    """The text of the file `source`, or of stdin for `-`, at most MAX_TABLE_BYTES."""
+    from dlslab import atomic
+
+    if source == "-":
+        data = sys.stdin.buffer.read(MAX_TABLE_BYTES + 1)
+        if len(data) > MAX_TABLE_BYTES:
+            raise DataError(f"stdin: more than {MAX_TABLE_BYTES:,} bytes; split the table")
+    else:
+        if not Path(source).exists():
+            raise UsageError(f"{source}: no such file")
+        data = atomic.read_capped(source, MAX_TABLE_BYTES, "a CSV table")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
-    lines = list(csv.reader(io.StringIO(text)))
-    lines = [row for row in lines if row]  # blank lines
-    if len(lines) < 2:
-        raise DataError(f"{path}: needs a header line and at least one row of data")
-    header, rows = lines[0], lines[1:]
-    for i, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}, line {i}: {len(row)} cells, but the header has {len(header)} columns")
-    return header, rows
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: cannot be read as UTF-8 text ({exc})") from None
 
 
-def describe_columns(header: list[str], rows: list[list[str]], categorical: str, max_levels: int) -> list[Column]:
+def detect_dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    """The CSV dialect of `text` (its delimiter among DELIMITERS); comma when unclear."""
+    try:
+        return csv.Sniffer().sniff(text[:65536], delimiters=DELIMITERS)
+    except csv.Error:
+        return csv.excel
+
+
+def read_table(source: str) -> tuple[list[str], list[list[str]], str]:
+    """Header, rows and delimiter of a CSV file (`-`: stdin); every row must have the
+    header's number of cells, and the table must fit the row and column caps."""
+    text = _read_text(source)
+    dialect = detect_dialect(text)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text), dialect):
+            if not row:
+                continue  # blank line
+            if header is None:
+                header = row
+                if len(header) > MAX_COLUMNS:
+                    raise DataError(f"{source}: {len(header):,} columns, more than the {MAX_COLUMNS:,} this "
+                                    "tool imputes at once; split the table by columns")
+                continue
+            if len(rows) == MAX_ROWS:
+                raise DataError(f"{source}: more than {MAX_ROWS:,} rows, more than this tool imputes at once; "
+                                "split the table by rows")
+            if len(row) != len(header):
+                raise DataError(f"{source}, line {len(rows) + 2}: {len(row)} cells, but the header has "
+                                f"{len(header)} columns (delimiter {dialect.delimiter!r})")
+            rows.append(row)
+    except csv.Error as exc:
+        raise DataError(f"{source}: not a readable CSV table ({exc})") from None
+    if header is None or not rows:
+        raise DataError(f"{source}: needs a header line and at least one row of data")
+    return header, rows, dialect.delimiter
+
+
+def kept_columns(header: list[str], keep: list[str]) -> set[int]:
+    """Indices of the `--keep` columns (names, repeated or comma-separated)."""
+    names = [n.strip() for k in keep for n in k.split(",") if n.strip()]
+    for name in names:
+        if name not in header:
+            raise UsageError(f"--keep {name}: no such column{did_you_mean(name, header)}; "
+                             f"columns: {', '.join(header[:20])}{', ...' if len(header) > 20 else ''}")
+    return {header.index(n) for n in names}
+
+
+def describe_columns(header: list[str], rows: list[list[str]], categorical: str, max_levels: int,
+                     keep: set[int] = frozenset()) -> list[Column]:
+    """What each column is (kept columns are "kept": passed through)."""
     columns = []
     for j, name in enumerate(header):
+        if j in keep:
+            columns.append(Column(name, "kept", [], False))
+            continue
         cells = [row[j].strip() for row in rows if not is_missing(row[j])]
         label = f"column {name!r} (column {j + 1})"
         if not cells:
             raise DataError(f"{label} is entirely missing: there is nothing to impute it from; "
-                            "drop the column or fill in some of its values")
-        numbers = [_number(c) for c in cells]
+                            "drop the column, fill in some of its values, or pass it through with --keep")
+        try:
+            numbers = [_number(c) for c in cells]
+        except ValueError as exc:
+            raise DataError(f"{label} holds {str(exc)!r}, an infinite number: impute from finite numbers "
+                            "only; replace it, or empty the cell to have it imputed") from None
         if all(v is not None for v in numbers):
-            values = np.asarray(numbers, dtype=np.float64)
-            columns.append(Column(name, "numeric", [], bool(np.all(values == np.round(values))) and
-                                  all("." not in c and "e" not in c.lower() for c in cells),
-                                  float(values.min()), float(values.max())))
+            whole = all(v == round(v) for v in numbers) and all("." not in c and "e" not in c.lower() for c in cells)
+            columns.append(Column(name, "numeric", [], whole, min(numbers), max(numbers)))
             continue
         levels = list(dict.fromkeys(cells))
         if categorical == "reject":
@@ -92,11 +158,16 @@ def describe_columns(header: list[str], rows: list[list[str]], categorical: str,
     return columns
 
 
-def encode(rows: list[list[str]], columns: list[Column]) -> tuple[np.ndarray, np.ndarray]:
-    """(values in [0, 1], observed mask), one matrix column per numeric column and one per
-    category of a categorical column."""
-    parts, masks = [], []
+def encode(rows: list[list[str]], columns: list[Column]) -> tuple[Any, Any, Any]:
+    """(values in [0, 1], observed mask, table column of each matrix column): one matrix
+    column per numeric column and one per category of a categorical column."""
+    import numpy as np
+
+    parts, masks, groups = [], [], []
     for j, col in enumerate(columns):
+        if col.kind == "kept":
+            continue
+        groups += [j] * (1 if col.kind == "numeric" else len(col.levels))
         cells = [row[j].strip() for row in rows]
         seen = np.array([not is_missing(c) for c in cells], dtype=np.float64)
         if col.kind == "numeric":
@@ -111,14 +182,18 @@ def encode(rows: list[list[str]], columns: list[Column]) -> tuple[np.ndarray, np
                     onehot[i, col.levels.index(c)] = 1.0
             parts.append(onehot)
             masks.append(np.repeat(seen[:, None], len(col.levels), axis=1))
-    return np.concatenate(parts, 1), np.concatenate(masks, 1)
+    return np.concatenate(parts, 1), np.concatenate(masks, 1), np.asarray(groups)
 
 
-def decode(rows: list[list[str]], columns: list[Column], filled: np.ndarray) -> list[list[str]]:
+def decode(rows: list[list[str]], columns: list[Column], filled: Any) -> list[list[str]]:
     """The input rows with each missing cell replaced; observed cells keep their exact text."""
+    import numpy as np
+
     out = [list(row) for row in rows]
     k = 0
     for j, col in enumerate(columns):
+        if col.kind == "kept":
+            continue
         width = 1 if col.kind == "numeric" else len(col.levels)
         block = filled[:, k:k + width]
         k += width
@@ -133,50 +208,66 @@ def decode(rows: list[list[str]], columns: list[Column], filled: np.ndarray) -> 
     return out
 
 
-def impute_matrix(x: np.ndarray, m: np.ndarray, method: str, iterations: int, seed: int) -> np.ndarray:
-    """Fill the unobserved entries of `x` (values in [0, 1]); observed entries are unchanged."""
-    from dlslab.impute.compare import ImputerSpec, impute_with
-    from dlslab.impute.threads import few_threads
-
-    with few_threads(x.shape[1]):
-        filled, _ = impute_with(method, x, m, ImputerSpec(iterations=iterations), seed)
-    return np.where(m > 0, x, filled)
-
-
-def cmd_impute(args: argparse.Namespace) -> int:
-    src, dst = Path(args.input), Path(args.output)
-    if args.iterations < 1:
-        raise UsageError("--iterations must be at least 1")
-    header, rows = read_table(src)
-    columns = describe_columns(header, rows, args.categorical, args.max_levels)
-    x, m = encode(rows, columns)
-    holes = [(i, j) for i, row in enumerate(rows) for j, cell in enumerate(row) if is_missing(cell)]
-    if holes:
-        filled = impute_matrix(x, m, args.method, args.iterations, args.seed)
-        rows = decode(rows, columns, filled)
+def _write_table(dst: str, header: list[str], rows: list[list[str]], delimiter: str) -> None:
     from dlslab import atomic
 
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    atomic.write_text(dst, buf.getvalue())
+    if dst == "-":
+        sys.stdout.write(buf.getvalue())
+        sys.stdout.flush()
+    else:
+        atomic.write_text(dst, buf.getvalue())
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    from dlslab.commands import writable_output
+    from dlslab.impute.imputer import Imputer
+
+    if args.output != "-":
+        writable_output(args.output)
+    imputer = Imputer(args.method, iterations=args.iterations, holdout=AUTO_HOLDOUT, seed=args.seed)
+    if args.max_levels < 1:
+        raise UsageError(f"--max-levels {args.max_levels}: must be >= 1")
+    header, rows, delimiter = read_table(args.input)
+    columns = describe_columns(header, rows, args.categorical, args.max_levels, kept_columns(header, args.keep or []))
+    width = sum(1 if c.kind == "numeric" else len(c.levels) for c in columns if c.kind != "kept")
+    if len(rows) * width > MAX_CELLS:
+        raise DataError(f"{args.input}: {len(rows):,} rows x {width:,} encoded columns (one per number column, one "
+                        f"per category) is more than the {MAX_CELLS:,} cells this tool imputes at once; split the table")
+    holes = [(i, j) for i, row in enumerate(rows) for j, cell in enumerate(row)
+             if columns[j].kind != "kept" and is_missing(cell)]
+    if holes and width:
+        x, m, groups = encode(rows, columns)
+        rows = decode(rows, columns, imputer.fill(x, m, groups))
+        if imputer.scores_:
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(imputer.scores_.items(), key=lambda kv: kv[1]))
+            print(f"method auto: chose {imputer.method_} (RMSE on {AUTO_HOLDOUT:.0%} of the observed cells, hidden "
+                  f"and imputed, columns scaled to [0, 1]: {scores})", file=sys.stderr)
+        for note in dict.fromkeys(imputer.notes_):
+            print(f"note: {note}", file=sys.stderr)
+    _write_table(args.output, header, rows, delimiter)
     touched = sorted({header[j] for _, j in holes})
-    print(f"imputed {len(holes)} missing cell(s) in {len(touched)} column(s) with {args.method}"
+    print(f"imputed {len(holes)} missing cell(s) in {len(touched)} column(s) with {imputer.method_ or args.method}"
           + (f" ({', '.join(touched[:8])}{', ...' if len(touched) > 8 else ''})" if touched else ""),
           file=sys.stderr)
-    print(f"wrote: {dst}")
+    print(f"wrote: {args.output}", file=sys.stderr if args.output == "-" else sys.stdout)
     return 0
 
 
 def register(subparsers: Any, groups: dict[str, Any]) -> None:
-    p = subparsers.add_parser("impute", help="fill the missing cells of a CSV table (GAIN by default)",
+    p = subparsers.add_parser("impute", help="fill the missing cells of a CSV table (best imputer chosen)",
                               description="Impute the empty or NA cells of IN.csv and write OUT.csv; observed "
                                           "cells are written back unchanged.")
-    p.add_argument("input", metavar="IN.csv", help="a CSV file with a header line")
-    p.add_argument("-o", "--output", metavar="OUT.csv", required=True, help="where to write the completed table")
-    p.add_argument("--method", choices=["gain", "mean", "knn", "iterative"], default="gain",
-                   help="imputer (default gain)")
+    p.add_argument("input", metavar="IN.csv", help="a CSV file with a header line (delimiter detected; - for stdin)")
+    p.add_argument("-o", "--output", metavar="OUT.csv", required=True,
+                   help="where to write the completed table (- for stdout)")
+    p.add_argument("--method", choices=["auto", "gain", "mean", "knn", "iterative"], default="auto",
+                   help="imputer (default auto: the one with the lowest RMSE on hidden observed cells)")
+    p.add_argument("--keep", action="append", metavar="COL",
+                   help="pass this column (e.g. an ID) through unchanged; repeatable or comma-separated")
     p.add_argument("--iterations", type=int, default=4000, help="GAIN training steps (default 4000)")
     p.add_argument("--categorical", choices=["onehot", "reject"], default="onehot",
                    help="non-numeric columns: one-hot encode them (default) or stop with an error")
