@@ -45,7 +45,7 @@ def test_run_writes_a_complete_folder_and_reuses_it(toy, tmp_path, capsys) -> No
     env = json.loads((run_dir / "env.json").read_text())
     assert env["seed"] == 0 and env["torch"] and "command" in env
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["config"]["epochs"] == 3
-    assert (tmp_path / "index.html").exists()
+    assert (tmp_path / "index.html").exists() and f"report: {tmp_path / 'index.html'}" in err
     # the same config and seed again: reused, not recomputed
     code, out2, err2 = _run(["run", "toy", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu"], capsys)
     assert code == 0 and "reused" in err2 and out2.strip().splitlines()[-1] == last

@@ -81,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{plan.info.name}: reused finished run {outcome.dir} ({outcome.message})", file=sys.stderr)
     if len(outcomes) > 1:
         _summary(outcomes)
+    if (Path(args.out) / "index.html").exists():
+        print(f"report: {Path(args.out) / 'index.html'} (open it in a browser)", file=sys.stderr)
     for o in outcomes:
         if o.dir is not None and o.status in ("finished", "reused"):
             print(f"run: {o.dir}")
@@ -99,7 +101,8 @@ def _summary(outcomes: list[Any]) -> None:
     print("\nsummary:", file=sys.stderr)
     for o in outcomes:
         head = flatten_headline(o.metrics.get("headline", {})) if o.metrics else {}
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(head.items())[:4])
+        shown = (o.metrics or {}).get("answer") or ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(head.items())[:4])
         label = {"finished": "finished", "reused": "finished (reused)",
                  "no-data": "NOT RUN: data missing", "failed": "FAILED"}[o.status]
         print(f"  {o.study:<17} {label:<22} {o.seconds:7.1f} s  {shown}", file=sys.stderr)
