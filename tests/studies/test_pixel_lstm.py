@@ -25,13 +25,15 @@ def test_pixel_lstm_smoke_run(data_root) -> None:
     rows = {r["completion"]: r for r in metrics["completions"]}
     # the written half is closer to the real one than a blank lower half
     assert rows["lstm (mean)"]["mse"] < rows["blank (zeros)"]["mse"]
-    assert head["mse"]["lstm_mean"] == rows["lstm (mean)"]["mse"]
+    assert rows["lstm (mean)"]["bce"] < rows["blank (zeros)"]["bce"]
+    assert rows["lstm (mean)"]["judge_acc"] > rows["blank (zeros)"]["judge_acc"]
+    assert head["mse"]["lstm_mean"] == rows["lstm (mean)"]["mse"] and head["bce"]["lstm_mean"] == rows["lstm (mean)"]["bce"]
     for name in ("completions.png", "samples.png", "nll.png", "report.html"):
         assert (run_dir / name).stat().st_size > 0, name
 
 
 @pytest.mark.parametrize("key, value", [("given_rows", 28), ("given_rows", 0), ("lr", 0.0), ("hidden", 0),
-                                        ("train_size", -1)])
+                                        ("train_size", -1), ("head_hidden", -1)])
 def test_bad_values_fail_when_the_run_is_planned(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
         runner.plan_study("pixel-lstm", "smoke", {key: value})
