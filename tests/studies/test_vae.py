@@ -16,8 +16,9 @@ def test_vae_smoke_run(data_root) -> None:
     run_dir = run_smoke("vae").dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
     head = metrics["headline"]
-    # an untrained decoder scores about -543 nats (784 ln 2); the smoke VAE is far better
-    assert head["test_elbo"]["mlp"] > -300
+    # training starts from the per-pixel mean image (about -206 nats, the best a decoder that
+    # ignores z can do); the smoke VAE must have learned more than that
+    assert head["test_elbo"]["mlp"] > -195
     assert head["iw_nll"]["mlp"] <= -head["test_elbo"]["mlp"] + 1.0  # the IW bound is tighter than the ELBO
     assert all(q["iw_gap_nats"] >= 0 for q in metrics["quality"])
     curve = metrics["val_elbo"]["mlp"]

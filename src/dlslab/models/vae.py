@@ -57,6 +57,13 @@ class VAEBase(nn.Module):
         return VAEOutput(self.decode(z), mu, logvar, z)
 
     @torch.no_grad()
+    def init_output_bias(self, mean_image: torch.Tensor) -> None:
+        """Start the decoder at the data's mean image (mean_image (1, H, W) of pixel
+        probabilities): the output bias becomes its logit, so the first steps learn structure
+        instead of the average brightness of each pixel."""
+        self.output_bias.copy_(torch.logit(mean_image.clamp(1e-3, 1 - 1e-3)).view_as(self.output_bias))
+
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoder means (pixel probabilities) for z ~ N(0, I): (n, 1, 28, 28) in [0, 1]."""
         device = next(self.parameters()).device
@@ -100,6 +107,10 @@ class MLPVAE(VAEBase):
         mu, logvar = self.to_stats(h).chunk(2, dim=1)  # (B, latent) each
         return mu, logvar
 
+    @property
+    def output_bias(self) -> torch.Tensor:
+        return self.decoder[-1].bias  # (784,) one logit offset per pixel
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).view(-1, 1, self.size, self.size)  # (B, 1, 28, 28)
 
@@ -122,15 +133,16 @@ class ConvVAE(VAEBase):
             nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, c2 * 49), nn.ReLU(),
             nn.Unflatten(1, (c2, 7, 7)),  # (B, c2, 7, 7)
             nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),  # (B, c1, 14, 14)
-            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28) logits
+            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1, bias=False),  # (B, 1, 28, 28)
         )
+        self.output_bias = nn.Parameter(torch.zeros(1, 1, 28, 28))  # one logit offset per pixel
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.to_stats(self.encoder(x)).chunk(2, dim=1)  # (B, latent) each
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        return self.decoder(z) + self.output_bias  # (B, 1, 28, 28) logits
 
 
 @register_model("vae-mlp", example=lambda: torch.rand(2, 1, 28, 28))
