@@ -67,6 +67,7 @@ MAX_DECODED_BYTES = 4 << 30  # all decoded tensors of one file, whatever its siz
 DECODED_FLOOR = 64 << 20  # decoded bytes any file may hold (a small model of all-zero layers)
 MAX_EXPANSION = 4096  # decoded bytes per file byte beyond the floor (sparse zeros cost no bits)
 MAX_ALPHABET = (1 << 16) - 1  # largest codebook or gap alphabet a Huffman stream can describe
+NORMALISATION_KEY = "input_normalisation"  # meta key of the input's (mean, std)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64, "int64": torch.int64, "int32": torch.int32, "int16": torch.int16,
@@ -519,11 +520,19 @@ def dense_bytes(state: dict[str, torch.Tensor]) -> int:
 def pack_model(model: nn.Module, path: str | Path | None, *, name: str | None = None,
                kwargs: dict[str, Any] | None = None, structure: dict[str, Any] | None = None,
                meta: dict[str, Any] | None = None, entropy: Entropy = "huffman",
-               max_codebook: int = 256, reference_bytes: int | None = None) -> PackReport:
+               max_codebook: int = 256, reference_bytes: int | None = None,
+               normalisation: tuple[float, float] | None = None) -> PackReport:
     """Write `model`'s state dict as a packed file (atomically) and report what it holds.
     With `path=None` nothing is written and `file_bytes` is the size it would have.
     `reference_bytes` is the uncompressed model's float32 size, when `model` has a
-    different shape (low rank, structured pruning); by default, `model`'s own."""
+    different shape (low rank, structured pruning); by default, `model`'s own.
+    `normalisation` (mean, std): the model's input is (pixels/255 - mean) / std; stored in
+    the header's meta, read back with `input_normalisation`."""
+    if normalisation is not None:
+        mean, std = (float(v) for v in normalisation)
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise UsageError(f"input normalisation mean={mean}, std={std}: both finite, std > 0")
+        meta = {**(meta or {}), NORMALISATION_KEY: {"mean": mean, "std": std}}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     blob, reports = pack_state(state, model=name, kwargs=kwargs, structure=structure, meta=meta,
                                entropy=entropy, max_codebook=max_codebook)
@@ -535,6 +544,21 @@ def pack_model(model: nn.Module, path: str | Path | None, *, name: str | None = 
         size = len(blob)
     hlen = struct.unpack_from("<I", blob, 5)[0]
     return PackReport(path, size, reference_bytes or dense_bytes(state), 13 + hlen + 4, reports)
+
+
+def input_normalisation(header: dict[str, Any], source: str = "packed file") -> tuple[float, float] | None:
+    """(mean, std) of the model's input, (pixels/255 - mean) / std, as stored by `pack_model`;
+    None for a file packed without it."""
+    stored = header["meta"].get(NORMALISATION_KEY)
+    if stored is None:
+        return None
+    ok = (isinstance(stored, dict) and set(stored) == {"mean", "std"}
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stored.values())
+          and stored["std"] > 0)
+    if not ok:
+        raise BadFileError(f"{source}: malformed header: meta.{NORMALISATION_KEY} must be "
+                           f'{{"mean": number, "std": number > 0}}, got {_show(stored)}')
+    return float(stored["mean"]), float(stored["std"])
 
 
 def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
