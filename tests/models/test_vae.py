@@ -33,3 +33,13 @@ def test_a_smoke_vae_elbo_improves(data_root) -> None:
         epochs=3, batch_size=64, transform=lambda b: [binarize(b[0])], verbose=False, progress=False)
     after = elbo(model, test).mean().item()
     assert after > before + 200 and after > -260, (before, after)
+
+
+@pytest.mark.parametrize("model", [MLPVAE(latent=5, hidden=(32, 16)), ConvVAE(latent=5, width=4)])
+def test_init_output_bias_starts_the_decoder_at_the_mean_image(model) -> None:
+    mean = torch.rand(1, 28, 28) * 0.8 + 0.1
+    model.init_output_bias(mean)
+    last = model.decoder[-1]
+    torch.nn.init.zeros_(last.weight)  # with the last layer silent, only the bias is left
+    decoded = torch.sigmoid(model.decode(torch.randn(3, 5)))
+    assert torch.allclose(decoded, mean.expand(3, 1, 28, 28), atol=1e-5)
