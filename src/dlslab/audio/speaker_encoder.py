@@ -77,9 +77,10 @@ def embed_set(model: Any, frames: torch.Tensor, lengths: torch.Tensor, batch: in
     return torch.cat(out).cpu().numpy()
 
 
-def embed_files(model: Any, spec: EncoderSpec, files: list[Path]) -> np.ndarray:
-    """Unit embeddings (N, E) of audio files (any rate)."""
-    utts = [Utterance(f"file/{k}", "file", f, read_audio(f, sample_rate=SAMPLE_RATE)[0]) for k, f in enumerate(files)]
+def embed_files(model: Any, spec: EncoderSpec, files: list[Path], max_seconds: float | None = None) -> np.ndarray:
+    """Unit embeddings (N, E) of audio files (any rate; longer than `max_seconds`: an error)."""
+    utts = [Utterance(f"file/{k}", "file", f, read_audio(f, sample_rate=SAMPLE_RATE, max_seconds=max_seconds)[0])
+            for k, f in enumerate(files)]
     data = featurize_utterances(utts, spec)
     return embed_set(model, data.frames, data.lengths)
 
@@ -155,3 +156,125 @@ def baseline_comparison(results: dict[str, dict[str, dict[str, Any]]], method: s
     return [(g, key, value(r, key) > max(value(results[b][g], key) for b in baselines))
             for g, r in results[method].items() for key in r
             if key in ("auc", "eer", "acc_at_val_threshold") or key.startswith("oneshot_")]
+
+
+# --- the Python API: embed, enrol, verify ---------------------------------------------------------
+
+THRESHOLD_FILE = "speaker-threshold.json"  # in the run folder: the calibrated verification threshold
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Two recordings compared: their cosine similarity, the threshold, and the verdict."""
+
+    score: float  # cosine similarity of the two embeddings, in [-1, 1]
+    threshold: float  # equal-error-rate threshold on the run's validation speakers
+    same: bool  # score >= threshold
+
+
+def validation_utterances(cfg: dict[str, Any], names: list[str], data_dir: str | Path | None = None) -> list[Utterance]:
+    """The utterances of a siamese run's validation speakers `names`, read as the run read them."""
+    from dlslab.audio.speakers import read_speakers, real_speakers, synthetic_sets
+
+    found: list[Utterance] = []
+    common = {"sample_rate": SAMPLE_RATE, "max_per_speaker": cfg["real_per_speaker"], "seed": cfg["seed"]}
+    if cfg["data"] == "folder":
+        found += read_speakers(cfg["speakers_dir"], "folder", **common)
+    elif "real" in cfg["data"]:
+        found += real_speakers(data_dir, **common)
+    if "synthetic" in cfg["data"]:
+        found += synthetic_sets(cfg["synth_train_speakers"], cfg["synth_val_speakers"], cfg["synth_test_speakers"],
+                                cfg["synth_utterances"], cfg["seed"], SAMPLE_RATE)["val"]
+    wanted = set(names)
+    return [u for u in found if u.speaker in wanted]
+
+
+class SpeakerEncoder:
+    """The speaker encoder of a finished `siamese` run, for use from Python:
+
+        enc = dlslab.SpeakerEncoder.from_run("runs/siamese/...")
+        e = enc.embed(wave, 16000)                 # unit embedding (E,)
+        enc.verify("a.wav", "b.wav")               # Verification(score, threshold, same)
+        enc.enrol(["x1.wav", "x2.wav"])            # one speaker's mean embedding
+
+    Scores are cosine similarities. The threshold is the equal-error-rate threshold on the
+    run's validation speakers (never its test speakers), computed on first use and stored
+    in the run folder as THRESHOLD_FILE.
+    """
+
+    def __init__(self, model: Any, spec: EncoderSpec, run_dir: Path, data_dir: str | Path | None = None):
+        self.model, self.spec, self.run_dir, self.data_dir = model, spec, Path(run_dir), data_dir
+        self._threshold: float | None = None
+
+    @classmethod
+    def from_run(cls, path: str | Path, data_dir: str | Path | None = None) -> SpeakerEncoder:
+        """The encoder of a finished `dlslab run siamese` folder (`data_dir`: where its
+        validation speakers are, for calibrating the threshold; default as the run found them)."""
+        return cls(*load_encoder(path), Path(path), data_dir)
+
+    def embed(self, wave: np.ndarray, rate: int) -> np.ndarray:
+        """The unit embedding (E,) of a mono recording `wave` (T,) at `rate` Hz."""
+        from dlslab.audio.io import check_wave, resample
+
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise UsageError(f"embed takes a mono wave of shape (T,), got shape {wave.shape}; mix it down first")
+        utt = Utterance("wave/0", "wave", Path("-"), resample(check_wave(wave, "the wave"), rate, SAMPLE_RATE))
+        data = featurize_utterances([utt], self.spec)
+        return embed_set(self.model, data.frames, data.lengths)[0]
+
+    def embed_files(self, files: list[str | Path]) -> np.ndarray:
+        """Unit embeddings (N, E) of audio files, each at most MAX_IN_MEMORY_SECONDS long."""
+        from dlslab.audio.io import MAX_IN_MEMORY_SECONDS
+
+        return embed_files(self.model, self.spec, [Path(f) for f in files], max_seconds=MAX_IN_MEMORY_SECONDS)
+
+    def enrol(self, files: list[str | Path]) -> np.ndarray:
+        """One speaker's embedding from several utterances: their mean, at unit length."""
+        mean = self.embed_files(files).mean(0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+    def _embedding(self, x: str | Path | tuple[np.ndarray, int]) -> np.ndarray:
+        return self.embed(*x) if isinstance(x, tuple) else self.embed_files([x])[0]
+
+    def verify(self, a: str | Path | tuple[np.ndarray, int], b: str | Path | tuple[np.ndarray, int],
+               threshold: float | None = None) -> Verification:
+        """Whether `a` and `b` (audio files, or (wave, rate) pairs) are the same speaker."""
+        score = float(np.dot(self._embedding(a), self._embedding(b)))
+        t = self.threshold if threshold is None else threshold
+        return Verification(score, t, score >= t)
+
+    @property
+    def threshold(self) -> float:
+        """The calibrated verification threshold (see `calibrate`)."""
+        if self._threshold is None:
+            path = self.run_dir / THRESHOLD_FILE
+            try:
+                self._threshold = float(json.loads(path.read_text())["threshold"])
+            except (OSError, ValueError, KeyError, TypeError):
+                self._threshold = float(self.calibrate()["threshold"])
+        return self._threshold
+
+    def calibrate(self) -> dict[str, Any]:
+        """The equal-error-rate threshold of cosine scores on balanced same/different pairs of
+        the run's validation speakers; stored in the run folder when it is writable."""
+        from dlslab import atomic
+
+        cfg = config.load_yaml(self.run_dir / "config.yaml")["config"]
+        names = json.loads((self.run_dir / "metrics.json").read_text()).get("speakers", {}).get("val", [])
+        utts = validation_utterances(cfg, names, self.data_dir)
+        if len({u.speaker for u in utts}) < 2:
+            raise UsageError(f"cannot calibrate the threshold of {self.run_dir}: its validation speakers were not "
+                             "found (give the data folder the run used, or pass a threshold)")
+        data = featurize_utterances(utts, self.spec)
+        emb = embed_set(self.model, data.frames, data.lengths)
+        i, j, same = verification_pairs(data.speaker.numpy(), seed=int(cfg["seed"]))
+        eer, threshold = equal_error_rate(pair_scores(emb, i, j), same)
+        result = {"threshold": threshold, "eer": eer, "speakers": len(set(data.speaker.tolist())),
+                  "pairs": len(same), "score": "cosine similarity of the encoder's unit embeddings"}
+        try:
+            atomic.write_json(self.run_dir / THRESHOLD_FILE, result)
+        except OSError:
+            pass  # a read-only run folder: calibrate again next time
+        self._threshold = threshold
+        return result

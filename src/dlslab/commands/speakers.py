@@ -1,89 +1,174 @@
-"""`dlslab speakers enrol DIR --model RUN` and `dlslab speakers identify FILE --gallery G`.
+"""`dlslab speakers`: verify, enrol and identify speakers with a trained `siamese` run.
 
-A gallery is a JSON file: the run whose encoder made it, and for each speaker the one
-enrolment utterance and its embedding. Identification embeds a new recording with the same
-encoder and ranks the enrolled speakers by cosine similarity.
+    dlslab speakers verify A.wav B.wav --model RUN        same speaker or not, with the score
+    dlslab speakers enrol DIR --model RUN --out G.json    one mean embedding per speaker folder
+    dlslab speakers identify FILE... --gallery G.json     the closest enrolled speaker per file
+
+Scores are cosine similarities of the encoder's unit embeddings. The threshold is the
+equal-error-rate threshold on the run's validation speakers (computed on first use and stored
+in the run folder; `--threshold` overrides it): below it, `identify` says "unknown speaker".
+A gallery is a JSON file: the run whose encoder made it, and for each speaker its enrolment
+files and their mean embedding.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from dlslab import atomic
-from dlslab.audio.speaker_encoder import embed_files, load_encoder
-from dlslab.audio.speakers import speaker_files
 from dlslab.errors import DataError, UsageError
 
-GALLERY_VERSION = 1
+GALLERY_VERSION = 2
 
 
-def enrol(folder: str | Path, run_dir: str | Path, out: str | Path) -> Path:
-    """Write a gallery with one utterance per speaker folder of `folder` (the first by name)."""
-    model, spec = load_encoder(run_dir)
-    speakers = speaker_files(folder, min_per_speaker=1)
-    files = [paths[0] for paths in speakers.values()]
-    emb = embed_files(model, spec, files)
-    gallery = {"version": GALLERY_VERSION, "model": str(Path(run_dir).resolve()),
-               "speakers": [{"name": name, "file": str(f), "embedding": [round(float(v), 6) for v in e]}
-                            for name, f, e in zip(speakers, files, emb)]}
+def _encoder(run: str, data_dir: str | None) -> Any:
+    from dlslab.audio.speaker_encoder import SpeakerEncoder
+
+    return SpeakerEncoder.from_run(run, data_dir)
+
+
+def _threshold(encoder: Any, given: float | None) -> float:
+    if given is not None:
+        if not -1 <= given <= 1:
+            raise UsageError(f"--threshold {given}: a cosine similarity threshold must be in [-1, 1]")
+        return given
+    return encoder.threshold
+
+
+def enrol(folder: str | Path, run_dir: str | Path, out: str | Path, *, per_speaker: int | None = None,
+          data_dir: str | None = None) -> dict[str, Any]:
+    """Write a gallery: each speaker folder of `folder` enrolled from its utterances (at most
+    `per_speaker`, the first by name) as their mean embedding."""
+    import numpy as np
+
+    from dlslab import atomic
+    from dlslab.audio.speakers import speaker_files
+
+    encoder = _encoder(str(run_dir), data_dir)
+    speakers = {name: files[:per_speaker] for name, files in speaker_files(folder, min_per_speaker=1).items()}
+    gallery = {"version": GALLERY_VERSION, "model": str(Path(run_dir).resolve()), "speakers": [
+        {"name": name, "files": [str(f) for f in files],
+         "embedding": np.round(encoder.enrol(files), 6).tolist()} for name, files in speakers.items()]}
     atomic.write_json(out, gallery)
-    return Path(out)
+    return gallery
 
 
-def identify(file: str | Path, gallery_path: str | Path) -> list[tuple[str, float]]:
-    """The gallery's speakers ranked by cosine similarity to `file`, most similar first."""
+def read_gallery(path: str | Path) -> tuple[list[str], Any, str]:
+    """(speaker names, their embeddings (S, E), the run folder) of a gallery file."""
+    import numpy as np
+
+    from dlslab import atomic
+
     try:
-        gallery = json.loads(Path(gallery_path).read_text())
-        names = [s["name"] for s in gallery["speakers"]]
+        gallery = json.loads(atomic.read_capped(path, 64 << 20, "a speaker gallery"))
+        names = [str(s["name"]) for s in gallery["speakers"]]
         enrolled = np.array([s["embedding"] for s in gallery["speakers"]], dtype=np.float64)
-        run_dir = gallery["model"]
-    except FileNotFoundError:
-        raise UsageError(f"gallery {gallery_path} does not exist; make one with `dlslab speakers enrol`") from None
+        run_dir = str(gallery["model"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{gallery_path} is not a speaker gallery written by `dlslab speakers enrol` ({exc})") from None
-    model, spec = load_encoder(run_dir)
-    query = embed_files(model, spec, [Path(file)])[0]
-    if enrolled.ndim != 2 or enrolled.shape[1] != len(query):
+        raise DataError(f"{path} is not a speaker gallery written by `dlslab speakers enrol` ({exc})") from None
+    if enrolled.ndim != 2 or not len(names) or not np.all(np.isfinite(enrolled)):
+        raise DataError(f"{path} is not a speaker gallery written by `dlslab speakers enrol` (no usable embeddings)")
+    return names, enrolled, run_dir
+
+
+def identify(files: list[str], gallery_path: str | Path, *, threshold: float | None = None,
+             data_dir: str | None = None) -> tuple[list[list[tuple[str, float]]], float]:
+    """For each file, the gallery's speakers ranked by cosine similarity (most similar first),
+    and the threshold below which the best is "unknown speaker"."""
+    import numpy as np
+
+    names, enrolled, run_dir = read_gallery(gallery_path)
+    encoder = _encoder(run_dir, data_dir)
+    threshold = _threshold(encoder, threshold)
+    queries = encoder.embed_files(files)  # all files in one pass: one model load, one batch
+    if enrolled.shape[1] != queries.shape[1]:
         raise DataError(f"{gallery_path}: its embeddings do not match the encoder of {run_dir}; enrol again")
-    sims = enrolled @ query / np.maximum(np.linalg.norm(enrolled, axis=1) * np.linalg.norm(query), 1e-12)
-    order = np.argsort(-sims, kind="stable")
-    return [(names[i], float(sims[i])) for i in order]
+    enrolled = enrolled / np.maximum(np.linalg.norm(enrolled, axis=1, keepdims=True), 1e-12)
+    sims = queries @ enrolled.T  # (files, speakers)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    return [[(names[k], float(sims[i, k])) for k in order[i]] for i in range(len(files))], threshold
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from dlslab.audio.io import AudioWarning
+    from dlslab.commands import warnings_to_stderr
+
+    encoder = _encoder(args.model, args.data_dir)
+    with warnings_to_stderr(AudioWarning):
+        result = encoder.verify(args.a, args.b, threshold=_threshold(encoder, args.threshold))
+    verdict = "same speaker" if result.same else "different speakers"
+    print(f"{verdict}: score {result.score:.4f} {'>=' if result.same else '<'} threshold {result.threshold:.4f} "
+          "(cosine similarity; threshold: equal error rate on the run's validation speakers)")
+    return 0
 
 
 def cmd_enrol(args: argparse.Namespace) -> int:
-    path = enrol(args.folder, args.model, args.out)
-    n = len(json.loads(path.read_text())["speakers"])
-    print(f"enrolled {n} speakers (one utterance each) with the encoder of {args.model}")
-    print(f"gallery: {path}")
+    from dlslab.audio.io import AudioWarning
+    from dlslab.commands import warnings_to_stderr, writable_output
+
+    if args.per_speaker is not None and args.per_speaker < 1:
+        raise UsageError(f"--per-speaker {args.per_speaker}: must be >= 1")
+    writable_output(args.out)
+    with warnings_to_stderr(AudioWarning):
+        gallery = enrol(args.folder, args.model, args.out, per_speaker=args.per_speaker, data_dir=args.data_dir)
+    counts = [len(s["files"]) for s in gallery["speakers"]]
+    print(f"enrolled {len(counts)} speakers from {sum(counts)} utterances ({min(counts)} to {max(counts)} each, "
+          f"mean embedding) with the encoder of {args.model}")
+    print(f"gallery: {args.out}")
     return 0
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    ranked = identify(args.file, args.gallery)
-    print(f"{'rank':>4}  {'similarity':>10}  speaker")
-    for k, (name, sim) in enumerate(ranked[: args.top], 1):
-        print(f"{k:>4}  {sim:>10.4f}  {name}")
+    from dlslab.audio.io import AudioWarning
+    from dlslab.commands import warnings_to_stderr
+
+    if args.top < 1:
+        raise UsageError(f"--top {args.top}: must be >= 1")
+    with warnings_to_stderr(AudioWarning):
+        ranked, threshold = identify(args.files, args.gallery, threshold=args.threshold, data_dir=args.data_dir)
+    print(f"{'file':<40} {'speaker':<30} {'score':>7}" + ("  next" if args.top > 1 else ""))
+    for file, ranks in zip(args.files, ranked):
+        name, score = ranks[0]
+        shown = name if score >= threshold else "unknown speaker"
+        rest = ", ".join(f"{n} {s:.3f}" for n, s in ranks[1:args.top])
+        print(f"{file:<40} {shown:<30} {score:>7.4f}" + (f"  {rest}" if rest else ""))
+    print(f"(threshold {threshold:.4f}: below it, the closest speaker is reported as unknown)", file=sys.stderr)
     return 0
 
 
 def register(subparsers: Any, groups: dict[str, Any]) -> None:
-    p = subparsers.add_parser("speakers", help="one-shot speaker identification with a trained siamese run")
+    p = subparsers.add_parser("speakers", help="verify, enrol and identify speakers with a trained siamese run")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
-    q = sub.add_parser("enrol", help="build a gallery from one utterance per speaker",
-                       description="DIR holds one folder per speaker (SPEAKER/utterance.wav|flac); the "
-                                   "first utterance of each (by name) is enrolled.")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--threshold", type=float, help="same-speaker threshold on the cosine similarity "
+                       "(default: the equal-error-rate threshold on the run's validation speakers)")
+        q.add_argument("--data-dir", help="where the run's validation speakers are (for the threshold)")
+
+    q = sub.add_parser("verify", help="are two recordings the same speaker?")
+    q.add_argument("a", metavar="A", help="a recording (wav or flac)")
+    q.add_argument("b", metavar="B", help="another recording")
+    q.add_argument("--model", required=True, metavar="RUN", help="a finished `dlslab run siamese` folder")
+    common(q)
+    q.set_defaults(func=cmd_verify)
+
+    q = sub.add_parser("enrol", help="build a gallery: one mean embedding per speaker folder",
+                       description="DIR holds one folder per speaker (SPEAKER/utterance.wav|flac); each "
+                                   "speaker is enrolled from the mean embedding of its utterances.")
     q.add_argument("folder", metavar="DIR")
     q.add_argument("--model", required=True, metavar="RUN", help="a finished `dlslab run siamese` folder")
     q.add_argument("--out", default="gallery.json", help="gallery file to write (default gallery.json)")
+    q.add_argument("--per-speaker", type=int, help="enrol at most this many utterances per speaker (first by name)")
+    q.add_argument("--data-dir", help=argparse.SUPPRESS)
     q.set_defaults(func=cmd_enrol)
-    q = sub.add_parser("identify", help="rank the enrolled speakers for a recording")
-    q.add_argument("file", metavar="FILE")
+
+    q = sub.add_parser("identify", help="the closest enrolled speaker of each recording (or unknown)")
+    q.add_argument("files", nargs="+", metavar="FILE")
     q.add_argument("--gallery", required=True, metavar="G", help="a gallery written by `speakers enrol`")
-    q.add_argument("--top", type=int, default=10, help="how many speakers to print (default 10)")
+    q.add_argument("--top", type=int, default=1, help="also show the next closest speakers (default 1)")
+    common(q)
     q.set_defaults(func=cmd_identify)
