@@ -3,13 +3,16 @@ finished run's encoder, and scoring embeddings of unseen speakers.
 
 An encoder is the twin network of `dlslab.models.siamese` over frame features; `EncoderSpec`
 holds everything needed to rebuild it and to compute its input from a waveform, so the run's
-resolved config (`config.yaml`) is enough to load it back (`load_encoder`).
+resolved config (`config.yaml`) is enough to load it back (`load_encoder`). The spec of
+`EncoderSpec.pretrained` is the GE2E encoder pretrained on other data (`audio.pretrained`,
+an optional extra), with its own front end; `build_encoder` starts it from those weights,
+so it can be used frozen or fine-tuned like a fresh encoder.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,14 @@ import numpy as np
 import torch
 
 from dlslab import config
+from dlslab.audio.augment import noise_features
 from dlslab.audio.io import read_audio
 from dlslab.audio.speakers import SpeakerSet, Utterance, featurize
-from dlslab.errors import UsageError
+from dlslab.data.locate import locate
+from dlslab.errors import DataError, UsageError
 from dlslab.metrics.verification import (CohortNorm, accuracy_at, best_threshold, equal_error_rate,
                                          one_shot_identification, pair_scores, roc_auc, verification_pairs)
-from dlslab.models.siamese import EncoderEnsemble, SiameseNet
+from dlslab.models.siamese import EncoderEnsemble, GE2EEncoder, SiameseNet
 from dlslab.runs import safe_torch_load
 
 SAMPLE_RATE = 16000  # Hz every utterance is resampled to
@@ -33,7 +38,7 @@ N_WAYS = (5, 10, 20)  # one-shot identification among N speakers, plus all of th
 class EncoderSpec:
     """Features and architecture of a speaker encoder (field names as in the siamese Config)."""
 
-    features: str = "logmel"  # logmel | stft
+    features: str = "logmel"  # logmel | stft | ge2e-mel (the pretrained encoder's mel power frames)
     n_mels: int = 40  # mel bands (logmel)
     n_fft: int = 512  # STFT window in samples
     hop: int = 256  # STFT hop in samples
@@ -42,6 +47,7 @@ class EncoderSpec:
     dilations: tuple[int, ...] = (1, 2, 3)  # one time-delay layer per entry
     embed_dim: int = 128  # embedding size
     mean_norm: bool = False  # subtract each utterance's mean frame
+    arch: str = "tdnn"  # tdnn (time-delay network, trained here) | ge2e (the pretrained LSTM)
 
     @classmethod
     def of(cls, values: Any) -> EncoderSpec:
@@ -50,18 +56,50 @@ class EncoderSpec:
         picked = {f.name: get(f.name, f.default) for f in fields(cls)}
         return cls(**(picked | {"dilations": tuple(picked["dilations"])}))
 
+    @classmethod
+    def pretrained(cls, max_seconds: float = 4.0) -> EncoderSpec:
+        """The GE2E encoder pretrained on other data, with its front end (`audio.pretrained`)."""
+        from dlslab.audio import pretrained
+
+        return cls(features="ge2e-mel", n_mels=pretrained.N_MELS, n_fft=pretrained.WINDOW, hop=pretrained.HOP,
+                   max_seconds=max_seconds, embed_dim=256, arch="ge2e")
+
     @property
     def max_frames(self) -> int:
         return int(self.max_seconds * SAMPLE_RATE / self.hop) + 1
 
 
 def build_encoder(spec: EncoderSpec, n_features: int, n_centres: int = 0) -> SiameseNet:
-    """A fresh encoder; `n_centres` > 0 adds the speaker centres of additive-margin training."""
+    """A fresh encoder (arch ge2e: the pretrained one); `n_centres` > 0 adds the speaker
+    centres of additive-margin training."""
+    if spec.arch == "ge2e":
+        from dlslab.audio import pretrained
+
+        return SiameseNet(n_centres=n_centres, encoder=pretrained.pretrained_encoder())
     return SiameseNet(n_features, spec.channels, spec.embed_dim, spec.dilations, spec.mean_norm, n_centres)
+
+
+def noise_frames(spec: EncoderSpec, snr: list[float] | tuple[float, ...],
+                 data_dir: str | Path | None) -> torch.Tensor | None:
+    """The real noise recordings (dataset 'noise') as `spec`'s features (F, T), for noisy
+    training crops; None when `snr` is empty (noise off)."""
+    if not snr:
+        return None
+    loc = locate("noise", data_dir)
+    if loc.status != "found":
+        raise DataError("noise_snr needs the 'noise' dataset (real noise recordings); put it under "
+                        "DLSLAB_DATA or --data-dir, or run with --set noise_snr=[]")
+    return noise_features(loc.path, SAMPLE_RATE, spec.features, n_mels=spec.n_mels, n_fft=spec.n_fft, hop=spec.hop)
 
 
 def featurize_utterances(utterances: list[Utterance], spec: EncoderSpec) -> SpeakerSet:
     """The encoder's input frames of utterances at SAMPLE_RATE."""
+    if spec.features == "ge2e-mel":
+        from dlslab.audio import pretrained
+
+        frames, lengths = pretrained.mel_frames(utterances, spec.max_seconds)
+        return replace(featurize(utterances, SAMPLE_RATE, max_frames=EncoderSpec().max_frames),
+                       frames=frames, lengths=lengths)
     return featurize(utterances, SAMPLE_RATE, kind=spec.features, n_mels=spec.n_mels, n_fft=spec.n_fft,
                      hop=spec.hop, max_frames=spec.max_frames)
 
@@ -77,6 +115,19 @@ def embed_set(model: Any, frames: torch.Tensor, lengths: torch.Tensor, batch: in
     return torch.cat(out).cpu().numpy()
 
 
+def cached_embedder(model: Any, device: torch.device | str = "cpu") -> Any:
+    """embed(SpeakerSet) -> unit embeddings (N, E) with `model`; each set of utterances is
+    embedded once (the same set asked again gets the same array)."""
+    done: dict[tuple, np.ndarray] = {}
+
+    def embed(s: SpeakerSet) -> np.ndarray:
+        key = (tuple(s.paths), tuple(s.names), len(s))
+        if key not in done:
+            done[key] = embed_set(model, s.frames.to(device), s.lengths.to(device))
+        return done[key]
+    return embed
+
+
 def embed_files(model: Any, spec: EncoderSpec, files: list[Path], max_seconds: float | None = None) -> np.ndarray:
     """Unit embeddings (N, E) of audio files (any rate; longer than `max_seconds`: an error)."""
     utts = [Utterance(f"file/{k}", "file", f, read_audio(f, sample_rate=SAMPLE_RATE, max_seconds=max_seconds)[0])
@@ -85,14 +136,17 @@ def embed_files(model: Any, spec: EncoderSpec, files: list[Path], max_seconds: f
     return embed_set(model, data.frames, data.lengths)
 
 
-def checkpoint_name(loss: str, member: int = 0) -> str:
-    """The `fit` name (checkpoint stem) of ensemble member `member` trained with `loss`."""
-    return f"encoder-{loss}" + (f"-{member}" if member else "")
+def checkpoint_name(loss: str, member: int = 0, spec: EncoderSpec | None = None) -> str:
+    """The `fit` name (checkpoint stem) of ensemble member `member` trained with `loss`
+    (from scratch, or fine-tuned from the pretrained encoder when `spec.arch` is ge2e)."""
+    kind = "finetuned" if spec is not None and spec.arch == "ge2e" else "encoder"
+    return f"{kind}-{loss}" + (f"-{member}" if member else "")
 
 
-def load_encoder(run_dir: str | Path) -> tuple[SiameseNet | EncoderEnsemble, EncoderSpec]:
+def load_encoder(run_dir: str | Path, init: str = "scratch") -> tuple[SiameseNet | EncoderEnsemble, EncoderSpec]:
     """The trained encoder of a finished `siamese` run (the loss chosen on validation; all
-    its ensemble members) and its spec."""
+    its ensemble members) and its spec: the one trained from scratch, or (init="pretrained")
+    the one fine-tuned from the pretrained encoder."""
     run_dir = Path(run_dir)
     metrics_path, cfg_path = run_dir / "metrics.json", run_dir / "config.yaml"
     if not metrics_path.is_file() or not cfg_path.is_file():
@@ -101,19 +155,68 @@ def load_encoder(run_dir: str | Path) -> tuple[SiameseNet | EncoderEnsemble, Enc
     data = config.load_yaml(cfg_path)
     if data["study"] != "siamese":
         raise UsageError(f"{run_dir} is a run of {data['study']!r}, not of 'siamese'")
-    spec = EncoderSpec.of(data["config"])
     metrics = json.loads(metrics_path.read_text())
+    if init == "pretrained":
+        if "pretrained" not in metrics.get("selected_loss_of", {}):
+            raise UsageError(f"{run_dir} has no encoder fine-tuned from the pretrained one (run with init "
+                             "including pretrained, with the pretrained extra installed)")
+        spec = EncoderSpec.pretrained(float(data["config"]["max_seconds"]))
+        loss, members_n = metrics["selected_loss_of"]["pretrained"], int(data["config"]["finetune_ensemble"])
+    else:
+        spec, loss, members_n = EncoderSpec.of(data["config"]), metrics["selected_loss"], int(data["config"]["ensemble"])
     members = []
-    for k in range(int(data["config"]["ensemble"])):
-        path = run_dir / "checkpoints" / f"{checkpoint_name(metrics['selected_loss'], k)}.done.pt"
+    for k in range(members_n):
+        path = run_dir / "checkpoints" / f"{checkpoint_name(loss, k, spec)}.done.pt"
         state = safe_torch_load(path)["model"]
         state.pop("centres", None)  # only used in training
-        members.append(build_encoder(spec, metrics["n_features"]))
+        members.append(build_encoder(spec, metrics["n_features"]) if spec.arch == "tdnn"
+                       else SiameseNet(encoder=GE2EEncoder()))
         members[-1].load_state_dict(state)
     return EncoderEnsemble.join(members).eval(), spec
 
 
+def open_encoder(name: str | Path, init: str = "scratch") -> tuple[SiameseNet | EncoderEnsemble, EncoderSpec]:
+    """`pretrained` (the GE2E encoder pretrained on other data, frozen; an optional extra) or
+    a finished siamese run's encoder (`load_encoder`: from scratch, or fine-tuned with init="pretrained")."""
+    if str(name) == "pretrained":
+        from dlslab.audio import pretrained
+
+        return SiameseNet(encoder=pretrained.pretrained_encoder()).eval(), EncoderSpec.pretrained()
+    return load_encoder(name, init)
+
+
 # --- scoring embeddings of unseen speakers -------------------------------------------------------
+
+
+def role_set(data: SpeakerSet, roles: dict[str, str], role: str, corpora: list[str] | None = None) -> SpeakerSet:
+    """The utterances of the speakers in `role` (train | val | test), of `corpora` only if given."""
+    return data.subset([n for n, c in zip(data.names, data.corpus)
+                        if roles[n] == role and (corpora is None or c in corpora)])
+
+
+def test_groups(data: SpeakerSet, roles: dict[str, str]) -> dict[str, SpeakerSet]:
+    """The test speakers: all real ones pooled, each real corpus with 2+ of them, the synthetic ones."""
+    tested = [c for n, c in zip(data.names, data.corpus) if roles[n] == "test"]
+    real = sorted(set(tested) - {"synthetic"})
+    groups = {"real": role_set(data, roles, "test", real)} if real else {}
+    if len(real) > 1:
+        groups |= {f"within {c}": role_set(data, roles, "test", [c]) for c in real if tested.count(c) >= 2}
+    if "synthetic" in tested:
+        groups["synthetic"] = role_set(data, roles, "test", ["synthetic"])
+    return groups
+
+
+def score_method(embed: Any, data: SpeakerSet, roles: dict[str, str], *, rounds: int, seed: int,
+                 s_norm: bool, cohort_top_k: int | None = None) -> dict[str, dict[str, Any]]:
+    """`evaluate_embeddings` of one method (`embed`: SpeakerSet -> unit embeddings) on every
+    test group of `data`; with `s_norm`, against its own embeddings of the training utterances."""
+    val = role_set(data, roles, "val")
+    val_emb = embed(val)
+    norm = CohortNorm(embed(role_set(data, roles, "train")), cohort_top_k) if s_norm else None
+    return {g: evaluate_embeddings(embed(s), s.speaker.numpy(), val_emb, val.speaker.numpy(),
+                                   rounds=rounds, seed=seed, norm=norm)
+            for g, s in test_groups(data, roles).items()}
+
 
 
 def mfcc_embeddings(data: SpeakerSet, centre: torch.Tensor) -> np.ndarray:
@@ -143,6 +246,22 @@ def evaluate_embeddings(test_emb: np.ndarray, test_speaker: np.ndarray, val_emb:
         if n == n_spk:
             out["confusion"] = (ident.truth, ident.predicted)
     return out
+
+
+def result_rows(results: dict[str, dict[str, dict[str, Any]]], group: str,
+                missing: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """A table of `score_method` results in `group`: one row per method (AUC, EER, accuracy
+    at the validation threshold, every N-way accuracy), a row per `missing` method saying
+    why it is missing, and chance."""
+    rows = []
+    for method, res in results.items():
+        r = res[group]
+        rows.append({"method": method, "ROC-AUC": r["auc"], "EER": r["eer"], "acc @ val threshold":
+                     r["acc_at_val_threshold"]} | {f"{r[k]['n_way']}-way acc": r[k]["acc"] for k in r if k.startswith("oneshot_")})
+    rows += [{"method": method, "ROC-AUC": why} for method, why in (missing or {}).items()]
+    first = next(iter(results.values()))[group]
+    return rows + [{"method": "chance", "ROC-AUC": 0.5, "EER": 0.5, "acc @ val threshold": 0.5}
+                   | {f"{first[k]['n_way']}-way acc": first[k]["chance"] for k in first if k.startswith("oneshot_")}]
 
 
 def baseline_comparison(results: dict[str, dict[str, dict[str, Any]]], method: str,
@@ -202,15 +321,18 @@ class SpeakerEncoder:
     in the run folder as THRESHOLD_FILE.
     """
 
-    def __init__(self, model: Any, spec: EncoderSpec, run_dir: Path, data_dir: str | Path | None = None):
-        self.model, self.spec, self.run_dir, self.data_dir = model, spec, Path(run_dir), data_dir
+    def __init__(self, model: Any, spec: EncoderSpec, run_dir: Path | None, data_dir: str | Path | None = None):
+        self.model, self.spec, self.data_dir = model, spec, data_dir
+        self.run_dir = None if run_dir is None else Path(run_dir)  # None: the pretrained encoder, no run
         self._threshold: float | None = None
 
     @classmethod
-    def from_run(cls, path: str | Path, data_dir: str | Path | None = None) -> SpeakerEncoder:
+    def from_run(cls, path: str | Path, data_dir: str | Path | None = None, init: str = "scratch") -> SpeakerEncoder:
         """The encoder of a finished `dlslab run siamese` folder (`data_dir`: where its
-        validation speakers are, for calibrating the threshold; default as the run found them)."""
-        return cls(*load_encoder(path), Path(path), data_dir)
+        validation speakers are, for calibrating the threshold; default as the run found them);
+        init="pretrained": the run's encoder fine-tuned from the pretrained one. `path` may also
+        be `pretrained`: the GE2E encoder pretrained on other data (no run, so no threshold)."""
+        return cls(*open_encoder(path, init), None if str(path) == "pretrained" else Path(path), data_dir)
 
     def embed(self, wave: np.ndarray, rate: int) -> np.ndarray:
         """The unit embedding (E,) of a mono recording `wave` (T,) at `rate` Hz."""
@@ -247,6 +369,9 @@ class SpeakerEncoder:
     @property
     def threshold(self) -> float:
         """The calibrated verification threshold (see `calibrate`)."""
+        if self._threshold is None and self.run_dir is None:
+            raise UsageError("the pretrained encoder has no validation speakers to calibrate a threshold on; "
+                             "give --threshold (a cosine similarity)")
         if self._threshold is None:
             path = self.run_dir / THRESHOLD_FILE
             try:

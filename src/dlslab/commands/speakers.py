@@ -24,10 +24,10 @@ from dlslab.errors import DataError, UsageError
 GALLERY_VERSION = 2
 
 
-def _encoder(run: str, data_dir: str | None) -> Any:
+def _encoder(run: str, data_dir: str | None, init: str = "scratch") -> Any:
     from dlslab.audio.speaker_encoder import SpeakerEncoder
 
-    return SpeakerEncoder.from_run(run, data_dir)
+    return SpeakerEncoder.from_run(run, data_dir, init)
 
 
 def _threshold(encoder: Any, given: float | None) -> float:
@@ -39,7 +39,7 @@ def _threshold(encoder: Any, given: float | None) -> float:
 
 
 def enrol(folder: str | Path, run_dir: str | Path, out: str | Path, *, per_speaker: int | None = None,
-          data_dir: str | None = None) -> dict[str, Any]:
+          data_dir: str | None = None, init: str = "scratch") -> dict[str, Any]:
     """Write a gallery: each speaker folder of `folder` enrolled from its utterances (at most
     `per_speaker`, the first by name) as their mean embedding."""
     import numpy as np
@@ -47,17 +47,18 @@ def enrol(folder: str | Path, run_dir: str | Path, out: str | Path, *, per_speak
     from dlslab import atomic
     from dlslab.audio.speakers import speaker_files
 
-    encoder = _encoder(str(run_dir), data_dir)
+    encoder = _encoder(str(run_dir), data_dir, init)
     speakers = {name: files[:per_speaker] for name, files in speaker_files(folder, min_per_speaker=1).items()}
-    gallery = {"version": GALLERY_VERSION, "model": str(Path(run_dir).resolve()), "speakers": [
+    model = "pretrained" if str(run_dir) == "pretrained" else str(Path(run_dir).resolve())
+    gallery = {"version": GALLERY_VERSION, "model": model, "init": init, "speakers": [
         {"name": name, "files": [str(f) for f in files],
          "embedding": np.round(encoder.enrol(files), 6).tolist()} for name, files in speakers.items()]}
     atomic.write_json(out, gallery)
     return gallery
 
 
-def read_gallery(path: str | Path) -> tuple[list[str], Any, str]:
-    """(speaker names, their embeddings (S, E), the run folder) of a gallery file."""
+def read_gallery(path: str | Path) -> tuple[list[str], Any, str, str]:
+    """(speaker names, their embeddings (S, E), the run folder or `pretrained`, its init) of a gallery file."""
     import numpy as np
 
     from dlslab import atomic
@@ -66,12 +67,12 @@ def read_gallery(path: str | Path) -> tuple[list[str], Any, str]:
         gallery = json.loads(atomic.read_capped(path, 64 << 20, "a speaker gallery"))
         names = [str(s["name"]) for s in gallery["speakers"]]
         enrolled = np.array([s["embedding"] for s in gallery["speakers"]], dtype=np.float64)
-        run_dir = str(gallery["model"])
+        run_dir, init = str(gallery["model"]), str(gallery.get("init", "scratch"))
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path} is not a speaker gallery written by `dlslab speakers enrol` ({exc})") from None
     if enrolled.ndim != 2 or not len(names) or not np.all(np.isfinite(enrolled)):
         raise DataError(f"{path} is not a speaker gallery written by `dlslab speakers enrol` (no usable embeddings)")
-    return names, enrolled, run_dir
+    return names, enrolled, run_dir, init
 
 
 def identify(files: list[str], gallery_path: str | Path, *, threshold: float | None = None,
@@ -80,8 +81,8 @@ def identify(files: list[str], gallery_path: str | Path, *, threshold: float | N
     and the threshold below which the best is "unknown speaker"."""
     import numpy as np
 
-    names, enrolled, run_dir = read_gallery(gallery_path)
-    encoder = _encoder(run_dir, data_dir)
+    names, enrolled, run_dir, init = read_gallery(gallery_path)
+    encoder = _encoder(run_dir, data_dir, init)
     threshold = _threshold(encoder, threshold)
     queries = encoder.embed_files(files)  # all files in one pass: one model load, one batch
     if enrolled.shape[1] != queries.shape[1]:
@@ -96,7 +97,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from dlslab.audio.io import AudioWarning
     from dlslab.commands import warnings_to_stderr
 
-    encoder = _encoder(args.model, args.data_dir)
+    encoder = _encoder(args.model, args.data_dir, args.init)
     with warnings_to_stderr(AudioWarning):
         result = encoder.verify(args.a, args.b, threshold=_threshold(encoder, args.threshold))
     verdict = "same speaker" if result.same else "different speakers"
@@ -113,7 +114,8 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         raise UsageError(f"--per-speaker {args.per_speaker}: must be >= 1")
     writable_output(args.out)
     with warnings_to_stderr(AudioWarning):
-        gallery = enrol(args.folder, args.model, args.out, per_speaker=args.per_speaker, data_dir=args.data_dir)
+        gallery = enrol(args.folder, args.model, args.out, per_speaker=args.per_speaker, data_dir=args.data_dir,
+                        init=args.init)
     counts = [len(s["files"]) for s in gallery["speakers"]]
     print(f"enrolled {len(counts)} speakers from {sum(counts)} utterances ({min(counts)} to {max(counts)} each, "
           f"mean embedding) with the encoder of {args.model}")
@@ -144,6 +146,13 @@ def register(subparsers: Any, groups: dict[str, Any]) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
 
+    def encoder_option(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--encoder", "--model", dest="model", required=True, metavar="pretrained|RUN",
+                       help="a finished `dlslab run siamese` folder, or `pretrained`: the GE2E encoder "
+                            "pretrained on other data (needs dlslab[pretrained])")
+        q.add_argument("--init", choices=("scratch", "pretrained"), default="scratch", help="with RUN: its "
+                       "encoder trained from scratch (default) or fine-tuned from the pretrained one")
+
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--threshold", type=float, help="same-speaker threshold on the cosine similarity "
                        "(default: the equal-error-rate threshold on the run's validation speakers)")
@@ -152,7 +161,7 @@ def register(subparsers: Any, groups: dict[str, Any]) -> None:
     q = sub.add_parser("verify", help="are two recordings the same speaker?")
     q.add_argument("a", metavar="A", help="a recording (wav or flac)")
     q.add_argument("b", metavar="B", help="another recording")
-    q.add_argument("--model", required=True, metavar="RUN", help="a finished `dlslab run siamese` folder")
+    encoder_option(q)
     common(q)
     q.set_defaults(func=cmd_verify)
 
@@ -160,7 +169,7 @@ def register(subparsers: Any, groups: dict[str, Any]) -> None:
                        description="DIR holds one folder per speaker (SPEAKER/utterance.wav|flac); each "
                                    "speaker is enrolled from the mean embedding of its utterances.")
     q.add_argument("folder", metavar="DIR")
-    q.add_argument("--model", required=True, metavar="RUN", help="a finished `dlslab run siamese` folder")
+    encoder_option(q)
     q.add_argument("--out", default="gallery.json", help="gallery file to write (default gallery.json)")
     q.add_argument("--per-speaker", type=int, help="enrol at most this many utterances per speaker (first by name)")
     q.add_argument("--data-dir", help=argparse.SUPPRESS)

@@ -75,6 +75,39 @@ class SpeakerEncoder(nn.Module):
         return F.normalize(self.project(stats_pool(x, mask)), dim=1)  # (B, E)
 
 
+class GE2EEncoder(nn.Module):
+    """The GE2E speaker encoder (Wan et al. 2018) in the shape of resemblyzer's pretrained
+    one: a 3-layer LSTM over mel power frames; the last layer's final state -> linear -> ReLU
+    -> unit length. An utterance is cut into partial windows of `window` frames, `step`
+    apart (zero-padded at the end; a last window less than `min_coverage` full is dropped
+    unless it is the only one); its embedding is the mean of theirs, made unit length."""
+
+    def __init__(self, n_features: int = 40, hidden: int = 256, embed_dim: int = 256, layers: int = 3,
+                 window: int = 160, step: int = 77, min_coverage: float = 0.75):
+        super().__init__()
+        self.embed_dim, self.window, self.step, self.min_coverage = embed_dim, window, step, min_coverage
+        self.lstm = nn.LSTM(n_features, hidden, layers, batch_first=True)
+        self.linear = nn.Linear(hidden, embed_dim)
+
+    def windows(self, length: int) -> list[int]:
+        """Start frames of the partial windows of an utterance of `length` frames."""
+        starts = list(range(0, max(1, length - self.window + self.step + 1), self.step))
+        if len(starts) > 1 and (length - 1 - starts[-1]) / self.window < self.min_coverage:
+            starts.pop()
+        return starts
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = (x * mask[:, None]).transpose(1, 2)  # (B, T, F), zero beyond each length
+        starts = [(b, s) for b, n in enumerate(mask.sum(1).long().tolist()) for s in self.windows(n)]
+        owner = torch.tensor([b for b, _ in starts], device=x.device)  # (W,)
+        t = torch.tensor([s for _, s in starts], device=x.device)[:, None] + torch.arange(self.window, device=x.device)
+        x = F.pad(x, (0, 0, 0, self.window))  # (B, T + window, F)
+        _, (hidden, _) = self.lstm(x[owner[:, None], t])  # windows (W, window, F) -> hidden (layers, W, H)
+        partial = F.normalize(F.relu(self.linear(hidden[-1])), dim=1)  # (W, E)
+        total = torch.zeros(len(mask), partial.shape[1], device=x.device, dtype=partial.dtype)
+        return F.normalize(total.index_add(0, owner, partial), dim=1)  # (B, E)
+
+
 # --- losses ---------------------------------------------------------------------------------
 
 
@@ -168,11 +201,17 @@ class SiameseNet(nn.Module):
     cosine similarity (B,). `centres` (n_centres, E) exist only for additive-margin training."""
 
     def __init__(self, n_features: int = 40, channels: int = 128, embed_dim: int = 128,
-                 dilations: tuple[int, ...] = (1, 2, 3), mean_norm: bool = True, n_centres: int = 0):
+                 dilations: tuple[int, ...] = (1, 2, 3), mean_norm: bool = True, n_centres: int = 0,
+                 encoder: nn.Module | None = None):
         super().__init__()
-        self.encoder = SpeakerEncoder(n_features, channels, embed_dim, dilations, mean_norm)
-        # one learned centre per training speaker, used only by the additive-margin loss
-        self.centres = nn.Parameter(0.1 * torch.randn(n_centres, embed_dim)) if n_centres else None
+        # the time-delay encoder, or a given one (e.g. a pretrained GE2EEncoder) with `embed_dim`
+        self.encoder = encoder if encoder is not None else SpeakerEncoder(n_features, channels, embed_dim,
+                                                                          dilations, mean_norm)
+        embed_dim = getattr(self.encoder, "embed_dim", embed_dim)
+        # one learned centre per training speaker, used only by the additive-margin loss; beside a
+        # given (pretrained) encoder they start tiny, so the small fine-tuning rate turns them fast
+        scale = 0.1 if encoder is None else 1e-4
+        self.centres = nn.Parameter(scale * torch.randn(n_centres, embed_dim)) if n_centres else None
 
     def embed(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(x, mask)  # (B, E), unit length

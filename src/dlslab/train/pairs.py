@@ -108,7 +108,7 @@ def train_encoder(spec: PairTraining, encoder: EncoderSpec, loss: str, train: Sp
     history = fit(model, (torch.arange(len(train), device=device),), pair_loss(spec, loss, train, device, noise),
                   optimizer=opt, epochs=spec.epochs, batch_size=spec.batch_size, evaluate=evaluate,
                   monitor="val_auc", patience=spec.patience, restore_best=True, grad_clip=spec.grad_clip,
-                  seed=seed + member, run=run, name=checkpoint_name(loss, member), drop_last=True)
+                  seed=seed + member, run=run, name=checkpoint_name(loss, member, encoder), drop_last=True)
     return model.eval(), history
 
 
