@@ -48,8 +48,8 @@ from typing import Any
 import torch
 
 from dlslab.compress.packed import dense_bytes, load_packed, pack_model
-from dlslab.compress.pipeline import (Mnist, PruneSpec, StageSpec, error_percent, load_mnist, pruning_rounds,
-                                      quantise_pruned, quantised_label, train)
+from dlslab.compress.pipeline import (Mnist, PruneSpec, StageSpec, error_percent, load_mnist, network_epochs,
+                                      pruning_rounds, quantise_pruned, quantised_label, train)
 from dlslab.config import apply_overrides, parse_set_args, to_dict
 from dlslab.data.splits import random_subset
 from dlslab.errors import DlsError
@@ -58,7 +58,7 @@ from dlslab.runner import plan_from_file, plan_study
 
 HELD_OUT = 5000
 # the settings a split's baseline, and then its pruning rounds, depend on (the cache's key)
-BASELINE_KEYS = ("train_subset", "batch_size", "epochs", "lr", "weight_decay")
+BASELINE_KEYS = ("train_subset", "batch_size", "epochs", "lr", "weight_decay", "bf16")
 PRUNE_KEYS = ("finetune_lr", "prune_rounds", "prune_epochs", "distill_temperature")
 
 
@@ -122,6 +122,7 @@ def main() -> None:
         cfg = apply_overrides(plan_from_file(args.from_run / "config.yaml").cfg, overrides)
     else:
         cfg = study_config(overrides)
+    cfg = network_epochs(cfg, net)  # the network's epochs, as the study trains them (--qat-epochs as given)
     data = load_mnist(None, "cpu", train_subset=cfg.train_subset, test_subset=cfg.test_subset, seed=cfg.seed)
     t0, c0 = time.perf_counter(), time.process_time()
 

@@ -9,6 +9,7 @@ names, so `StageSpec.of(cfg)` reads them from any config that has them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterator
@@ -64,6 +65,15 @@ def error_percent(model: nn.Module, data: Mnist) -> float:
 
 # --- training stages ---------------------------------------------------------------------------------
 
+EPOCH_FIELDS = ("epochs", "prune_epochs", "qat_epochs", "share_epochs", "technique_epochs")
+
+
+def network_epochs(cfg: Any, net: str) -> Any:
+    """`cfg` with every stage's epochs multiplied by its `<net>_epoch_scale` (a cheap network
+    can afford more passes in the same time); `cfg` itself when the scale is 1 or absent."""
+    scale = getattr(cfg, f"{net}_epoch_scale", 1)
+    return cfg if scale == 1 else dataclasses.replace(cfg, **{f: getattr(cfg, f) * scale for f in EPOCH_FIELDS})
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -74,6 +84,7 @@ class StageSpec:
     finetune_lr: float = 1e-3  # starting learning rate of a fine-tuning stage (decays linearly)
     weight_decay: float = 1e-4  # Adam's L2 weight decay
     distill_temperature: float = 4.0  # softmax temperature of the distillation term
+    bf16: bool = False  # bf16 autocast on the CPU too (AMX); weights and Adam's state stay float32
     seed: int = 0  # data order of every stage
 
     @classmethod
@@ -101,7 +112,7 @@ def train(model: nn.Module, data: Mnist, spec: StageSpec, run: Run | None, name:
     loss = (distillation_objective(teacher, distill, spec.distill_temperature)
             if teacher is not None and distill > 0 else cross_entropy)
     fit(model, data.train, loss, optimizer=opt, epochs=epochs, batch_size=spec.batch_size,
-        scheduler=schedule, seed=spec.seed, run=run, name=name)
+        scheduler=schedule, cpu_bf16=spec.bf16, seed=spec.seed, run=run, name=name)
     return model
 
 
