@@ -106,7 +106,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "losses": ["triplet"], "epochs": 8, "batch_size": 32, "ensemble": 2, "eval_rounds": 3,
               "finetune_epochs": 1},
     "quick": {"synth_train_speakers": 30, "synth_utterances": 8, "channels": 64,
-              "losses": ["am-softmax"], "epochs": 25, "patience": 8, "eval_rounds": 5, "finetune_epochs": 1},
+              "losses": ["am-softmax"], "epochs": 25, "patience": 8, "eval_rounds": 5,
+              "init": ["scratch"]},  # the frozen anchor, no fine-tuning (one epoch: 0.842 vs frozen 0.848, +40 s)
     "full": {},
 }
 
