@@ -105,6 +105,7 @@ def run(cfg: Config, run: Run) -> dict:
     test_idx = random_subset(len(data.test_x), cfg.eval_images, derive(cfg.seed, "subset", "test"))
     test_x = data.test_x[test_idx].to(dev).float() / 255
     test_y = data.test_y[test_idx].to(dev)
+    run.test_data(test_x, test_y)
     border = (1 - centre_mask(size, patch)).to(dev)  # (1, 1, S, S): 1 where the generator draws
     labels = test_y if cfg.use_label else None
     # fixed evaluation noise: the same draws for every variant and every epoch
@@ -241,6 +242,7 @@ def evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, Outp
             findings.append(f"Judge accuracy {r['judge acc']:.3f} vs {gn['judge acc']:.3f}; Fréchet distance "
                             f"{r['Fréchet dist.']:.2f} vs {gn['Fréchet dist.']:.2f}, so the {better} completions are "
                             "closer to real images in our classifier's feature space.")
+    answer(cfg, run, by_name, models)
     findings.append("The known patch is kept exactly in every completion." if all(exact.values())
                     else "The known patch was NOT kept exactly in: " + ", ".join(v for v, ok in exact.items() if not ok))
     run.add_text("Findings", " ".join(findings))
@@ -250,7 +252,29 @@ def evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, Outp
     headline = {short: {name: by_name[name][long] for name in (*models, "mean image", "real") if long in by_name[name]}
                 for long, short in keys.items()}
     headline = {k: v for k, v in headline.items() if v}
-    headline["patch_kept_exactly"] = all(exact.values())
-    headline["collapsed"] = {v: bool(f) for v, f in collapse.items() if v == "cgan"}
     return {"headline": headline, "table": rows, "collapse": collapse, "patch_exact": exact,
+            "patch_kept_exactly": all(exact.values()), "collapsed": {v: bool(f) for v, f in collapse.items() if v == "cgan"},
             "history": histories}
+
+
+def answer(cfg: Config, run: Run, by_name: dict[str, dict[str, Any]], models: dict[str, Any]) -> None:
+    """The answer and the targets: is the cGAN closer to real images than reconstruction-only
+    (Fréchet distance in the judge's features) at no more than +10% border L1?"""
+    if not ("recon" in models and "cgan" in models):
+        run.answer(f"Only {', '.join(models)} was trained, so the adversarial term is not compared; border L1 "
+                   + ", ".join(f"{v} {by_name[v]['border L1']:.4f}" for v in models) + ".")
+        return
+    r, gn = by_name["recon"], by_name["cgan"]
+    l1_ratio = gn["border L1"] / max(r["border L1"], 1e-12)
+    if "Fréchet dist." not in gn:
+        run.answer(f"Without the judge only pixel errors are measured: the cGAN's border L1 is {l1_ratio:.2f}x "
+                   "reconstruction-only's.")
+        return
+    closer = gn["Fréchet dist."] < r["Fréchet dist."]
+    run.answer(f"The cGAN's completions are {'closer to' if closer else 'no closer to'} real {cfg.dataset} images "
+               f"than reconstruction-only ones (Fréchet distance {gn['Fréchet dist.']:.1f} vs {r['Fréchet dist.']:.1f}, "
+               f"real images {by_name['real']['Fréchet dist.']:.1f}) at {100 * (l1_ratio - 1):+.1f}% border L1.")
+    anchor = "Context Encoders / pix2pix: the adversarial term trades a little pixel error for realism"
+    run.target("Fréchet distance, cgan / recon", gn["Fréchet dist."] / max(r["Fréchet dist."], 1e-12), at_most=1.0,
+               anchor=anchor)
+    run.target("border L1, cgan / recon", l1_ratio, at_most=1.1, anchor=anchor)
