@@ -12,7 +12,7 @@ import torch
 
 from dlslab.impute.autoencoder import dae_impute, train_dae
 from dlslab.impute.classical import downstream_accuracy, sklearn_impute
-from dlslab.impute.gain import gain_impute, train_gain
+from dlslab.impute.gain import HintMode, Init, gain_impute, train_gain
 from dlslab.impute.threads import few_threads
 from dlslab.metrics.image import rmse_missing
 from dlslab.runs import Run
@@ -29,6 +29,8 @@ class ImputerSpec:
     batch_size: int = 128  # rows per training step
     hint_rate: float = 0.9  # GAIN: fraction of entries the hint reveals
     alpha: float = 100.0  # GAIN: weight of the reconstruction loss
+    hint_mode: HintMode = "half"  # GAIN: H = B*M + 0.5(1 - B) (paper) or B*M (authors' code)
+    init: Init = "torch"  # GAIN: initial weights (torch's default or the authors' Xavier)
     lr: float = 1e-3  # Adam learning rate
     dae_drop: float = 0.5  # autoencoder: fraction of observed entries hidden each step
     knn_neighbors: int = 5  # k-NN imputer's neighbours
@@ -49,7 +51,8 @@ def impute_with(method: str, x: np.ndarray, m: np.ndarray, spec: ImputerSpec, se
     if method == "dae":
         model, _ = train_dae(xt, mt, drop=spec.dae_drop, **common)
         return dae_impute(model, xt, mt).double().cpu().numpy(), {}
-    model, hist = train_gain(xt, mt, hint_rate=spec.hint_rate, alpha=spec.alpha, **common)
+    model, hist = train_gain(xt, mt, hint_rate=spec.hint_rate, alpha=spec.alpha, hint_mode=spec.hint_mode,
+                              init=spec.init, **common)
     history = [{k[6:]: e[k] for k in e if k.startswith("train_")} for e in hist.epochs]
     return gain_impute(model, xt, mt, seed).double().cpu().numpy(), {"history": history}
 

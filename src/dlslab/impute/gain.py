@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
@@ -19,6 +20,18 @@ from dlslab.impute.masks import hint, hint_reveal
 from dlslab.models.gan import GAIN
 from dlslab.runs import Run
 from dlslab.train.engine import History, fit, predict
+
+HintMode = Literal["half", "mask"]  # H = B*M + 0.5(1 - B) (the paper's text) | H = B*M (the authors' code)
+Init = Literal["torch", "xavier"]  # torch's default Linear init | Xavier-normal weights, zero biases (the authors' code)
+
+
+def xavier_init(model: nn.Module) -> nn.Module:
+    """Xavier-normal weights and zero biases in every linear layer, as the authors' code."""
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return model
 
 
 def step_schedule(n: int, iterations: int, batch_size: int, log_every: int) -> tuple[torch.Tensor, int, int]:
@@ -40,15 +53,19 @@ def propose(net: nn.Module, x_in: torch.Tensor, m: torch.Tensor) -> torch.Tensor
 
 def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size: int = 128,
                hint_rate: float = 0.9, alpha: float = 100.0, lr: float = 1e-3, hidden: int | None = None,
+               hint_mode: HintMode = "half", init: Init = "torch",
                seed: int = 0, log_every: int = 500, run: Run | None = None, name: str = "gain",
                evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                verbose: bool = False) -> tuple[GAIN, History]:
     """Train GAIN on `x` (n, d) in [0, 1] (missing entries are ignored) with observed mask `m`.
-    Logs, per epoch: d_loss (discriminator BCE), g_adv (generator's adversarial loss on the
+    `hint_mode` "half" gives the discriminator H = B*M + 0.5(1 - B) (the paper), "mask" H = B*M
+    (the authors' code). Logs, per epoch: d_loss (discriminator BCE), g_adv (generator's adversarial loss on the
     missing entries), mse (reconstruction of the observed entries)."""
     n, d = x.shape
     torch.manual_seed(seed)
     model = GAIN(d, hidden).to(x.device)
+    if init == "xavier":
+        xavier_init(model)
     opt_g = torch.optim.Adam(model.generator.parameters(), lr=lr)
     opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=lr)
     bce = nn.functional.binary_cross_entropy_with_logits
@@ -56,7 +73,8 @@ def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size:
     def step(model: GAIN, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         xb, mb = x[batch[0]], m[batch[0]]
         x_tilde = mb * xb + (1 - mb) * 0.01 * torch.rand_like(xb)  # noise in the missing entries
-        h = hint(mb, hint_reveal(tuple(mb.shape), hint_rate, mb.device))
+        reveal = hint_reveal(tuple(mb.shape), hint_rate, mb.device)
+        h = hint(mb, reveal) if hint_mode == "half" else reveal * mb
         with torch.no_grad():
             proposal = model.generator(x_tilde, mb)
         d_loss = bce(model.discriminator(mb * xb + (1 - mb) * proposal, h), mb)
