@@ -256,3 +256,9 @@ def _example() -> tuple[torch.Tensor, ...]:
 def siamese_tdnn(n_features: int = 40, channels: int = 128, embed_dim: int = 128,
                  dilations: tuple[int, ...] = (1, 2, 3), mean_norm: bool = True) -> SiameseNet:
     return SiameseNet(n_features, channels, embed_dim, dilations, mean_norm)
+
+
+@register_model("siamese-ge2e", example=_example)
+def siamese_ge2e(n_features: int = 40, hidden: int = 256, embed_dim: int = 256, layers: int = 3) -> SiameseNet:
+    """Twin GE2E encoders (untrained here; `audio.pretrained.pretrained_encoder` loads its weights)."""
+    return SiameseNet(encoder=GE2EEncoder(n_features, hidden, embed_dim, layers))

@@ -203,6 +203,8 @@ def run(cfg: Config, run: Run) -> dict:
     # the pretrained encoder's own front end, when the extra is installed
     ge2e = EncoderSpec.pretrained(cfg.max_seconds)
     sets = {"tdnn": data, "ge2e": featurize_utterances(utterances, ge2e) if pretrained.installed() else None}
+    if cfg.init == ["pretrained"] and sets["ge2e"] is None:
+        raise DataError(f"init=[pretrained] fine-tunes the pretrained encoder, which is {pretrained.NOT_INSTALLED}")
     train, val, groups = role_set(data, roles, "train"), role_set(data, roles, "val"), test_groups(data, roles)
     run.info(f"[siamese] {len(train.names)} training speakers ({len(train)} utterances), "
              f"{len(val.names)} validation, test groups: " + ", ".join(f"{g} ({len(s.names)})" for g, s in groups.items()))
