@@ -28,6 +28,7 @@ from dlslab import atomic, config
 from dlslab.errors import BadFileError, ConfigError, DataError, DlsError, UsageError, did_you_mean
 from dlslab.runs import Run
 from dlslab.catalog import STUDIES, StudyInfo, get_study
+from dlslab.progress import StudyDisplay
 from dlslab.train.engine import resolve_device, seed_everything
 
 
@@ -207,8 +208,11 @@ def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force
     run.info(f"== {name} ({plan.preset or 'custom'}) -> {run_dir}" + ("  [resuming]" if resumed else ""))
     seed_everything(plan.cfg.seed)
     t0 = time.perf_counter()
+    display = StudyDisplay(f"{name} ({plan.preset or 'custom'})", expected_seconds(out, name, plan.preset),
+                           enabled=not quiet)
     try:
-        metrics = plan.module.run(plan.cfg, run)
+        with display:
+            metrics = plan.module.run(plan.cfg, run)
     except BadFileError as exc:  # a corrupt, refused or wrong-kind file: not "data missing"
         run.log(event="failed", error=str(exc))
         return Outcome(name, "failed", run_dir, message=str(exc), exit_code=exc.exit_code)
@@ -227,6 +231,22 @@ def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force
     run.log(event="finished", seconds=seconds)
     _render_reports(out, run_dir)
     return Outcome(name, "finished", run_dir, record, seconds=seconds)
+
+
+def expected_seconds(out: Path, name: str, preset: str | None) -> float | None:
+    """How long the last finished run of study `name` with `preset` under `out` took (the
+    progress display's ETA); None when there is none."""
+    latest: tuple[float, float] | None = None
+    for path in (out / name).glob("*/metrics.json"):
+        try:
+            record = json.loads(path.read_text())
+            if record.get("status") == "finished" and record.get("preset") == preset:
+                mtime = path.stat().st_mtime
+                if latest is None or mtime > latest[0]:
+                    latest = (mtime, float(record["seconds"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return latest[1] if latest else None
 
 
 def _render_reports(out: Path, run_dir: Path) -> None:

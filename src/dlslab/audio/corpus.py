@@ -38,6 +38,7 @@ from dlslab import atomic
 from dlslab.audio.io import read_audio, resample, write_audio
 from dlslab.audio.noise import GENERATED, REAL, NoiseBank, find_recordings, mix_at_snr
 from dlslab.errors import DataError, UsageError
+from dlslab.progress import track
 
 CORPUS_VERSION = 1  # bump when the same spec would build a different corpus
 SPLITS = ("train", "test", "long")
@@ -280,7 +281,7 @@ def _build(out_dir: Path, plan: _Plan) -> Path:
 
     jobs = [("train", i) for i in range(spec.n_train)] + [("test", i) for i in range(spec.n_test)]
     with ThreadPoolExecutor(_workers()) as pool:  # espeak-ng runs as a subprocess: threads overlap
-        rows = list(pool.map(lambda j: job(*j), jobs))
+        rows = list(track(pool.map(lambda j: job(*j), jobs), "speech corpus: utterances", len(jobs)))
     if spec.long_seconds > 0:
         rows.append(_write_item(out_dir, "long", 0, _long_recording(plan, bank), spec.sample_rate))
     buf = io.StringIO()

@@ -31,6 +31,7 @@ from dlslab.audio.features import FeatureKind, cepstrum, frame_features, log_mel
 from dlslab.audio.io import read_audio, write_audio
 from dlslab.data.locate import cache_dir, locate
 from dlslab.errors import DataError
+from dlslab.progress import track
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 SYNTH_VERSION = 2  # bump when the same spec would synthesise different speakers
@@ -152,7 +153,8 @@ def synthetic_speakers(spec: SyntheticSpec) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
     try:
         with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
-            list(pool.map(lambda kv: _synth_speaker(spec, kv[0], kv[1], texts, tmp), enumerate(chosen)))
+            list(track(pool.map(lambda kv: _synth_speaker(spec, kv[0], kv[1], texts, tmp), enumerate(chosen)),
+                       f"espeak-ng voices {spec.first}-{spec.first + spec.n_speakers - 1}", len(chosen)))
         (tmp / "speakers.json").write_text(key)
         try:
             tmp.rename(final)

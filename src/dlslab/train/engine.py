@@ -20,7 +20,6 @@ import contextlib
 import copy
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from torch import nn
 
 from dlslab import atomic
 from dlslab.errors import DlsError, UsageError
+from dlslab.progress import task as progress_task
 from dlslab.runs import Run, safe_torch_load
 
 Batch = Sequence[torch.Tensor]
@@ -172,30 +172,6 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 # --- the loop ---------------------------------------------------------------------------------------
 
 
-class _Progress:
-    """A rich progress bar on a terminal; nothing per batch otherwise (epoch lines only)."""
-
-    def __init__(self, enabled: bool, total: int, name: str):
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
-
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-                                TimeRemainingColumn(), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(name, total=total, stats="")
-
-    def update(self, done: int, stats: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done, stats=stats)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def fit(
     model: nn.Module,
     train: Batch,
@@ -291,15 +267,17 @@ def fit(
         bad_epochs = len(history.epochs) - history.best_epoch
     last_save = time.monotonic()
     model.train()
-    for epoch in range(start_epoch, epochs):
-        if history.stopped_early:
-            break
-        t0 = time.perf_counter()
-        parts = batch_indices(n, batch_size, seed=seed, epoch=epoch, drop_last=drop_last, device=device)
-        seen = int(partial.pop("_seen", 0))  # samples already seen by a mid-epoch checkpoint
-        sums = {k: torch.tensor(v, device=device) for k, v in partial.items()}
-        bar = _Progress(progress and verbose, len(parts), f"{name} {epoch + 1}/{epochs}")
-        try:
+    # one bar over every epoch's batches, under the study's bar when the runner shows one
+    steps = n // batch_size if drop_last else -(-n // batch_size)
+    shown = progress and verbose and not (run is not None and run.quiet)
+    with progress_task(name, epochs * steps, enabled=shown) as show:
+        for epoch in range(start_epoch, epochs):
+            if history.stopped_early:
+                break
+            t0 = time.perf_counter()
+            parts = batch_indices(n, batch_size, seed=seed, epoch=epoch, drop_last=drop_last, device=device)
+            seen = int(partial.pop("_seen", 0))  # samples already seen by a mid-epoch checkpoint
+            sums = {k: torch.tensor(v, device=device) for k, v in partial.items()}
             for bi in range(start_batch, len(parts)):
                 idx = parts[bi]
                 batch = [t.index_select(0, idx) for t in train]
@@ -328,42 +306,42 @@ def fit(
                     part = {k: float(v) for k, v in sums.items()} | {"_seen": seen}
                     checkpoint(epoch, bi + 1, part)
                     last_save = time.monotonic()
-                if bar.bar is not None and bi % 10 == 0:
-                    bar.update(bi + 1, " ".join(f"{k}={float(v) / max(seen, 1):.4f}" for k, v in sums.items()))
-        finally:
-            bar.close()
-        start_batch, partial = 0, {}
-        record = {"epoch": epoch + 1}
-        record |= {f"train_{k}": float(v) / max(seen, 1) for k, v in sums.items()}
-        if any(not math.isfinite(v) for v in record.values()):
-            record["diverged"] = 1.0
-        record["lr"] = float(next(iter(optimizers.values())).param_groups[0]["lr"])
-        if evaluate is not None:
-            record |= {k: float(v) for k, v in evaluate(model).items()}
-            model.train()
-        record["epoch_s"] = time.perf_counter() - t0
-        history.seconds += record["epoch_s"]
-        history.epochs.append(record)
-        if monitor is not None and monitor in record and math.isfinite(record[monitor]):
-            value = record[monitor]
-            if history.best_value is None or sign * value > sign * history.best_value:
-                history.best_value, history.best_epoch, bad_epochs = value, epoch + 1, 0
-                if restore_best:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
-        if patience is not None and bad_epochs >= patience:
-            history.stopped_early = True
-        if run is not None:
-            run.log(stage=name, **record)
-            if verbose:
-                run.info(f"[{name}] " + "  ".join(_fmt(k, v) for k, v in record.items()))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, record)
-        checkpoint(epoch + 1, 0, {})
-        last_save = time.monotonic()
-        if record.get("diverged"):
-            break
+                if shown and bi % 10 == 0:
+                    show(epoch * steps + bi + 1, f"epoch {epoch + 1}/{epochs} " + " ".join(
+                        f"{k}={float(v) / max(seen, 1):.4f}" for k, v in sums.items()))
+            show((epoch + 1) * steps, f"epoch {epoch + 1}/{epochs}")
+            start_batch, partial = 0, {}
+            record = {"epoch": epoch + 1}
+            record |= {f"train_{k}": float(v) / max(seen, 1) for k, v in sums.items()}
+            if any(not math.isfinite(v) for v in record.values()):
+                record["diverged"] = 1.0
+            record["lr"] = float(next(iter(optimizers.values())).param_groups[0]["lr"])
+            if evaluate is not None:
+                record |= {k: float(v) for k, v in evaluate(model).items()}
+                model.train()
+            record["epoch_s"] = time.perf_counter() - t0
+            history.seconds += record["epoch_s"]
+            history.epochs.append(record)
+            if monitor is not None and monitor in record and math.isfinite(record[monitor]):
+                value = record[monitor]
+                if history.best_value is None or sign * value > sign * history.best_value:
+                    history.best_value, history.best_epoch, bad_epochs = value, epoch + 1, 0
+                    if restore_best:
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad_epochs += 1
+            if patience is not None and bad_epochs >= patience:
+                history.stopped_early = True
+            if run is not None:
+                run.log(stage=name, **record)
+                if verbose:
+                    run.info(f"[{name}] " + "  ".join(_fmt(k, v) for k, v in record.items()))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, record)
+            checkpoint(epoch + 1, 0, {})
+            last_save = time.monotonic()
+            if record.get("diverged"):
+                break
 
     if restore_best and best_state is not None:
         model.load_state_dict(best_state)
