@@ -19,13 +19,6 @@ def run_dir():
     return run_smoke("compress").dir
 
 
-def _one_line_error(capsys, *needles: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("dlslab: error:") and "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-
-
 @pytest.mark.parametrize("net", ["lenet300", "lenet5"])
 def test_from_run_packs_the_best_pipeline_losslessly_with_its_normalisation(run_dir, tmp_path, capsys, net) -> None:
     out = tmp_path / f"{net}.dlz"
@@ -55,7 +48,7 @@ def test_check_warns_when_accuracy_falls_beyond_the_tolerance(run_dir, tmp_path,
     assert f"input: (pixels/255 - {MNIST_MEAN:g}) / {MNIST_STD:g}" in capsys.readouterr().out
 
 
-def test_bad_input_is_exit_2_with_one_line(run_dir, tmp_path, capsys) -> None:
+def test_bad_input_is_exit_2_with_one_line(run_dir, tmp_path, capsys, one_line_error) -> None:
     ckpt = str(run_dir / "checkpoints" / "lenet300-baseline.done.pt")
     out = str(tmp_path / "x.dlz")
     cases = [
@@ -73,14 +66,14 @@ def test_bad_input_is_exit_2_with_one_line(run_dir, tmp_path, capsys) -> None:
     ]
     for args, needle in cases:
         assert main(["compress", *args]) == 2, args
-        _one_line_error(capsys, needle)
+        one_line_error(needle)
 
 
-def test_a_malformed_normalisation_is_a_clear_error(tmp_path, capsys) -> None:
+def test_a_malformed_normalisation_is_a_clear_error(tmp_path, capsys, one_line_error) -> None:
     from dlslab.compress.packed import NORMALISATION_KEY, pack_model
     from dlslab.models import build_model
 
     pack_model(build_model("lenet300"), tmp_path / "bad.dlz", name="lenet300",
                meta={NORMALISATION_KEY: {"mean": 0.1, "std": -1}})
     assert main(["compress", "info", str(tmp_path / "bad.dlz")]) == 2
-    _one_line_error(capsys, f"meta.{NORMALISATION_KEY} must be")
+    one_line_error(f"meta.{NORMALISATION_KEY} must be")

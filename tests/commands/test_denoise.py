@@ -23,13 +23,6 @@ def _noise(path, seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     return wave
 
 
-def _one_line_error(capsys, *needles: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("dlslab: error:") and "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-
-
 @pytest.mark.parametrize("rate", [16000, 44100])
 def test_streaming_in_small_blocks_equals_denoising_in_memory(run_dir, tmp_path, capsys, rate) -> None:
     wave = _noise(tmp_path / "in.wav", 6.0, rate)
@@ -43,7 +36,7 @@ def test_streaming_in_small_blocks_equals_denoising_in_memory(run_dir, tmp_path,
     assert np.max(np.abs(streamed - np.clip(expected, -1, 1))) < 1e-4  # 16-bit rounding only
 
 
-def test_clipped_recording_warns_and_strict_refuses(run_dir, tmp_path, capsys) -> None:
+def test_clipped_recording_warns_and_strict_refuses(run_dir, tmp_path, capsys, one_line_error) -> None:
     wave = 0.3 * np.sin(np.arange(16000 * 2) / 5)
     wave[:100] = 1.0  # 0.3% clipped
     sf.write(str(tmp_path / "clip.wav"), wave.astype(np.float32), 16000)
@@ -52,7 +45,7 @@ def test_clipped_recording_warns_and_strict_refuses(run_dir, tmp_path, capsys) -
     assert "dlslab: warning: audio file" in capsys.readouterr().err
     (tmp_path / "o.wav").unlink()
     assert main(args + ["--strict"]) == 2
-    _one_line_error(capsys, "clipped (0.31% of samples")
+    one_line_error("clipped (0.31% of samples")
     assert not (tmp_path / "o.wav").exists()
 
 
@@ -64,31 +57,31 @@ def test_clipped_recording_warns_and_strict_refuses(run_dir, tmp_path, capsys) -
     ({"model": "lenet300", "kwargs": {}, "state_dict": {}, "sample_rate": 16000, "n_fft": 512, "hop": 256},
      "holds model 'lenet300', not one of the denoisers"),
 ])
-def test_wrong_kind_checkpoint_says_what_the_file_is(tmp_path, capsys, content, says) -> None:
+def test_wrong_kind_checkpoint_says_what_the_file_is(tmp_path, capsys, content, says, one_line_error) -> None:
     torch.save(content, tmp_path / "x.pt")
     _noise(tmp_path / "in.wav", 1.0, 16000)
     assert main(["denoise", str(tmp_path / "in.wav"), "-o", str(tmp_path / "o.wav"),
                  "--model", str(tmp_path / "x.pt")]) == 2
-    _one_line_error(capsys, says)
+    one_line_error(says)
 
 
-def test_bad_outputs_and_inputs_are_exit_2(run_dir, tmp_path, capsys, monkeypatch) -> None:
+def test_bad_outputs_and_inputs_are_exit_2(run_dir, tmp_path, capsys, monkeypatch, one_line_error) -> None:
     _noise(tmp_path / "in.wav", 1.0, 16000)
     base = ["denoise", str(tmp_path / "in.wav"), "--model", str(run_dir), "-o"]
     assert main(base + [str(tmp_path / "missing" / "o.wav")]) == 2
-    _one_line_error(capsys, "does not exist; create it first")
+    one_line_error("does not exist; create it first")
     assert main(base + [str(tmp_path)]) == 2
-    _one_line_error(capsys, "is a folder")
+    one_line_error("is a folder")
     monkeypatch.setattr("os.access", lambda *a, **k: False)  # a read-only folder, even for root
     assert main(base + [str(tmp_path / "o.wav")]) == 2
-    _one_line_error(capsys, "is not writable")
+    one_line_error("is not writable")
     monkeypatch.undo()
     assert main(["denoise", str(tmp_path / "none.wav"), "-o", str(tmp_path / "o.wav"), "--model", str(run_dir)]) == 2
-    _one_line_error(capsys, "does not exist")
+    one_line_error("does not exist")
     (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
     assert main(["denoise", str(tmp_path / "bad.wav"), "-o", str(tmp_path / "o.wav"), "--model", str(run_dir)]) == 2
-    _one_line_error(capsys, "cannot read audio file")
+    one_line_error("cannot read audio file")
     assert main(base + [str(tmp_path / "o.wav"), "--block-frames", "0"]) == 2
-    _one_line_error(capsys, "--block-frames 0")
+    one_line_error("--block-frames 0")
     assert main(["denoise", str(tmp_path / "in.wav"), "-o", str(tmp_path / "o.wav"), "--model", str(tmp_path)]) == 2
-    _one_line_error(capsys, "holds no denoising model")
+    one_line_error("holds no denoising model")

@@ -96,13 +96,6 @@ def test_identifier_like_column_and_ragged_rows_are_rejected(tmp_path, capsys) -
     assert "line 3: 1 cells, but the header has 2 columns" in capsys.readouterr().err
 
 
-def _one_line_error(capsys, *needles: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("dlslab: error:") and "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-
-
 def test_auto_is_the_default_and_prints_each_methods_score(tmp_path, capsys) -> None:
     rng = np.random.default_rng(1)
     truth = rng.standard_normal((300, 2)) @ rng.standard_normal((2, 6)) + 0.05 * rng.standard_normal((300, 6))
@@ -142,29 +135,29 @@ def test_semicolons_stdin_stdout_and_kept_id_column(tmp_path, capsys, monkeypatc
     ("a,b\n1,2\n3,4,5\n", [], "line 3: 3 cells"),
     (b"a,b\n\xff\xfe,1\n", [], "cannot be read as UTF-8"),
 ])
-def test_bad_tables_are_exit_2_with_one_line(tmp_path, capsys, content, args, needle) -> None:
+def test_bad_tables_are_exit_2_with_one_line(tmp_path, capsys, content, args, needle, one_line_error) -> None:
     path = tmp_path / "in.csv"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), "--method", "mean", *args]) == 2
-    _one_line_error(capsys, needle)
+    one_line_error(needle)
     assert not (tmp_path / "o.csv").exists()
 
 
-def test_row_and_column_caps_and_bad_paths(tmp_path, capsys, monkeypatch) -> None:
+def test_row_and_column_caps_and_bad_paths(tmp_path, capsys, monkeypatch, one_line_error) -> None:
     from dlslab.commands import impute
 
     path = tmp_path / "in.csv"
     _write(path, ["a", "b", "c"], [["1", "", "3"]] * 6)
     monkeypatch.setattr(impute, "MAX_ROWS", 5)
     assert main(["impute", str(path), "-o", str(tmp_path / "o.csv")]) == 2
-    _one_line_error(capsys, "more than 5 rows")
+    one_line_error("more than 5 rows")
     monkeypatch.setattr(impute, "MAX_ROWS", 100)
     monkeypatch.setattr(impute, "MAX_COLUMNS", 2)
     assert main(["impute", str(path), "-o", str(tmp_path / "o.csv")]) == 2
-    _one_line_error(capsys, "3 columns, more than the 2")
+    one_line_error("3 columns, more than the 2")
     assert main(["impute", str(tmp_path / "none.csv"), "-o", str(tmp_path / "o.csv")]) == 2
-    _one_line_error(capsys, "no such file")
+    one_line_error("no such file")
     assert main(["impute", str(path), "-o", str(tmp_path / "nodir" / "o.csv")]) == 2
-    _one_line_error(capsys, "does not exist; create it first")
+    one_line_error("does not exist; create it first")
     assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), "--iterations", "0"]) == 2
-    _one_line_error(capsys, "iterations=0")
+    one_line_error("iterations=0")

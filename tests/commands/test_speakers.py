@@ -33,13 +33,6 @@ def test_speakers(run_dir):
     return by_speaker
 
 
-def _one_line_error(capsys, *needles: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("dlslab: error:") and "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-
-
 def test_verify_accepts_same_and_rejects_different_speakers_better_than_chance(run_dir, test_speakers) -> None:
     enc = SpeakerEncoder.from_run(run_dir)
     stored = json.loads((run_dir / THRESHOLD_FILE).read_text()) if (run_dir / THRESHOLD_FILE).exists() else None
@@ -97,24 +90,24 @@ def test_cli_verify_enrol_and_identify_many_files(run_dir, test_speakers, tmp_pa
     assert "unknown speaker" in capsys.readouterr().out
 
 
-def test_bad_input_is_exit_2_with_one_line(run_dir, tmp_path, capsys) -> None:
+def test_bad_input_is_exit_2_with_one_line(run_dir, tmp_path, capsys, one_line_error) -> None:
     wav = str(next(run_dir.parent.parent.glob("siamese/*/metrics.json")))  # any non-audio file
     assert main(["speakers", "verify", wav, wav, "--model", str(run_dir)]) == 2
-    _one_line_error(capsys, "cannot read audio file")
+    one_line_error("cannot read audio file")
     assert main(["speakers", "verify", "none.wav", "none.wav", "--model", str(run_dir)]) == 2
-    _one_line_error(capsys, "does not exist")
+    one_line_error("does not exist")
     assert main(["speakers", "verify", wav, wav, "--model", str(tmp_path)]) == 2
-    _one_line_error(capsys, "not a finished run folder")
+    one_line_error("not a finished run folder")
     assert main(["speakers", "verify", wav, wav, "--model", str(run_dir), "--threshold", "2"]) == 2
-    _one_line_error(capsys, "--threshold 2.0")
+    one_line_error("--threshold 2.0")
     (tmp_path / "g.json").write_text("{not json")
     assert main(["speakers", "identify", wav, "--gallery", str(tmp_path / "g.json")]) == 2
-    _one_line_error(capsys, "not a speaker gallery")
+    one_line_error("not a speaker gallery")
     assert main(["speakers", "identify", wav, "--gallery", str(tmp_path / "none.json")]) == 2
-    _one_line_error(capsys, "none.json")
+    one_line_error("none.json")
     assert main(["speakers", "enrol", str(tmp_path / "nodir"), "--model", str(run_dir),
                  "--out", str(tmp_path / "g2.json")]) == 2
-    _one_line_error(capsys, "does not exist")
+    one_line_error("does not exist")
     assert main(["speakers", "enrol", str(tmp_path), "--model", str(run_dir), "--out",
                  str(tmp_path / "missing" / "g.json")]) == 2
-    _one_line_error(capsys, "create it first")
+    one_line_error("create it first")
