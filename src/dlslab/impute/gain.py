@@ -19,6 +19,7 @@ from torch import nn
 from dlslab.impute.masks import hint, hint_reveal
 from dlslab.models.gan import GAIN
 from dlslab.runs import Run
+from dlslab.seeding import derive
 from dlslab.train.engine import History, fit, predict
 
 HintMode = Literal["half", "mask"]  # H = B*M + 0.5(1 - B) (the paper's text) | H = B*M (the authors' code)
@@ -53,15 +54,29 @@ def propose(net: nn.Module, x_in: torch.Tensor, m: torch.Tensor) -> torch.Tensor
 
 def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size: int = 128,
                hint_rate: float = 0.9, alpha: float = 100.0, lr: float = 1e-3, hidden: int | None = None,
-               hint_mode: HintMode = "half", init: Init = "torch",
+               hint_mode: HintMode = "half", init: Init = "torch", holdout: float = 0.0,
                seed: int = 0, log_every: int = 500, run: Run | None = None, name: str = "gain",
                evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                verbose: bool = False) -> tuple[GAIN, History]:
     """Train GAIN on `x` (n, d) in [0, 1] (missing entries are ignored) with observed mask `m`.
     `hint_mode` "half" gives the discriminator H = B*M + 0.5(1 - B) (the paper), "mask" H = B*M
-    (the authors' code). Logs, per epoch: d_loss (discriminator BCE), g_adv (generator's adversarial loss on the
-    missing entries), mse (reconstruction of the observed entries)."""
+    (the authors' code). With `holdout` > 0 that fraction of the observed entries is hidden from
+    training, and the weights of the logged epoch with the lowest RMSE on them are kept (early
+    stopping on entries whose values are known; `val_rmse` in the log). Logs, per epoch: d_loss
+    (discriminator BCE), g_adv (generator's adversarial loss on the missing entries), mse
+    (reconstruction of the observed entries)."""
     n, d = x.shape
+    monitor = None
+    if holdout > 0:
+        g = torch.Generator().manual_seed(derive(seed, "holdout"))
+        held = m * (torch.rand(m.shape, generator=g) < holdout).float().to(m.device)
+        m = m - held  # train on the rest
+
+        def evaluate(model: nn.Module) -> dict[str, float]:
+            err = (gain_impute(model, x, m, seed) - x) * held
+            return {"val_rmse": (err.pow(2).sum() / held.sum().clamp_min(1.0)).sqrt().item()}
+
+        monitor = "val_rmse"
     torch.manual_seed(seed)
     model = GAIN(d, hidden).to(x.device)
     if init == "xavier":
@@ -93,8 +108,8 @@ def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size:
 
     rows, batch, epochs = step_schedule(n, iterations, batch_size, log_every)
     history = fit(model, (rows.to(x.device),), step=step, optimizer={"G": opt_g, "D": opt_d},
-                  epochs=epochs, batch_size=batch, evaluate=evaluate, seed=seed, run=run, name=name,
-                  verbose=verbose, progress=verbose)
+                  epochs=epochs, batch_size=batch, evaluate=evaluate, monitor=monitor, mode="min",
+                  restore_best=monitor is not None, seed=seed, run=run, name=name, verbose=verbose, progress=verbose)
     return model, history
 
 

@@ -64,6 +64,7 @@ class Config(StudyConfig):
     alpha: float = 100.0  # weight of the reconstruction loss on observed entries (the paper's code: 100)
     hint_mode: HintMode = "half"  # the discriminator's hint: B*M + 0.5(1 - B) (the paper's text) | B*M (the authors' code)
     init: Init = "torch"  # GAIN's initial weights: torch's default | xavier (the authors' code)
+    holdout: float = 0.0  # fraction of observed entries GAIN holds out to pick its best logged epoch (0 = the last)
     lr: float = 1e-3  # Adam learning rate of generator, discriminator and autoencoder
     image_hidden: int = 256  # MLP width on MNIST (tables use the data dimension, as the paper)
     dae_drop: float = 0.5  # fraction of observed entries the autoencoder hides and must reconstruct
@@ -107,6 +108,8 @@ def check(cfg: Config) -> None:
     for name in ("hint_rate", "dae_drop"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name}={getattr(cfg, name)}: must be a probability in [0, 1]")
+    if not 0.0 <= cfg.holdout < 1.0:
+        raise ConfigError(f"holdout={cfg.holdout}: must be in [0, 1)")
     if not 0.0 < cfg.test_fraction < 1.0:
         raise ConfigError(f"test_fraction={cfg.test_fraction}: must be strictly between 0 and 1")
     if cfg.alpha < 0 or cfg.lr <= 0:
@@ -133,10 +136,9 @@ def mnist_images(cfg: Config, run: Run) -> tuple[np.ndarray, np.ndarray]:
 
 def imputer_spec(cfg: Config, iterations: int, hidden: int | None) -> ImputerSpec:
     return ImputerSpec(iterations=iterations, hidden=hidden, batch_size=cfg.batch_size, hint_rate=cfg.hint_rate,
-                       alpha=cfg.alpha, hint_mode=cfg.hint_mode, init=cfg.init, lr=cfg.lr, dae_drop=cfg.dae_drop,
-                       knn_neighbors=cfg.knn_neighbors,
-                       iterative_rounds=cfg.iterative_rounds, log_every=cfg.log_every,
-                       test_fraction=cfg.test_fraction)
+                       alpha=cfg.alpha, hint_mode=cfg.hint_mode, init=cfg.init, holdout=cfg.holdout, lr=cfg.lr,
+                       dae_drop=cfg.dae_drop, knn_neighbors=cfg.knn_neighbors, iterative_rounds=cfg.iterative_rounds,
+                       log_every=cfg.log_every, test_fraction=cfg.test_fraction)
 
 
 # --- the study --------------------------------------------------------------------------------------
