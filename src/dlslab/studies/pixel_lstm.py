@@ -228,10 +228,12 @@ def record_findings(run: Run, by: dict[str, dict[str, Any]], nll: float) -> None
     for m in ("mse", "bce"):
         run.target(f"{m} of the LSTM's lower half", lstm[m], at_most=min(mean_row[m], nn_row[m]),
                    anchor="the better of the training-set mean half and the nearest neighbour")
-    run.target("judge accuracy on LSTM completions", lstm["judge_acc"], at_least=0.75, anchor="quick-preset target")
-    run.target("judge accuracy, LSTM minus nearest neighbour", lstm["judge_acc"] - nn_row["judge_acc"], at_least=0.0,
-               anchor="full-preset target: read at least as often as nearest-neighbour completions")
-    run.target("test NLL (nats)", nll, at_most=90.0, anchor=f"PixelRNN {PIXELRNN_NLL} nats (van den Oord et al. 2016)")
+    run.target("judge accuracy on LSTM completions (quick-preset target)", lstm["judge_acc"], at_least=0.75,
+               anchor=f"real digits {by['real lower half']['judge_acc']:.1%}")
+    run.target("judge accuracy, LSTM minus nearest neighbour (full-preset target)", lstm["judge_acc"] - nn_row["judge_acc"],
+               at_least=0.0, anchor="read at least as often as nearest-neighbour completions")
+    run.target("test NLL (full-preset target, nats)", nll, at_most=90.0,
+               anchor=f"PixelRNN {PIXELRNN_NLL} nats (van den Oord et al. 2016)")
     best_judge = max((r for name, r in by.items() if name != "real lower half"), key=lambda r: r["judge_acc"])
     run.add_text("Findings", (
         f"The LSTM's expected lower half has per-pixel MSE {lstm['mse']:.4f} vs {nn_row['mse']:.4f} for the "
