@@ -29,3 +29,13 @@ def test_both_hint_modes_train_and_differ() -> None:
     mask, _ = train_gain(x, m, iterations=60, batch_size=32, log_every=60, seed=0, hint_mode="mask")
     probe = torch.cat([x, m], 1)
     assert (half.discriminator.net(probe) - mask.discriminator.net(probe)).abs().max() > 1e-3
+
+
+def test_holdout_keeps_the_epoch_with_the_lowest_error_on_held_out_observed_entries() -> None:
+    g = torch.Generator().manual_seed(1)
+    base = torch.rand(300, 1, generator=g)
+    x = (base + 0.1 * torch.rand(300, 8, generator=g)).clamp(0, 1)
+    m = (torch.rand(300, 8, generator=g) > 0.2).float()
+    model, history = train_gain(x, m, iterations=120, batch_size=32, log_every=30, seed=0, holdout=0.2)
+    val = [e["val_rmse"] for e in history.epochs]
+    assert len(val) == 4 and history.best_epoch == 1 + val.index(min(val))
