@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Any
 
@@ -13,7 +14,12 @@ def _pair(text: str) -> tuple[float, float]:
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}")
-    lo, hi = float(parts[0]), float(parts[1])
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise argparse.ArgumentTypeError(f"LOW and HIGH must be finite numbers, got {text!r}")
     if lo > hi:
         raise argparse.ArgumentTypeError(f"LOW must not exceed HIGH, got {text!r}")
     return lo, hi
@@ -29,6 +35,8 @@ def cmd_speech(args: argparse.Namespace) -> int:
         noise_dir = loc.path if loc.status == "found" else None
     if args.train < 0 or args.test < 0 or args.long_seconds < 0:
         raise UsageError("--train, --test and --long-seconds must not be negative")
+    if args.rate < 1000:
+        raise UsageError(f"--rate {args.rate}: give a sample rate in Hz (e.g. 16000)")
     spec = CorpusSpec(n_train=args.train, n_test=args.test, seed=args.seed, sample_rate=args.rate,
                       snr_range_db=args.snr, min_seconds=args.seconds[0], max_seconds=args.seconds[1],
                       noise_types=tuple(t.strip() for t in args.noise.split(",") if t.strip()),
