@@ -44,6 +44,7 @@ from dlslab.seeding import derive
 
 GAIN_PAPER_BREAST_20 = (0.0546, 0.0006)  # Yoon et al. 2018, Table 2: UCI Breast, 20% missing
 FULL_TARGET_BREAST_20 = 0.060  # issue 19's target for GAIN there (the paper's figure plus 10%)
+FULL_PRESET_BREAST_20 = 0.0661  # the full preset's GAIN there, 5 seeds (docs/studies/gan-impute.md); quick: within 15%
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Config(StudyConfig):
     methods: list[Method] = field(default_factory=lambda: ["mean", "knn", "iterative", "dae", "gain"])  # imputers on the tables
     image_methods: list[Method] = field(default_factory=lambda: ["mean", "knn", "dae", "gain"])  # imputers on MNIST (iterative: 784 regressions a round, hours)
     seeds: int = 5  # repetitions per setting (missing mask, weights, split): mean ± std over them
-    iterations: int = 10000  # GAIN / autoencoder training steps on a table (the paper's code: 10000)
+    iterations: int = 2000  # GAIN / autoencoder training steps on a table (the paper's code: 10000; 2000 chosen on validation seeds, docs)
     image_iterations: int = 4000  # GAIN / autoencoder training steps on MNIST
     batch_size: int = 128  # rows per training step (the paper: 128)
     hint_rate: float = 0.9  # fraction of entries whose mask the hint reveals (the paper: 0.9)
@@ -80,8 +81,7 @@ PRESETS = {
               "seeds": 1, "iterations": 1000, "log_every": 500},
     "quick": {"tables": ["breast", "wine", "digits", "housing"], "table_rates": [0.2, 0.5, 0.8], "max_rows": 2000,
               "iterative_rounds": 5, "images": 500, "image_rates": [0.5],
-              "seeds": 1, "iterations": 500, "image_iterations": 200, "image_hidden": 64, "batch_size": 64,
-              "log_every": 250},
+              "seeds": 1, "iterations": 1000, "image_iterations": 200, "image_hidden": 64, "log_every": 250},
     "full": {},
 }
 
@@ -315,6 +315,8 @@ def findings(cfg: Config, run: Run, results: Results, summary: dict[str, Any],
             mu = summary["breast"]["p20"]["gain"]["rmse"][0]
             headline["paper_breast_p20"] = {"paper": paper_mu, "ours": mu}
             iterative = summary["breast"]["p20"].get("iterative")
+            run.target("GAIN RMSE, breast cancer 20% missing, against the full preset's", mu,
+                       at_most=round(1.15 * FULL_PRESET_BREAST_20, 4), anchor=f"full preset {FULL_PRESET_BREAST_20} + 15%")
             run.target("GAIN RMSE, breast cancer 20% missing", mu, at_most=FULL_TARGET_BREAST_20,
                        anchor=f"GAIN paper {paper_mu} ± {paper_sd}"
                               + (f"; scikit-learn's iterative imputer {iterative['rmse'][0]:.4f} here" if iterative else ""))
@@ -325,9 +327,9 @@ def findings(cfg: Config, run: Run, results: Results, summary: dict[str, Any],
                          "protocol (normalisation, splits, repetitions) may differ from ours.")
     top = max(best_counts, key=best_counts.get) if best_counts else "none"
     beats = headline.get("gain_beats_mean_fraction")
-    run.answer((f"GAIN imputes better than the column mean in {beats:.0%} of the {len(settings)} settings, "
-                if beats is not None else f"Over {len(settings)} settings, ")
-               + f"and {top} has the lowest RMSE most often ({best_counts.get(top, 0)} settings)"
+    run.answer((f"GAIN imputes better than the column mean in {round(beats * len(settings))} of {len(settings)} "
+                "setting(s), " if beats is not None else f"Over {len(settings)} setting(s), ")
+               + f"and {top} has the lowest RMSE most often ({best_counts.get(top, 0)})"
                + (f"; on breast cancer at 20% missing GAIN's RMSE is {headline['paper_breast_p20']['ours']:.4f} "
                   f"against the paper's {GAIN_PAPER_BREAST_20[0]}." if "paper_breast_p20" in headline else "."))
     return headline, lines
