@@ -92,7 +92,7 @@ def parse_args() -> argparse.Namespace:
 def checkpoints_in(folder: Path) -> SimpleNamespace:
     """A stand-in for a Run that `train` uses for its checkpoints only: a finished stage there
     is loaded instead of trained, and a new one is saved there."""
-    return SimpleNamespace(checkpoint_dir=folder, info=print, log=lambda **_: None)
+    return SimpleNamespace(checkpoint_dir=folder, info=print, log=lambda **_: None, quiet=False)
 
 
 def saved_stages(run_dir: Path, net: str, rounds: int) -> SimpleNamespace:

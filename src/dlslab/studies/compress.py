@@ -174,23 +174,25 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
     # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
     deep = share_weights(clone_model(pruned), bits, cfg.bias_bits)
     train(deep, data, stages, run, f"{net}-share", cfg.share_epochs)
-    deep_result = bench.measure(deep, "deep compression (prune + k-means + Huffman)", "pipeline")
+    deep_result = bench.measure(deep, "deep compression (prune + k-means + Huffman)"
+                                + ("" if cfg.share_epochs else ", centroids not fine-tuned"), "pipeline")
     fixed = bench.measure(deep, "prune + k-means, fixed-width codes", "pipeline", entropy="fixed")
 
     # weight sharing alone, then uniform quantisation
     m = share_weights(clone_model(base), dict.fromkeys(bits, cfg.dense_share_bits), cfg.bias_bits)
     train(m, data, stages, run, f"{net}-kmeans", cfg.technique_epochs)
-    bench.measure(m, f"k-means {cfg.dense_share_bits}-bit + centroid fine-tuning", "technique")
+    untuned = "" if cfg.technique_epochs else " (not fine-tuned)"  # the quick preset skips these epochs
+    bench.measure(m, f"k-means {cfg.dense_share_bits}-bit + centroid fine-tuning" + untuned, "technique")
     for b in (8, 4):
         bench.measure(quantise_ptq(clone_model(base), b), f"int{b} post-training", "technique")
     m = prepare_qat(clone_model(base), 4)
     train(m, data, stages, run, f"{net}-qat4", cfg.technique_epochs)
-    bench.measure(m, "int4 quantisation-aware", "technique")
+    bench.measure(m, "int4 quantisation-aware" + untuned, "technique")
 
     # structured pruning: a smaller dense network; then chained with int8
     small, small_kwargs = structured_prune(base, net, {}, cfg.structured_keep)
     train(small, data, stages, run, f"{net}-structured", cfg.technique_epochs)
-    bench.measure(small, f"structured keep {cfg.structured_keep:.0%}", "technique", kwargs=small_kwargs)
+    bench.measure(small, f"structured keep {cfg.structured_keep:.0%}" + untuned, "technique", kwargs=small_kwargs)
     bench.measure(quantise_ptq(small, 8), "structured + int8", "pipeline", kwargs=small_kwargs)
 
     # low rank: truncated SVD of the hidden linear layers; then chained with int8
@@ -200,7 +202,7 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
                                           for n in linears})
     train(lr_model, data, stages, run, f"{net}-lowrank", cfg.technique_epochs)
     structure = {"lowrank": ranks}
-    bench.measure(lr_model, "low rank (SVD) " + ", ".join(f"{k} r={v}" for k, v in ranks.items()),
+    bench.measure(lr_model, "low rank (SVD) " + ", ".join(f"{k} r={v}" for k, v in ranks.items()) + untuned,
                   "technique", structure=structure)
     bench.measure(quantise_ptq(lr_model, 8), "low rank + int8", "pipeline", structure=structure)
 
