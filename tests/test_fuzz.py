@@ -243,3 +243,27 @@ def test_checkpoint_loader_on_mutated_files(tmp_path: Path, data: st.DataObject)
     path = tmp_path / "c.pt"
     path.write_bytes(mutate_bytes(VALID_CHECKPOINT, data))
     read_bounded(lambda: safe_torch_load(path))
+
+
+CSV_CELLS = st.sampled_from(["1", "-2.5", "", "NA", "nan", "inf", "-inf", "1e309", "x", "a,b", '"q"', "\x00", "é"])
+
+
+@FUZZ
+@given(st.data())
+def test_impute_csv_reader_on_random_and_table_like_text(tmp_path: Path, data: st.DataObject) -> None:
+    """The impute tool's reader, column typing and encoding: random bytes, and tables of
+    awkward cells with any delimiter and ragged rows."""
+    from dlslab.commands.impute import describe_columns, encode, read_table
+
+    delimiter = data.draw(st.sampled_from([",", ";", "\t", "|"]))
+    rows = data.draw(st.lists(st.lists(CSV_CELLS, min_size=1, max_size=5), min_size=0, max_size=8))
+    text = "\n".join(delimiter.join(r) for r in rows) if data.draw(st.booleans()) else data.draw(st.text(max_size=200))
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("utf-8", "surrogatepass") if data.draw(st.booleans()) else data.draw(st.binary(max_size=200)))
+
+    def read() -> Any:
+        header, body, _ = read_table(str(path))
+        columns = describe_columns(header, body, "onehot", 20, set())
+        return encode(body, columns)
+
+    read_bounded(read)
