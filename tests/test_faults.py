@@ -123,13 +123,24 @@ def _wav(data: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> bytes:
     (np.zeros(0, np.float32), "FLOAT", "empty"),
     (np.zeros(1600, np.float32), "FLOAT", "silent"),
     (np.full(1600, np.nan, np.float32), "FLOAT", "NaN"),
-    (np.ones(1600, np.float32), "FLOAT", "clipped"),
 ])
 def test_bad_wavs_are_clear_errors(tmp_path, data, subtype, message) -> None:
     path = tmp_path / "x.wav"
     path.write_bytes(_wav(data, subtype=subtype))
     with pytest.raises(AudioError, match=message):
         read_audio(path)
+
+
+def test_clipped_wav_warns_and_is_read_unless_strict(tmp_path) -> None:
+    from dlslab.audio.io import AudioWarning
+
+    path = tmp_path / "x.wav"
+    path.write_bytes(_wav(np.ones(1600, np.float32), subtype="FLOAT"))
+    with pytest.warns(AudioWarning, match="clipped"):
+        wave, rate = read_audio(path)
+    assert rate == 16000 and len(wave) == 1600
+    with pytest.raises(AudioError, match="clipped"):
+        read_audio(path, strict=True)
 
 
 def test_wrong_rate_and_truncated_wav(tmp_path) -> None:

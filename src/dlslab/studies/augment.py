@@ -79,6 +79,7 @@ def run(cfg: Config, run: Run) -> dict:
     _record(cfg, run, acc, rows, scored_on, data)
     _sample_grid(cfg, run, train_all)
     headline, text = _conclusions(cfg, acc)
+    run.answer(text.split("\n", 1)[0])  # _conclusions puts the answer first
     run.add_text("What augmentation buys", text)
     return {"headline": headline, "cells": rows, "seconds": round(seconds, 1), "scored_on": scored_on,
             "data": {"source": str(data.source.name), "note": data.note}}

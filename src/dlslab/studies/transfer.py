@@ -197,6 +197,7 @@ def run(cfg: Config, run: Run) -> dict:
     seconds = time.perf_counter() - t0
     _record(cfg, run, acc, curves, reports, rows, source_acc, scored_on, data)
     headline, text = _conclusions(cfg, acc, source_acc)
+    run.answer(text.split("\n", 1)[0])  # _conclusions puts the answer first
     run.add_text("Does transfer beat training from scratch?", text)
     return {"headline": headline, "cells": rows, "seconds": round(seconds, 1), "scored_on": scored_on,
             "tensors": {m: {"copied": [t for t, _ in r.copied], "new": r.new, "unused": r.unused}
