@@ -44,3 +44,16 @@ def test_few_threads_restores_the_thread_count() -> None:
     with few_threads(30):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_a_methods_warnings_stay_with_its_row_and_do_not_leak() -> None:
+    """One iterative round cannot converge: scikit-learn warns, and the warning is kept with the
+    row (for the study's log) instead of reaching the console as a raw Python warning."""
+    import warnings
+
+    x, m = _holes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any leak fails the test
+        out = compare_imputers(["mean", "iterative"], x, None, m, ImputerSpec(iterations=1, iterative_rounds=1), seed=0)
+    assert out["mean"]["warnings"] == []
+    assert any("ConvergenceWarning" in w for w in out["iterative"]["warnings"])

@@ -13,6 +13,7 @@ from study_runs import run_smoke
 
 from dlslab import cli, config
 from dlslab.catalog import STUDIES
+from dlslab.errors import ConfigError
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "src" / "dlslab" / "studies"
 NAMES = list(STUDIES)
@@ -60,6 +61,24 @@ def test_study_is_a_recipe(name) -> None:
     assert callable(getattr(module, "check", None)), f"{name} has no check(cfg)"
     for preset in module.PRESETS:
         module.check(config.resolve(module.Config, module.PRESETS, preset))
+
+
+SIGNED = {"seed", "corpus_seed"}  # fields where a negative number is meaningful (plus any *_db level)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_numeric_field_refuses_a_negative_value(name) -> None:
+    """`--set train_size=-5` or `lr=-1` must fail at plan time with the field's name, not train
+    at chance or end in a torch traceback."""
+    module = STUDIES[name].load()
+    hints = typing.get_type_hints(module.Config)
+    base = config.resolve(module.Config, module.PRESETS, "smoke")
+    numeric = [f.name for f in dataclasses.fields(module.Config)
+               if hints[f.name] in (int, float) and f.name not in SIGNED and not f.name.endswith("_db")]
+    assert numeric
+    for key in numeric:
+        with pytest.raises(ConfigError, match=key):
+            module.check(dataclasses.replace(base, **{key: hints[key](-1)}))
 
 
 @pytest.mark.parametrize("name", NAMES)

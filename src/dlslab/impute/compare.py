@@ -4,6 +4,7 @@ a classifier trained on the imputed rows, the seconds taken, and GAIN's per-epoc
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,17 +63,21 @@ def compare_imputers(methods: list[str], x: np.ndarray, y: np.ndarray | None, m:
                      seed: int, *, device: torch.device | str = "cpu", run: Run | None = None, key: str = "",
                      keep: int = 0) -> dict[str, dict[str, Any]]:
     """method -> {rmse, seconds, acc (labelled data), history (GAIN), sample (the first `keep`
-    imputed rows)}."""
+    imputed rows), warnings (what the method warned, e.g. scikit-learn's ConvergenceWarning:
+    kept with its row instead of leaking to the console)}."""
     out: dict[str, dict[str, Any]] = {}
     truth, mask = torch.from_numpy(x), torch.from_numpy(m)
     with few_threads(x.shape[1]):
         for method in methods:
             t0 = time.perf_counter()
-            imputed, extra = impute_with(method, x, m, spec, seed, device=device, run=run, key=key)
-            row = {"rmse": rmse_missing(torch.from_numpy(imputed), truth, mask),
-                   "seconds": time.perf_counter() - t0, **extra}
-            if y is not None:
-                row["acc"] = downstream_accuracy(imputed, y, spec.test_fraction, seed)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                imputed, extra = impute_with(method, x, m, spec, seed, device=device, run=run, key=key)
+                row = {"rmse": rmse_missing(torch.from_numpy(imputed), truth, mask),
+                       "seconds": time.perf_counter() - t0, **extra}
+                if y is not None:
+                    row["acc"] = downstream_accuracy(imputed, y, spec.test_fraction, seed)
+            row["warnings"] = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught})
             if keep:
                 row["sample"] = torch.from_numpy(imputed[:keep]).float()
             out[method] = row

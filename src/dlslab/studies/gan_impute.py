@@ -165,6 +165,9 @@ def run(cfg: Config, run: Run) -> dict:
                 for method in methods:
                     results[data][pattern][method].append(cell[method])
                 run.info(f"[{key}] " + "  ".join(f"{k}={v['rmse']:.4f}" for k, v in cell.items()))
+                for method, row in cell.items():
+                    for warning in row.get("warnings", []):
+                        run.info(f"[{key}] {method} warned: {warning}")
         if y is not None:
             complete_acc[data] = [downstream_accuracy(x, y, cfg.test_fraction, seed) for seed in seeds]
 
