@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from dlslab.config import StudyConfig
+from dlslab.config import StudyConfig, require
 from dlslab.data.images import load_images
 from dlslab.errors import ConfigError
 from dlslab.metrics import judge as judge_metrics
@@ -74,14 +74,9 @@ def data_needs(cfg: Config) -> list[str]:
 
 def check(cfg: Config) -> None:
     """Range checks of every numeric field."""
-    for name in ("epochs", "batch_size", "hidden", "layers", "val_size", "test_size", "samples_per_input", "shown"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
-    for name in ("train_size", "head_hidden"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{name}={getattr(cfg, name)}: must be >= 0 (0 = all images / no head)")
-    if cfg.lr <= 0 or cfg.grad_clip <= 0:
-        raise ConfigError(f"lr={cfg.lr}, grad_clip={cfg.grad_clip}: both must be > 0")
+    require(cfg, at_least_1=("epochs", "batch_size", "hidden", "layers", "val_size", "test_size",
+                             "samples_per_input", "shown"),
+            non_negative=("train_size", "head_hidden"), positive=("lr", "grad_clip"))
     if not 1 <= cfg.given_rows < 28:
         raise ConfigError(f"given_rows={cfg.given_rows}: must be between 1 and 27 (an MNIST image has 28 rows)")
 

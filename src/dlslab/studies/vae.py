@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import torch
 
-from dlslab.config import StudyConfig
+from dlslab.config import StudyConfig, require
 from dlslab.data.images import load_images
 from dlslab.errors import ConfigError
 from dlslab.metrics import judge as judge_metrics
@@ -78,18 +78,12 @@ def data_needs(cfg: Config) -> list[str]:
 
 def check(cfg: Config) -> None:
     """Range checks of every numeric field."""
-    for name in ("epochs", "batch_size", "latent", "conv_width", "val_size", "test_size", "iw_k", "iw_test_size",
-                 "realism_samples", "rotation_images", "traversal_steps", "traversal_bases"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
-    if cfg.train_size < 0:
-        raise ConfigError(f"train_size={cfg.train_size}: must be >= 0 (0 = all not held out)")
-    if cfg.lr <= 0 or cfg.traversal_range <= 0:
-        raise ConfigError(f"lr={cfg.lr}, traversal_range={cfg.traversal_range}: both must be > 0")
-    if not cfg.hidden or any(h < 1 for h in cfg.hidden):
-        raise ConfigError(f"hidden={cfg.hidden}: give one or more widths >= 1")
-    if not cfg.betas or any(b <= 0 for b in cfg.betas):
-        raise ConfigError(f"betas={cfg.betas}: give one or more betas > 0")
+    require(cfg, at_least_1=("epochs", "batch_size", "latent", "conv_width", "val_size", "test_size", "iw_k",
+                             "iw_test_size", "realism_samples", "rotation_images", "traversal_steps",
+                             "traversal_bases", "hidden"),
+            non_negative=("train_size",), positive=("lr", "traversal_range", "betas"))
+    if not cfg.hidden or not cfg.betas:
+        raise ConfigError("hidden and betas: give one or more values each")
     if len(cfg.rotation_angles) < 2:
         raise ConfigError(f"rotation_angles={cfg.rotation_angles}: give at least two angles")
 
