@@ -42,13 +42,12 @@ from dlslab.audio.speakers import (SpeakerSet, Utterance, read_speakers, real_sp
 from dlslab.config import StudyConfig, require
 from dlslab.errors import ConfigError, DataError
 from dlslab.metrics.projection import tsne
-from dlslab.metrics.verification import roc_auc, verification_pairs
 from dlslab.models.siamese import GE2EEncoder
 from dlslab.report.figures import confusion_matrix, overlaid_histograms, scatter_2d
 from dlslab.report.plots import line_plot
 from dlslab.runs import Run
 from dlslab.train.optim import OptimizerName
-from dlslab.train.pairs import LOSSES, PairTraining, fold_accuracies, train_ensemble
+from dlslab.train.pairs import CRITERION, LOSSES, PairTraining, fold_accuracies, train_ensemble, validation_measure
 
 Loss = Literal["contrastive", "triplet", "am-softmax"]
 MFCC, UNTRAINED, PRETRAINED = "mean MFCC (no learning)", "untrained encoder", "pretrained GE2E, frozen (other data)"
@@ -95,8 +94,8 @@ class Config(StudyConfig):
     cohort_top_k: int | None = None  # s-norm: each side is normalised by its most similar cohort utterances (None: the whole cohort)
     eval_rounds: int = 10  # random enrolments averaged in one-shot identification
     init: list[Literal["scratch", "pretrained"]] = field(default_factory=lambda: ["scratch", "pretrained"])  # encoders trained: from scratch (the main row) and fine-tuned from the pretrained GE2E encoder (skipped when the extra is not installed)
-    finetune_lr: float = 3e-5  # learning rate of fine-tuning (the pretrained weights move little)
-    finetune_epochs: int = 3  # epochs of fine-tuning (crops of one 160-frame window)
+    finetune_lr: float = 1e-4  # learning rate of fine-tuning (chosen on validation: scripts/siamese_finetune_grid.py)
+    finetune_epochs: int = 3  # most epochs of fine-tuning, the best on validation kept (crops of one 160-frame window)
     finetune_ensemble: int = 1  # fine-tuned encoders per loss (seeds seed, seed + 1, ...)
 
 
@@ -218,7 +217,7 @@ def run(cfg: Config, run: Run) -> dict:
                                            UNTRAINED: (embedder(untrained), "tdnn")}
     if sets["ge2e"] is not None:
         methods[PRETRAINED] = (embedder(build_encoder(ge2e, pretrained.N_MELS).to(run.device).eval()), "ge2e")
-    histories, val_auc, selected = train_encoders(cfg, run, sets, roles, methods, embedder)
+    histories, val_scores, selected = train_encoders(cfg, run, sets, roles, methods, embedder)
 
     scoring = {"rounds": cfg.eval_rounds, "seed": cfg.seed, "cohort_top_k": cfg.cohort_top_k}
     results = {m: score_method(embed, sets[src], roles, s_norm=cfg.score_norm == "s-norm", **scoring)
@@ -232,7 +231,7 @@ def run(cfg: Config, run: Run) -> dict:
     _record_tables(run, data, roles, cfg.hop, results, groups, cfg.score_norm, sets["ge2e"] is not None)
     _record_figures(run, cfg, results, test_groups(sets[methods[main_key][1]], roles), histories,
                     methods[main_key][0], main_key)
-    wins = _record_conclusions(run, results, main_key, [MFCC, UNTRAINED], selected, histories, val_auc)
+    wins = _record_conclusions(run, results, main_key, [MFCC, UNTRAINED], selected, histories, val_scores)
     return {"headline": _headline(results, groups, main_key, selected, wins), "selected_loss": selected.get("trained"),
             "selected_loss_of": {INIT_OF[k]: v for k, v in selected.items()},
             "pretrained": "installed" if sets["ge2e"] is not None else pretrained.NOT_INSTALLED,
@@ -240,15 +239,17 @@ def run(cfg: Config, run: Run) -> dict:
             "speakers": {role: sorted(n for n, r in roles.items() if r == role) for role in ("train", "val", "test")},
             "results": {m: {g: {k: v for k, v in r.items() if k not in ("scores", "same", "confusion")}
                             for g, r in res.items()} for m, res in results.items()},
-            "val_auc": val_auc, "epochs": {key: [h.epochs for h in hs] for key, hs in histories.items()}}
+            **{k: {key: v[k] for key, v in val_scores.items()} for k in ("val_oneshot", "val_auc")},
+            "epochs": {key: [h.epochs for h in hs] for key, hs in histories.items()}}
 
 
 def train_encoders(cfg: Config, run: Run, sets: dict[str, SpeakerSet | None], roles: dict[str, str],
                    methods: dict[str, tuple[Any, str]], embedder: Any) -> tuple[dict, dict, dict]:
-    """Each init's encoders, one (ensemble) per loss, added to `methods`; the loss of each
-    init is chosen by validation AUC. Returns (histories, val_auc, {kind: chosen loss})."""
+    """Each init's encoders, one (ensemble) per loss, added to `methods`; the loss of each init
+    is chosen by `validation_measure` (one-shot accuracy among the real validation speakers).
+    Returns (histories, {row: its validation figures}, {kind: chosen loss})."""
     histories: dict[str, list[Any]] = {}
-    val_auc: dict[str, float] = {}
+    val_scores: dict[str, dict[str, float]] = {}
     finetune = replace(PairTraining.of(cfg), lr=cfg.finetune_lr, epochs=cfg.finetune_epochs,
                        patience=cfg.finetune_epochs, crop_frames=GE2EEncoder().window)
     trainings = {"trained": (EncoderSpec.of(cfg), PairTraining.of(cfg), cfg.ensemble, "tdnn"),
@@ -258,17 +259,16 @@ def train_encoders(cfg: Config, run: Run, sets: dict[str, SpeakerSet | None], ro
         if INIT_OF[kind] not in cfg.init or sets[source] is None:
             continue
         train, val = role_set(sets[source], roles, "train"), role_set(sets[source], roles, "val")
-        vi, vj, vsame = verification_pairs(val.speaker.numpy(), seed=cfg.seed)
+        measure = validation_measure(val, cfg.seed)
         noise = noise_frames(spec, cfg.noise_snr, run.data_dir) if source == "tdnn" else None
         for loss in cfg.losses:
             key = f"{kind} ({loss})"
             model, histories[key] = train_ensemble(training, spec, loss, train, val, run, members=members,
                                                    seed=cfg.seed, noise=noise)
             methods[key] = (embedder(model), source)
-            val_emb = methods[key][0](val)
-            val_auc[key] = roc_auc((val_emb[vi] * val_emb[vj]).sum(1), vsame)
-        selected[kind] = max(cfg.losses, key=lambda loss: val_auc[f"{kind} ({loss})"])
-    return histories, val_auc, selected
+            val_scores[key] = measure(methods[key][0](val))
+        selected[kind] = max(cfg.losses, key=lambda loss: val_scores[f"{kind} ({loss})"][CRITERION])
+    return histories, val_scores, selected
 
 
 def _headline(results: dict[str, dict[str, Any]], groups: dict[str, SpeakerSet], main_key: str,
@@ -321,19 +321,20 @@ def _record_figures(run: Run, cfg: Config, results: dict[str, dict[str, Any]], g
     run.add_figure(confusion_matrix(truth, predicted, [n.split("/", 1)[-1] for n in test.names],
                                     xlabel="identified as", ylabel="true speaker"), f"confusion_{main}",
                    title=f"One-shot identification among all {main} test speakers: confusion ({trained_key})")
-    series = {key + (f" #{k}" if len(hs) > 1 else ""): (list(range(1, len(h.epochs) + 1)), h.series("val_auc"))
+    series = {key + (f" #{k}" if len(hs) > 1 else ""): (list(range(1, len(h.epochs) + 1)), h.series("val_oneshot"))
               for key, hs in histories.items() for k, h in enumerate(hs)}
-    run.add_figure(line_plot(series, title="validation verification AUC", xlabel="epoch", ylabel="ROC-AUC"),
-                   "val_auc", title="Training: validation AUC per epoch")
+    run.add_figure(line_plot(series, title="validation one-shot accuracy (real speakers)", xlabel="epoch",
+                             ylabel="accuracy"), "val_oneshot", title="Training: validation one-shot accuracy per epoch")
 
 
 def _record_conclusions(run: Run, results: dict[str, dict[str, Any]], main_key: str, baselines: list[str],
-                        selected: dict[str, str], histories: dict[str, list[Any]], val_auc: dict[str, float]) -> float:
+                        selected: dict[str, str], histories: dict[str, list[Any]], val_scores: dict[str, dict]) -> float:
     """Findings, targets and the answer, computed from the results; returns the fraction of
     measures the main encoder wins over the baselines."""
     measures = baseline_comparison(results, main_key, baselines)
     lost = [f"{g} {k}" for g, k, won in measures if not won]
-    text = [f"{kind}: the loss chosen on validation is {loss} (validation AUC {val_auc[f'{kind} ({loss})']:.3f}; best "
+    text = [f"{kind}: the loss chosen on validation is {loss} (one-shot accuracy among the real validation speakers "
+            f"{val_scores[f'{kind} ({loss})']['val_oneshot']:.3f}; best "
             "epoch of each encoder: " + ", ".join(str(h.best_epoch) for h in histories[f"{kind} ({loss})"]) + ")."
             for kind, loss in selected.items()]
     text.append(f"The {main_key} encoder beats both baselines on {len(measures) - len(lost)} of {len(measures)} "

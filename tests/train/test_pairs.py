@@ -1,0 +1,77 @@
+"""train.pairs.validation_measure: the criterion of every choice made on validation speakers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dlslab.audio.speakers import SpeakerSet
+from dlslab.train.pairs import CRITERION, validation_measure
+
+PER_SPEAKER = 5
+
+
+def speaker_set(corpora: list[str]) -> SpeakerSet:
+    """PER_SPEAKER utterances of one speaker per entry of `corpora` (features unused here)."""
+    n = len(corpora) * PER_SPEAKER
+    speaker = torch.arange(len(corpora)).repeat_interleave(PER_SPEAKER)
+    return SpeakerSet(torch.zeros(n, 2, 3), torch.full((n,), 3), speaker, [f"{c}/s{k}" for k, c in enumerate(corpora)],
+                      corpora, torch.zeros(n, 4), [f"u{k}" for k in range(n)])
+
+
+def embeddings(speaker: np.ndarray, separated: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Unit rows: speakers where `separated` is true sit on their own axis (with a little noise),
+    the others all on one shared axis (indistinguishable)."""
+    rng = np.random.default_rng(seed)
+    dim = int(speaker.max()) + 2
+    e = np.zeros((len(speaker), dim))
+    for k, s in enumerate(speaker):
+        e[k, s if separated[s] else dim - 1] = 1.0
+    e += 0.05 * rng.standard_normal(e.shape)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def test_the_criterion_is_one_shot_accuracy_among_the_real_validation_speakers_only() -> None:
+    corpora = ["arabic", "arabic", "librispeech", "synthetic", "synthetic", "synthetic", "synthetic", "synthetic"]
+    val = speaker_set(corpora)
+    spk = val.speaker.numpy()
+    measure = validation_measure(val, seed=0)
+    is_real = np.array([c != "synthetic" for c in corpora])
+    synthetic_apart = measure(embeddings(spk, ~is_real))  # only the synthetic voices are told apart
+    real_apart = measure(embeddings(spk, is_real))  # only the real speakers are told apart
+    assert real_apart["val_oneshot"] == 1.0 and synthetic_apart["val_oneshot"] < 0.6
+    assert real_apart[CRITERION] > synthetic_apart[CRITERION]
+    # the pooled AUC, dominated by the synthetic voices, would have chosen the other way
+    assert synthetic_apart["val_auc"] > real_apart["val_auc"]
+
+
+def test_ties_of_the_accuracy_go_to_the_higher_auc_of_real_pairs() -> None:
+    val = speaker_set(["fsdd", "fsdd", "arabic", "synthetic"])
+    spk = val.speaker.numpy()
+    measure = validation_measure(val, seed=0)
+
+    def embed(overlap: float) -> np.ndarray:
+        # speaker 0's utterances agree only at cosine 0.6 (each has its own extra axis); speaker 2
+        # sits at cosine `overlap` from speaker 1: one-shot identification stays perfect, but for
+        # overlap > 0.6 some different-speaker pairs score above same-speaker ones
+        e = np.zeros((len(spk), 4 + PER_SPEAKER))
+        for k, s in enumerate(spk):
+            if s == 0:
+                e[k, 0], e[k, 4 + k] = np.sqrt(0.6), np.sqrt(0.4)
+            elif s == 2:
+                e[k, 1], e[k, 2] = overlap, np.sqrt(1 - overlap ** 2)
+            else:
+                e[k, s] = 1.0
+        return e
+
+    apart, close = measure(embed(0.0)), measure(embed(0.8))
+    assert apart["val_oneshot"] == close["val_oneshot"] == 1.0 and apart["val_auc_real"] > close["val_auc_real"]
+    assert apart[CRITERION] > close[CRITERION]
+
+
+def test_without_two_real_speakers_every_validation_speaker_counts() -> None:
+    val = speaker_set(["synthetic", "synthetic", "synthetic", "arabic"])
+    spk = val.speaker.numpy()
+    measure = validation_measure(val, seed=0)
+    assert measure(embeddings(spk, np.ones(4, bool)))["val_oneshot"] == 1.0
+    assert measure(embeddings(spk, np.array([True, False, False, True])))["val_oneshot"] < 0.9
