@@ -16,6 +16,7 @@ over `--seeds` seeds, and `--json PATH` writes every figure.
 
     python benchmarks/cifar_speedrun.py [--seeds 3] [--epochs 10] [--json out.json]
     python benchmarks/cifar_speedrun.py --train-images 5000 --epochs 2   # a quick check
+    python benchmarks/cifar_speedrun.py --set holdout=0.1   # score 5,000 held-out training images
     torchrun --standalone --nproc_per_node 2 benchmarks/cifar_speedrun.py   # data-parallel
 """
 
@@ -29,11 +30,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import conv_peak_gflops, machine, matmul_peak_gflops, sync, write_json
+from dlslab.config import apply_overrides, parse_set_args
 from dlslab.data.images import load_images
 from dlslab.report.stats import format_mean_std, mean_std
 from dlslab.seeding import derive
 from dlslab.train.augment import Augmenter, tta_logits, tta_views
-from dlslab.train.cifar import CifarRecipe, autocast, build_model, device_tensors, make_loss, steps_plan, train_cifar
+from dlslab.train.cifar import (CifarRecipe, autocast, build_model, check_recipe, make_loss, steps_plan, study_tensors,
+                                train_cifar)
 from dlslab.train.ddp import init_process_group, launched_by_torchrun
 
 TARGETS = (0.90, 0.93, 0.94)
@@ -97,6 +100,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=CifarRecipe.epochs)
     parser.add_argument("--train-images", type=int, default=50000, help="train on the first N images (a quick check)")
     parser.add_argument("--eval-size", type=int, default=10000, help="test images scored (plainly) after every epoch")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a CifarRecipe field (repeatable), e.g. holdout=0.1 to score held-out training "
+                             "images instead of the test set (for choosing settings)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
@@ -104,8 +110,10 @@ def main() -> None:
     distributed = launched_by_torchrun()
     rank = init_process_group(device)[0] if distributed else 0
     cfg = CifarRecipe(epochs=args.epochs, min_steps=0, eval_size=args.eval_size, test_size=10000)
+    cfg = apply_overrides(cfg, parse_set_args(args.set))
+    check_recipe(cfg)
     data = load_images("cifar10")
-    train, test = device_tensors(data, device)
+    train, test, scored = study_tensors(data, cfg, device)
     train = (train[0][:args.train_images], train[1][:args.train_images])
 
     runs = [one_run(cfg, train, test, derive(0, "speedrun", i), rank, distributed) for i in range(args.seeds)]
@@ -124,19 +132,21 @@ def main() -> None:
     accs = [r["test_acc"] for r in runs]
     result = {
         "machine": f"{machine()}, {device.type}", "load_average_1min": round(os.getloadavg()[0], 2),
-        "processes": int(os.environ.get("WORLD_SIZE", "1")), "epochs": args.epochs, "train_images": len(train[0]),
-        "data_note": data.note, "runs": runs, **peaks,
+        "processes": int(os.environ.get("WORLD_SIZE", "1")), "epochs": cfg.epochs, "train_images": len(train[0]),
+        "data_note": data.note, "scored": scored, "recipe_overrides": args.set, "runs": runs, **peaks,
         "train_gflop_per_image": round(train_flops / 1e9, 4), "run_pflop": round(flops / 1e15, 4),
         "achieved_tflops": round(flops / mean_std(walls)[0] / 1e12, 3), "floor_s": round(floor, 1),
         "wall_over_floor": round(mean_std(walls)[0] / floor, 2),
         "test_acc_mean": round(mean_std(accs)[0], 4), "test_acc_std": round(mean_std(accs)[1], 4),
         "wall_s_mean": round(mean_std(walls)[0], 1),
     }
-    result["met"] = (result["test_acc_mean"] >= TARGET_ACC and max(walls) <= TARGET_S
-                     and result["wall_over_floor"] <= TARGET_FLOOR)
+    # the targets are on the test set: a held-out score (holdout > 0) neither meets nor misses them
+    result["met"] = None if cfg.holdout > 0 else (result["test_acc_mean"] >= TARGET_ACC and max(walls) <= TARGET_S
+                                                  and result["wall_over_floor"] <= TARGET_FLOOR)
     write_json(args.json, result)
     print(f"machine: {result['machine']}; 1-min load average {result['load_average_1min']}; "
           f"data: {data.note or 'canonical'}")
+    print(f"scored: {scored}" + (f"; recipe overrides: {' '.join(args.set)}" if args.set else ""))
     print(f"peaks: matmul bf16 {peaks['matmul_bf16_gflops']} GFLOP/s, fp32 {peaks['matmul_fp32_gflops']} GFLOP/s; "
           f"conv 3x3 bf16 channels-last {peaks['conv3x3_bf16_channels_last_gflops']} GFLOP/s")
     print(f"run: {result['run_pflop']} PFLOP ({result['train_gflop_per_image']} GFLOP per training image); "
@@ -148,7 +158,7 @@ def main() -> None:
               + f" {r['wall_s'] / floor:>10.2f}")
     print(f"test accuracy {format_mean_std(accs, 4)}, wall {format_mean_std(walls, 1)} s over n={len(runs)} "
           f"(± is the sample std); target >= {TARGET_ACC} mean, <= {TARGET_S:.0f} s each, <= {TARGET_FLOOR}x floor: "
-          f"{'met' if result['met'] else 'NOT met'}")
+          f"{'not judged (held-out score)' if result['met'] is None else 'met' if result['met'] else 'NOT met'}")
 
 
 if __name__ == "__main__":
