@@ -89,3 +89,23 @@ def test_short_training_learns_well_above_chance(data_root):
                       verbose=False)
     assert out.steps == 8 * 8 and len(out.history.series("test_acc")) == 8
     assert out.test_acc > 0.35, out.test_acc  # chance is 0.1
+
+
+def test_float32_whitening_is_exact_under_bf16_autocast_and_eps_caps_the_gain(data_root):
+    images = _cifar(500)
+    exact = {}
+    for float32 in (False, True):
+        torch.manual_seed(0)
+        cfg = CifarRecipe(widths=[8, 8, 8], whiten_float32=float32)
+        net = build_model(cfg, 10, torch.device("cpu"), whiten=images)
+        x = normalize(to_unit(images[:64])).contiguous(memory_format=torch.channels_last)
+        reference = F.conv2d(x, net.whiten.weight, net.whiten.bias)  # float32, no autocast
+        seen = []
+        net.whiten.register_forward_hook(lambda m, i, o: seen.append(o))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            net(x)
+        exact[float32] = (seen[0].float() - reference).abs().max().item()
+    assert exact[True] < 1e-4 < exact[False]  # bf16 rounding is amplified by the faint directions' gain
+    gains = [build_model(CifarRecipe(widths=[8, 8, 8], whiten_eps=eps), 10, torch.device("cpu"), whiten=images)
+             .whiten.weight.flatten(1).norm(dim=1).max().item() for eps in (5e-4, 5e-3)]
+    assert gains[1] < gains[0] / 2  # a larger eps lowers the largest filter gain

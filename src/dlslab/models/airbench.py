@@ -79,8 +79,11 @@ class AirbenchNet(nn.Module):
     """whiten (frozen 2x2 conv, 3 -> 24) -> GELU -> one ConvGroup per width -> max -> linear."""
 
     def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (64, 256, 256), whiten_size: int = 2,
-                 logit_scale: float = 1 / 9, bn_momentum: float = 0.4):
+                 logit_scale: float = 1 / 9, bn_momentum: float = 0.4, whiten_float32: bool = False):
         super().__init__()
+        # float32 whitening keeps autocast's bf16 rounding of the input (about 0.4% of a pixel)
+        # from being multiplied by the large gains of the faintest patch directions
+        self.whiten_float32 = whiten_float32
         self.whiten = nn.Conv2d(3, 2 * 3 * whiten_size**2, whiten_size, bias=True)
         self.whiten.weight.requires_grad_(False)  # set from the data by `init_whitening`, never trained
         nn.init.zeros_(self.whiten.bias)
@@ -98,7 +101,12 @@ class AirbenchNet(nn.Module):
         self.whiten.weight.copy_(whitening_filters(images, size, eps).to(self.whiten.weight.device))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.act(self.whiten(x)))  # (B, widths[-1], H / 2**groups, W / 2**groups)
+        if self.whiten_float32:
+            with torch.autocast(x.device.type, enabled=False):
+                x = self.act(self.whiten(x.float()))
+        else:
+            x = self.act(self.whiten(x))
+        x = self.blocks(x)  # (B, widths[-1], H / 2**groups, W / 2**groups)
         return self.pool(x).flatten(1)  # (B, widths[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,8 @@ class CifarRecipe:
     bias_scaler: float = 64.0  # batch-norm biases learn this many times faster (no extra decay)
     warmup: float = 0.23  # fraction of the steps at which the triangular schedule peaks
     whiten_bias_until: float = 0.3  # fraction of the steps after which the whitening bias is frozen
+    whiten_eps: float = 5e-4  # added to each patch-covariance eigenvalue before whitening (caps the gain of faint directions)
+    whiten_float32: bool = False  # run the whitening convolution in float32 under bf16 autocast
     lookahead_every: int = 5  # steps between pulls toward the weights' moving average (0: no lookahead)
     lookahead_start: float = 0.3  # fraction of the steps before the moving average starts
     label_smoothing: float = 0.2  # label smoothing of the cross-entropy
@@ -93,7 +95,7 @@ def check_recipe(cfg: CifarRecipe) -> None:
     need(bool(cfg.blocks) and min(cfg.blocks) >= 0, "blocks", "give one or more block counts >= 0")
     need(cfg.arch != "resnet-fast" or len(cfg.blocks) == len(cfg.widths) - 1, "blocks",
          f"resnet-fast needs one entry per stage ({len(cfg.widths) - 1} for widths={cfg.widths})")
-    for key in ("lr", "bias_scaler"):
+    for key in ("lr", "bias_scaler", "whiten_eps"):
         need(getattr(cfg, key) > 0, key, "must be > 0")
     need(0 <= cfg.momentum < 1, "momentum", "must be in [0, 1)")
     for key in ("warmup", "whiten_bias_until", "lookahead_start"):
@@ -132,9 +134,9 @@ def build_model(cfg: CifarRecipe, num_classes: int, device: torch.device,
     """The configured network on `device`, channels-last; an airbench network's whitening
     filters come from the uint8 training images `whiten` (its first WHITEN_IMAGES)."""
     if cfg.arch == "airbench":
-        model: nn.Module = AirbenchNet(num_classes, tuple(cfg.widths))
+        model: nn.Module = AirbenchNet(num_classes, tuple(cfg.widths), whiten_float32=cfg.whiten_float32)
         if whiten is not None:
-            model.init_whitening(normalize(to_unit(whiten[:WHITEN_IMAGES].to(device))))
+            model.init_whitening(normalize(to_unit(whiten[:WHITEN_IMAGES].to(device))), cfg.whiten_eps)
     elif cfg.arch == "resnet-fast":
         model = ResNetFast(num_classes, tuple(cfg.widths), tuple(cfg.blocks))
     else:
