@@ -97,6 +97,7 @@ def one_run(cfg: CifarRecipe, train: tuple, test: tuple, seed: int, rank: int, d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1, help="runs, each with its own seed")
+    parser.add_argument("--first-seed", type=int, default=0, help="start at this seed index (to add seeds to earlier runs)")
     parser.add_argument("--epochs", type=int, default=CifarRecipe.epochs)
     parser.add_argument("--train-images", type=int, default=50000, help="train on the first N images (a quick check)")
     parser.add_argument("--eval-size", type=int, default=10000, help="test images scored (plainly) after every epoch")
@@ -116,7 +117,8 @@ def main() -> None:
     train, test, scored = study_tensors(data, cfg, device)
     train = (train[0][:args.train_images], train[1][:args.train_images])
 
-    runs = [one_run(cfg, train, test, derive(0, "speedrun", i), rank, distributed) for i in range(args.seeds)]
+    runs = [one_run(cfg, train, test, derive(0, "speedrun", i), rank, distributed)
+            for i in range(args.first_seed, args.first_seed + args.seeds)]
     if rank != 0:
         return
     train_flops, tta_flops = flops_per_image(cfg, device)
