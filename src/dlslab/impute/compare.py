@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -14,11 +14,13 @@ import torch
 from dlslab.impute.autoencoder import dae_impute, train_dae
 from dlslab.impute.classical import downstream_accuracy, sklearn_impute
 from dlslab.impute.gain import HintMode, Init, gain_impute, train_gain
+from dlslab.impute.imputer import scale_observed
 from dlslab.impute.threads import few_threads
 from dlslab.metrics.image import rmse_missing
 from dlslab.runs import Run
 
 Method = Literal["mean", "knn", "iterative", "dae", "gain"]
+Normalize = Literal["table", "observed"]  # the networks see the data as given | rescaled by the observed values
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class ImputerSpec:
     knn_neighbors: int = 5  # k-NN imputer's neighbours
     iterative_rounds: int = 10  # iterative imputer's rounds
     log_every: int = 500  # training steps per logged epoch
+    normalize: Normalize = "table"  # GAIN / autoencoder: train on x as given, or rescaled by its observed values (the authors' code)
     test_fraction: float = 0.3  # rows held out to test the downstream classifier
 
 
@@ -46,6 +49,11 @@ def impute_with(method: str, x: np.ndarray, m: np.ndarray, spec: ImputerSpec, se
     """(imputed x, extras) of one method; extras holds GAIN's per-epoch losses as `history`."""
     if method not in ("gain", "dae"):
         return sklearn_impute(method, x, m, seed=seed, neighbors=spec.knn_neighbors, rounds=spec.iterative_rounds), {}
+    if spec.normalize == "observed":
+        scaled, lo, span = scale_observed(x, m)
+        filled, extra = impute_with(method, scaled, m, replace(spec, normalize="table"), seed, device=device, run=run,
+                                    key=key)
+        return lo + filled * span, extra
     xt = torch.from_numpy(x).float().to(device)
     mt = torch.from_numpy(m).float().to(device)
     common = {"iterations": spec.iterations, "batch_size": spec.batch_size, "lr": spec.lr, "hidden": spec.hidden,

@@ -26,6 +26,16 @@ Choice = Literal["auto", "mean", "knn", "iterative", "gain"]
 HOLDOUT = 0.15  # fraction of observed cells `auto` hides to score the methods on (10-20%)
 
 
+def scale_observed(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x min-max scaled per column by its observed entries (missing ones 0), lo, span): the
+    original is `lo + scaled * span`. A column with one observed value gets span 1."""
+    obs = m > 0
+    lo = np.where(obs, x, np.inf).min(0)
+    hi = np.where(obs, x, -np.inf).max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return np.where(obs, (x - lo) / span, 0.0), lo, span
+
+
 def hide_cells(m: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A (n, d) mask, 1 on the observed cells chosen to be hidden: `fraction` of the observed
     cells, at random, where a cell is a row and a group of matrix columns (the one-hot columns
@@ -107,9 +117,7 @@ class Imputer:
         empty = np.flatnonzero(m.sum(0) == 0)
         if len(empty):
             raise DataError(f"column {empty[0]} has no observed value: there is nothing to impute it from")
-        lo, hi = np.nanmin(x, 0), np.nanmax(x, 0)
-        span = np.where(hi > lo, hi - lo, 1.0)
-        scaled = np.where(m > 0, (x - lo) / span, 0.0)
+        scaled, lo, span = scale_observed(x, m)
         filled = self.fill(scaled, m, np.arange(x.shape[1]))
         return np.where(m > 0, x, lo + np.clip(filled, 0, 1) * span)
 

@@ -34,7 +34,7 @@ from dlslab.data.splits import random_subset
 from dlslab.data.uci import TableName, load_table
 from dlslab.errors import ConfigError, DataError
 from dlslab.impute.classical import downstream_accuracy
-from dlslab.impute.compare import ImputerSpec, Method, compare_imputers
+from dlslab.impute.compare import ImputerSpec, Method, Normalize, compare_imputers
 from dlslab.impute.gain import HintMode, Init
 from dlslab.impute.masks import block_mask, mcar_mask
 from dlslab.report.plots import line_plot
@@ -67,6 +67,7 @@ class Config(StudyConfig):
     init: Init = "torch"  # GAIN's initial weights: torch's default | xavier (the authors' code)
     holdout: float = 0.1  # fraction of observed entries GAIN holds out to pick its best logged epoch (0 = the last; 0.1 chosen on validation seeds)
     lr: float = 1e-3  # Adam learning rate of generator, discriminator and autoencoder
+    normalize: Normalize = "table"  # GAIN and autoencoder train on the table's scale | on each column rescaled by its observed values (the authors' code); RMSE is always on the table's scale
     image_hidden: int = 256  # MLP width on MNIST (tables use the data dimension, as the paper)
     dae_drop: float = 0.5  # fraction of observed entries the autoencoder hides and must reconstruct
     knn_neighbors: int = 5  # neighbours of the k-NN imputer
@@ -138,7 +139,7 @@ def imputer_spec(cfg: Config, iterations: int, hidden: int | None) -> ImputerSpe
     return ImputerSpec(iterations=iterations, hidden=hidden, batch_size=cfg.batch_size, hint_rate=cfg.hint_rate,
                        alpha=cfg.alpha, hint_mode=cfg.hint_mode, init=cfg.init, holdout=cfg.holdout, lr=cfg.lr,
                        dae_drop=cfg.dae_drop, knn_neighbors=cfg.knn_neighbors, iterative_rounds=cfg.iterative_rounds,
-                       log_every=cfg.log_every, test_fraction=cfg.test_fraction)
+                       log_every=cfg.log_every, normalize=cfg.normalize, test_fraction=cfg.test_fraction)
 
 
 # --- the study --------------------------------------------------------------------------------------
