@@ -113,6 +113,20 @@ class AirbenchNet(nn.Module):
         return self.head(self.features(x)) * self.logit_scale  # (B, classes)
 
 
+def names_from_resnet(groups: int) -> dict[str, str]:
+    """`transfer_weights` name map from an `AirbenchNet` of `groups` conv groups to a
+    `ResNetFast` with the same widths and one residual pair per stage. Group i >= 1 computes
+    what stage i - 1 does: its first conv and BN are the stage's conv and BN (both convolve,
+    pool, normalise, activate), its second the stage's first residual conv and BN. Group 0
+    reads the whitened 24 channels, the stem reads RGB, so it has no counterpart."""
+    out: dict[str, str] = {}
+    for i in range(1, groups):
+        out |= {rf"^blocks\.{i}\.conv1\.": f"stages.{i - 1}.conv.", rf"^blocks\.{i}\.norm1\.": f"stages.{i - 1}.bn.",
+                rf"^blocks\.{i}\.conv2\.": f"stages.{i - 1}.res.0.a.conv.",
+                rf"^blocks\.{i}\.norm2\.": f"stages.{i - 1}.res.0.a.bn."}
+    return out
+
+
 @register_model("airbench", example=lambda: torch.randn(2, 3, 32, 32))
 def airbench(num_classes: int = 10, widths: tuple[int, ...] = (64, 256, 256)) -> nn.Module:
     return AirbenchNet(num_classes, tuple(widths))

@@ -17,16 +17,22 @@ with and without augmentation:
 - `frozen`: the source backbone is frozen (weights and batch-norm statistics) and only a new
   linear head trains;
 - `finetune`: the source backbone with a new head; the backbone trains at
-  `backbone_lr_scale` times the head's learning rate.
+  `backbone_lr_scale` times the head's learning rate;
+- `cross-arch`: as `init`, but from a source network of a different architecture (a
+  `ResNetFast` with the same widths, trained on the same source task): its tensors are mapped
+  to the target's names (`models.airbench.names_from_resnet`), so the copy is by role, not
+  by name.
 
-`transfer_weights` does the copying and says exactly which tensors were copied, which are new
-and which source tensors went unused; the report lists them.
+`transfer_weights` does the copying and says exactly which tensors were copied under their
+own name, which were mapped from another name, which are new and which source tensors went
+unused; the report lists them.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -38,6 +44,7 @@ from dlslab.config import StudyConfig
 from dlslab.data.images import load_images
 from dlslab.data.splits import subset_fraction
 from dlslab.errors import ConfigError
+from dlslab.models.airbench import names_from_resnet
 from dlslab.report.plots import line_plot
 from dlslab.report.stats import STD_NOTE, format_mean_std, mean_std
 from dlslab.runs import Run
@@ -45,7 +52,7 @@ from dlslab.seeding import derive
 from dlslab.train.augment import Policy
 from dlslab.train.cifar import CifarRecipe, build_model, check_recipe, study_tensors, train_cifar, trained_cell
 
-Method = Literal["scratch", "init", "frozen", "finetune"]
+Method = Literal["scratch", "init", "frozen", "finetune", "cross-arch"]
 METHODS: tuple[str, ...] = get_args(Method)
 
 
@@ -96,6 +103,8 @@ def check(cfg: Config) -> None:
          "give one or more fractions in (0, 1]")
     need(bool(cfg.methods), "methods", "give one or more of " + ", ".join(METHODS))
     need(bool(cfg.policies), "policies", "give one or more augmentation policies")
+    need("cross-arch" not in cfg.methods or cfg.arch == "airbench", "methods",
+         f"cross-arch maps a resnet-fast source onto an airbench target; arch={cfg.arch!r} has no map (drop cross-arch)")
     need(cfg.backbone_lr_scale > 0, "backbone_lr_scale", "must be > 0")
     need(cfg.seeds >= 1, "seeds", "must be >= 1")
     need(cfg.curve_fraction in cfg.fractions, "curve_fraction", f"must be one of fractions={cfg.fractions}")
@@ -112,8 +121,13 @@ class TransferReport:
     new: list[str]  # target tensors left as initialised
     unused: list[str]  # source tensors that were not copied anywhere
 
+    @property
+    def mapped(self) -> list[tuple[str, str]]:
+        """The copied tensors whose source had another name (a different architecture)."""
+        return [(t, s) for t, s in self.copied if t != s]
+
     def rows(self) -> list[dict[str, str]]:
-        return ([{"tensor": t, "status": "copied", "from": s} for t, s in self.copied]
+        return ([{"tensor": t, "status": "copied" if t == s else "mapped", "from": s} for t, s in self.copied]
                 + [{"tensor": t, "status": "new", "from": ""} for t in self.new]
                 + [{"tensor": s, "status": "source only (unused)", "from": s} for s in self.unused])
 
@@ -169,13 +183,23 @@ def _relabel(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tuple[torc
     return x[keep], lookup[y[keep]]
 
 
-def target_model(cfg: Config, method: str, source_state: Mapping[str, torch.Tensor], images: torch.Tensor
+def other_arch(cfg: Config) -> Config:
+    """The recipe of the `cross-arch` source: a ResNetFast of the same widths, one residual
+    pair per stage."""
+    return replace(cfg, arch="resnet-fast", blocks=[1] * (len(cfg.widths) - 1))
+
+
+def target_model(cfg: Config, method: str, sources: Mapping[str, Mapping[str, torch.Tensor]], images: torch.Tensor
                  ) -> tuple[nn.Module, float, TransferReport | None]:
     """The target network for `method` (whitened from the target `images` unless it copies
-    the source's whitening), the learning-rate scale of its backbone, and what was copied."""
+    the source's whitening), the learning-rate scale of its backbone, and what was copied.
+    `sources`: the source network's state ("same"), and the other architecture's ("other")."""
     model = build_model(cfg, len(cfg.target_classes), images.device, whiten=images)
     if method == "scratch":
         return model, 1.0, None
+    if method == "cross-arch":
+        return model, 1.0, transfer_weights(sources["other"], model, name_map=names_from_resnet(len(cfg.widths)))
+    source_state = sources["same"]
     if method == "init":
         return model, 1.0, transfer_weights(source_state, model)
     report = transfer_weights(source_state, model, exclude=("head.",))
@@ -192,35 +216,39 @@ def run(cfg: Config, run: Run) -> dict:
     source_task = (_relabel(train_x, train_y, cfg.source_classes), _relabel(test_x, test_y, cfg.source_classes))
     target_task = (_relabel(train_x, train_y, cfg.target_classes), _relabel(test_x, test_y, cfg.target_classes))
     t0 = time.perf_counter()
-    source_state, source_acc = _train_source(cfg, run, *source_task)
-    acc, curves, reports, rows = _train_cells(cfg, run, source_state, *target_task)
+    sources, source_acc = {}, {}
+    sources["same"], source_acc["same"] = _train_source(cfg, run, *source_task)
+    if "cross-arch" in cfg.methods:
+        sources["other"], source_acc["other"] = _train_source(other_arch(cfg), run, *source_task, name="source-other")
+    acc, curves, reports, rows = _train_cells(cfg, run, sources, *target_task)
     seconds = time.perf_counter() - t0
     _record(cfg, run, acc, curves, reports, rows, source_acc, scored_on, data)
     headline, text = _conclusions(cfg, acc, source_acc)
     run.answer(text.split("\n", 1)[0])  # _conclusions puts the answer first
     run.add_text("Does transfer beat training from scratch?", text)
     return {"headline": headline, "cells": rows, "seconds": round(seconds, 1), "scored_on": scored_on,
-            "tensors": {m: {"copied": [t for t, _ in r.copied], "new": r.new, "unused": r.unused}
+            "tensors": {m: {"copied": [t for t, _ in r.copied], "mapped": dict(r.mapped), "new": r.new, "unused": r.unused}
                         for m, r in reports.items()},
             "data": {"source": str(data.source.name), "note": data.note}}
 
 
 def _train_source(cfg: Config, run: Run, train: tuple[torch.Tensor, torch.Tensor],
-                  test: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
-    """The source network's weights and its accuracy on the source classes."""
+                  test: tuple[torch.Tensor, torch.Tensor], name: str = "source") -> tuple[dict[str, torch.Tensor], float]:
+    """The source network's weights (architecture `cfg.arch`) and its accuracy on the source
+    classes."""
     device = train[0].device
     x, y = subset_fraction(train[0].cpu(), train[1].cpu(), cfg.source_fraction, derive(cfg.seed, "source-subset"))
-    seed = derive(cfg.seed, "source")
+    seed = derive(cfg.seed, name)
     torch.manual_seed(seed)
     x, y = x.to(device), y.to(device)
     source = build_model(cfg, len(cfg.source_classes), device, whiten=x)
     out = train_cifar(cfg, source, (x, y), test, policy=cfg.source_policy, seed=seed, run=run,
-                      name="source", num_classes=len(cfg.source_classes))
-    run.info(f"source network: test accuracy {out.test_acc:.4f} on classes {cfg.source_classes}")
+                      name=name, num_classes=len(cfg.source_classes))
+    run.info(f"{name} network ({cfg.arch}): test accuracy {out.test_acc:.4f} on classes {cfg.source_classes}")
     return {k: v.detach() for k, v in source.state_dict().items()}, out.test_acc
 
 
-def _train_cells(cfg: Config, run: Run, source_state: Mapping[str, torch.Tensor],
+def _train_cells(cfg: Config, run: Run, sources: Mapping[str, Mapping[str, torch.Tensor]],
                  train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]):
     """Every (fraction, repeat, policy, method) cell: accuracies, learning curves of the
     `curve_fraction` regime, what each method copied, and one row per cell."""
@@ -238,7 +266,7 @@ def _train_cells(cfg: Config, run: Run, source_state: Mapping[str, torch.Tensor]
             for policy in cfg.policies:
                 for method in cfg.methods:
                     torch.manual_seed(seed)
-                    model, backbone_lr_scale, report = target_model(cfg, method, source_state, x)
+                    model, backbone_lr_scale, report = target_model(cfg, method, sources, x)
                     if report is not None:
                         reports[method] = report
                     name = f"{method}-{policy}-f{fraction * 100:g}-r{repeat}"
@@ -255,12 +283,15 @@ def _train_cells(cfg: Config, run: Run, source_state: Mapping[str, torch.Tensor]
 
 
 def _record(cfg: Config, run: Run, acc: dict[tuple[str, str, float], list[float]], curves: dict[str, list[float]],
-            reports: dict[str, TransferReport], rows: list[dict], source_acc: float, scored_on: str, data: Any) -> None:
+            reports: dict[str, TransferReport], rows: list[dict], source_acc: dict[str, float], scored_on: str,
+            data: Any) -> None:
     table = [{"method": m, "augment": p, **{f"{f * 100:g}%": format_mean_std(acc[(m, p, f)], 4) for f in cfg.fractions}}
              for m in cfg.methods for p in cfg.policies]
     run.add_table("Target test accuracy", table,
                   caption=f"target classes {cfg.target_classes}; mean ± std over n={cfg.seeds} repeats ({STD_NOTE}); "
-                          f"scored on {scored_on}; source network: {source_acc:.4f} on classes {cfg.source_classes}; "
+                          f"scored on {scored_on}; source network: {source_acc['same']:.4f} on classes {cfg.source_classes}"
+                          + (f" (the other architecture's, for cross-arch: {source_acc['other']:.4f})"
+                             if "other" in source_acc else "") + "; "
                           f"data: cifar10 from {data.source.name}" + (f" ({data.note})" if data.note else ""))
     if curves:
         n = max(len(c) for c in curves.values())
@@ -270,15 +301,19 @@ def _record(cfg: Config, run: Run, acc: dict[tuple[str, str, float], list[float]
                        "learning_curves", title="Learning curves of the target networks")
     for method, report in reports.items():
         run.add_table(f"Tensors transferred ({method})", report.rows(), key=f"table:tensors-{method}",
-                      caption=f"{len(report.copied)} copied, {len(report.new)} new, {len(report.unused)} source-only")
+                      caption=f"{len(report.copied) - len(report.mapped)} copied under their own name, "
+                              f"{len(report.mapped)} mapped from another name, {len(report.new)} new, "
+                              f"{len(report.unused)} source-only")
     run.add_table("Every training", rows)
 
 
-def _conclusions(cfg: Config, acc: dict[tuple[str, str, float], list[float]], source_acc: float
+def _conclusions(cfg: Config, acc: dict[tuple[str, str, float], list[float]], source_acc: dict[str, float]
                  ) -> tuple[dict[str, Any], str]:
     """The headline numbers and the report's text, the answer in its first sentence."""
     mean = {k: mean_std(v)[0] for k, v in acc.items()}
-    headline: dict[str, Any] = {"source_test_acc": round(source_acc, 4), "test_acc": {}}
+    headline: dict[str, Any] = {"source_test_acc": round(source_acc["same"], 4), "test_acc": {}}
+    if "other" in source_acc:
+        headline["other_source_test_acc"] = round(source_acc["other"], 4)
     for (m, p, f), v in mean.items():
         headline["test_acc"].setdefault(m, {}).setdefault(p, {})[f"f{f * 100:g}"] = round(v, 4)
     lines = []
@@ -300,6 +335,11 @@ def _conclusions(cfg: Config, acc: dict[tuple[str, str, float], list[float]], so
         lines += details
     else:
         lines.append("No answer on transfer: `methods` needs scratch and at least one transfer method.")
+    if {"cross-arch", "init"} <= set(cfg.methods):
+        diffs = [mean[("cross-arch", p, f)] - mean[("init", p, f)] for p in cfg.policies for f in cfg.fractions]
+        lines.append(f"Initialised from the other architecture (resnet-fast, mapped by name), the network scored "
+                     f"{sum(diffs) / len(diffs):+.4f} on average against initialisation from the same architecture "
+                     f"({sum(d > 0 for d in diffs)} of {len(diffs)} regimes better).")
     if len(cfg.policies) > 1:
         base, other = cfg.policies[0], cfg.policies[1:]
         diffs = [mean[(m, q, f)] - mean[(m, base, f)] for m in cfg.methods for q in other for f in cfg.fractions]
