@@ -45,6 +45,16 @@ def test_smoke_run_keeps_the_patch_and_learns(data_root) -> None:
     assert "patch is kept exactly" in items["text:Findings"]["text"]
 
 
+def test_holdout_scores_held_out_training_images(data_root) -> None:
+    held = run_smoke("outpaint", {"holdout": True, "variants": ["recon"], "epochs": 1})
+    tested = run_smoke("outpaint", {"variants": ["recon"], "epochs": 1})
+    items = {i["key"]: i for i in json.loads((held.dir / "report.json").read_text())["items"]}
+    assert any("held-out training images" in i.get("title", "") for i in items.values())
+    prints = [next(i["sha256"] for i in json.loads((o.dir / "report.json").read_text())["items"]
+                   if i["kind"] == "test_data") for o in (held, tested)]
+    assert prints[0] != prints[1]  # scored on other images than the test run
+
+
 @pytest.mark.parametrize("key, value", [("samples", 1), ("patch", 28), ("lr_g", 0.0), ("rec_weight", -1.0),
                                         ("variants", []), ("train_images", 0)])
 def test_bad_values_fail_when_the_run_is_planned(key: str, value: object) -> None:

@@ -21,3 +21,23 @@ def test_border_loss_ignores_the_centre_and_crop_takes_it():
     n_border = border.sum().item()
     assert abs(border_loss(fake, real, border, "l1").item() - 1 / n_border) < 1e-6
     assert abs(border_loss(2 * fake, real, border, "l2").item() - 4 / n_border) < 1e-6
+
+
+def test_bf16_training_keeps_float32_weights_and_learns():
+    from dlslab.models.gan import Outpainter
+    from dlslab.train.outpaint import OutpaintSpec, train_outpainter
+
+    size, patch = 12, 6
+    box, border = centre_box(size, patch), 1 - centre_mask(size, patch)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(64, 1, size, size, generator=g) * 255).to(torch.uint8)
+    y = torch.zeros(64, dtype=torch.long)
+    for variant in ("recon", "cgan"):
+        torch.manual_seed(0)
+        model = Outpainter(1, size, patch, 4, 4, 0, False, True)
+        before = [p.detach().clone() for p in model.generator.parameters()]
+        spec = OutpaintSpec(noise_dim=4, epochs=2, batch_size=16, bf16=True)
+        hist = train_outpainter(model, variant, spec, x, y, border, box)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert all(torch.isfinite(torch.tensor(v)) for v in hist.epochs[-1].values())
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.generator.parameters()))
