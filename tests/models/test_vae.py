@@ -43,3 +43,12 @@ def test_init_output_bias_starts_the_decoder_at_the_mean_image(model) -> None:
     torch.nn.init.zeros_(last.weight)  # with the last layer silent, only the bias is left
     decoded = torch.sigmoid(model.decode(torch.randn(3, 5)))
     assert torch.allclose(decoded, mean.expand(3, 1, 28, 28), atol=1e-5)
+
+
+def test_conv_vae_channels_last_matches_contiguous() -> None:
+    torch.manual_seed(0)
+    model = ConvVAE(latent=5, width=4, hidden=16).eval()
+    x, z = torch.rand(3, 1, 28, 28), torch.randn(3, 5)
+    mu, logits = model.encode(x)[0], model.decode(z)
+    model = model.to(memory_format=torch.channels_last)
+    assert torch.allclose(model.encode(x)[0], mu, atol=1e-5) and torch.allclose(model.decode(z), logits, atol=1e-5)

@@ -10,6 +10,7 @@ from study_runs import run_smoke
 
 from dlslab import runner
 from dlslab.errors import ConfigError
+from dlslab.studies.vae import Config, model_specs
 
 
 def test_vae_smoke_run(data_root) -> None:
@@ -39,3 +40,10 @@ def test_vae_smoke_run(data_root) -> None:
 def test_bad_values_fail_when_the_run_is_planned(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
         runner.plan_study("vae", "smoke", {key: value})
+
+
+def test_aux_epochs_train_only_the_extra_vaes() -> None:
+    cfg = Config(epochs=7, aux_epochs=3)
+    assert {s.key: s.epochs for s in model_specs(cfg)} == {"mlp": 7, "conv": 7, "mlp-beta4": 3, "mlp-z2": 3}
+    assert {s.epochs for s in model_specs(Config(epochs=7, aux_epochs=0))} == {7}  # 0: every VAE trains `epochs`
+    assert {s.epochs for s in model_specs(Config(epochs=2))} == {2}  # never more than the quality models

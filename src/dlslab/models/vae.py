@@ -151,5 +151,5 @@ def vae_mlp(latent: int = 20, hidden: tuple[int, ...] = (512, 256)) -> MLPVAE:
 
 
 @register_model("vae-conv", example=lambda: torch.rand(2, 1, 28, 28))
-def vae_conv(latent: int = 20, width: int = 32) -> ConvVAE:
-    return ConvVAE(latent, width)
+def vae_conv(latent: int = 20, width: int = 32, hidden: int = 256) -> ConvVAE:
+    return ConvVAE(latent, width, hidden)
