@@ -64,7 +64,7 @@ class Config(StudyConfig):
 
 
 # The adversarial weight per dataset, chosen on held-out training images (docs/studies/outpaint.md):
-# CIFAR-10's border error is about 4x MNIST's, and at weight 1 its cGAN paid +14% border L1.
+# CIFAR-10's border error is 5-7x MNIST's, and at weight 1 its cGAN paid +14% border L1.
 ADV_WEIGHT = {"mnist": 1.0, "cifar10": 0.25}
 
 PRESETS = {
