@@ -1,12 +1,13 @@
 """Choose compress's pruning -> quantisation-aware training operating point on validation splits
-(`<net>_qat_round`, `qat_bits`, `qat_epochs`, `<net>_distill`, `<net>_prune_distill`;
-docs/studies/compress.md).
+(`<net>_qat_round`, `qat_bits` / `<net>_qat_bits`, `<net>_qat_bias_bits`, `qat_epochs`, `<net>_distill`,
+`<net>_prune_distill`; docs/studies/compress.md).
 
 The network (`--net`, LeNet-5 by default) is trained with the full preset's schedule (or the
 settings given with `--set`) on the MNIST training images less 5,000 held out (a sixth of a
 `train_subset` smaller than 30,000), and pruned
-iteratively in `prune_rounds` rounds; after each listed round, a copy per bit width,
-distillation weight and QAT length trains quantisation-aware with its pruned weights held at zero
+iteratively in `prune_rounds` rounds; after each listed round, a copy per bit width (`--bits 2`,
+or one width per layer, `--bits 3,2,2,2`), bias sharing (`--bias-bits`), distillation weight and
+QAT length trains quantisation-aware with its pruned weights held at zero
 (distilling the uncompressed model when the weight is > 0), is packed, loaded back and
 measured on the held-out and the test images.
 
@@ -48,8 +49,10 @@ from typing import Any
 import torch
 
 from dlslab.compress.packed import dense_bytes, load_packed, pack_model
-from dlslab.compress.pipeline import (Mnist, PruneSpec, StageSpec, error_percent, load_mnist, network_epochs,
-                                      pruning_rounds, quantise_pruned, quantised_label, train)
+from dlslab.compress.layers import weight_layers
+from dlslab.compress.pipeline import (Mnist, PruneSpec, StageSpec, bits_text, error_percent, load_mnist, network_epochs,
+                                      pruning_rounds, qat_layer_bits, quantise_pruned, quantised_label, tensor_rows,
+                                      train)
 from dlslab.config import apply_overrides, parse_set_args, to_dict
 from dlslab.data.splits import random_subset
 from dlslab.errors import DlsError
@@ -76,8 +79,11 @@ def parse_args() -> argparse.Namespace:
                    help="distillation weights of the QAT stage tried at every round (0 = labels only)")
     p.add_argument("--qat-epochs", type=int, nargs="+", default=[defaults.qat_epochs],
                    help="lengths (epochs) of the QAT stage tried at every round")
-    p.add_argument("--bits", type=int, nargs="+", default=[defaults.qat_bits],
-                   help="bit widths of the QAT stage's uniform quantiser tried at every round")
+    p.add_argument("--bits", nargs="+", help="bit widths of the QAT stage's uniform quantiser tried at every "
+                   "round: one width (2) or one per layer (3,2,2,2); default: the config's for --net")
+    p.add_argument("--bias-bits", type=int, nargs="+",
+                   help="k-means bits of the biases in the QAT stage tried (0 = float32); default: the config's")
+    p.add_argument("--show-tensors", action="store_true", help="print every file's bytes per tensor")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change a setting of the compress config (repeatable), e.g. prune_rounds=8")
     p.add_argument("--min-reduction", type=float, default=97.0, help="size reduction (%%) a candidate needs")
@@ -123,6 +129,10 @@ def main() -> None:
     else:
         cfg = study_config(overrides)
     cfg = network_epochs(cfg, net)  # the network's epochs, as the study trains them (--qat-epochs as given)
+    if args.bits is None:  # the config's widths for this network: one, or one per layer
+        args.bits = [bits_text(qat_layer_bits(cfg, net, build_model(net))).replace("/", ",")]
+    if args.bias_bits is None:
+        args.bias_bits = [getattr(cfg, f"{net}_qat_bias_bits")]
     data = load_mnist(None, "cpu", train_subset=cfg.train_subset, test_subset=cfg.test_subset, seed=cfg.seed)
     t0, c0 = time.perf_counter(), time.process_time()
 
@@ -135,7 +145,7 @@ def main() -> None:
         return
     x, y = data.train
     held_out = min(HELD_OUT, len(x) // 6)
-    results: dict[tuple, list] = {}  # (round, bits, distill, epochs) -> per split (bytes, ratio, val - baseline val)
+    results: dict[tuple, list] = {}  # (round, bits, bias bits, distill, epochs) -> per split (bytes, ratio, val - base)
     for split in args.splits:
         split_cfg = dataclasses.replace(cfg, seed=split)  # the split's seed also seeds its training
         perm = random_subset(len(x), len(x), split)  # a permutation seeded with the split's number
@@ -154,24 +164,35 @@ def main() -> None:
     summary = {key: (sum(b for b, _, _ in rows) / len(rows), min(q for _, q, _ in rows),
                      sum(d for _, _, d in rows) / len(rows), [d for _, _, d in rows])
                for key, rows in results.items()}
-    print(f"\nover {len(args.splits)} split(s): round, bits, QAT epochs, distill: mean bytes, smallest ratio, "
-          "mean validation error change (pp) per split")
-    for (r, bits, alpha, epochs), (nbytes, ratio, change, changes) in sorted(summary.items()):
-        print(f"  round {r}, int{bits}, {epochs} epochs, distill {alpha:g}: {nbytes:,.0f} bytes, {ratio:.1f}x, "
-              f"{change:+.3f} pp ({' '.join(f'{d:+.2f}' for d in changes)})")
+    print(f"\nover {len(args.splits)} split(s): round, bits, bias bits, QAT epochs, distill: mean bytes, smallest "
+          "ratio, mean validation error change (pp) per split")
+    for (r, bits, bias, alpha, epochs), (nbytes, ratio, change, changes) in sorted(summary.items()):
+        print(f"  round {r}, int{bits}, biases {bias or 'float32'}, {epochs} epochs, distill {alpha:g}: "
+              f"{nbytes:,.0f} bytes, {ratio:.1f}x, {change:+.3f} pp ({' '.join(f'{d:+.2f}' for d in changes)})")
     eligible = {k: v for k, v in summary.items() if 100 * (1 - 1 / v[1]) >= args.min_reduction}
     if not eligible:
         print(f"no candidate is {args.min_reduction}% smaller on every split")
         return
-    (r, bits, alpha, epochs), (_, ratio, change, _) = min(eligible.items(), key=lambda kv: (kv[1][2], kv[1][0]))
-    print(f"chosen: round {r}, int{bits}, {epochs} QAT epochs, distill {alpha:g} "
+    (r, bits, bias, alpha, epochs), (_, ratio, change, _) = min(eligible.items(), key=lambda kv: (kv[1][2], kv[1][0]))
+    print(f"chosen: round {r}, int{bits}, biases {bias or 'float32'}, {epochs} QAT epochs, distill {alpha:g} "
           f"(smallest ratio {ratio:.1f}x, mean validation change {change:+.3f} pp)")
+
+
+def layer_bits(text: str, model: torch.nn.Module) -> int | dict[str, int]:
+    """`--bits` 2 -> 2; 3,2,2,2 -> one width per weight layer of `model`, in order."""
+    widths = [int(b) for b in text.split(",")]
+    names = list(weight_layers(model))
+    if len(widths) == 1:
+        return widths[0]
+    if len(widths) != len(names):
+        raise SystemExit(f"--bits {text}: one width, or one per layer ({', '.join(names)})")
+    return dict(zip(names, widths))
 
 
 def measure(net: str, cfg: Any, data: Mnist, val: Mnist | None, saved_base: SimpleNamespace | None,
             saved: SimpleNamespace | None, args: argparse.Namespace, clock) -> dict[tuple, tuple]:
     """Train (or load from `saved_base` / `saved`) the baseline and pruning rounds, then every
-    listed QAT setting; print each packed file's figures. Returns (round, bits, distill, epochs) ->
+    listed QAT setting; print each packed file's figures. Returns (round, bits, bias bits, distill, epochs) ->
     (bytes, ratio, validation error, baseline validation error); the errors are NaN without a
     validation split."""
     stages = StageSpec.of(cfg)
@@ -185,21 +206,30 @@ def measure(net: str, cfg: Any, data: Mnist, val: Mnist | None, saved_base: Simp
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r, pruned in pruning_rounds(base, data, stages, PruneSpec.of(cfg, net, base), saved, net):
-            settings = itertools.product(args.bits, args.distill, args.qat_epochs) if r in args.rounds else []
-            for bits, alpha, epochs in settings:
+            settings = (itertools.product(args.bits, args.bias_bits, args.distill, args.qat_epochs)
+                        if r in args.rounds else [])
+            for bits_arg, bias, alpha, epochs in settings:
+                bits = layer_bits(bits_arg, base)
                 torch.manual_seed(cfg.seed)
-                m = quantise_pruned(pruned, base, data, stages, None, f"qat{r}", bits=bits, epochs=epochs, distill=alpha)
-                label = quantised_label(r, bits, alpha)
-                report = pack_model(m, Path(tmp) / f"round{r}-{bits}-{alpha}-{epochs}.dlz", name=net,
+                m = quantise_pruned(pruned, base, data, stages, None, f"qat{r}", bits=bits, epochs=epochs,
+                                    distill=alpha, bias_bits=bias)
+                label = quantised_label(r, bits, alpha, bias)
+                file = Path(tmp) / f"round{r}-{bits_text(bits).replace('/', '-')}-{bias}-{alpha}-{epochs}.dlz"
+                report = pack_model(m, file, name=net,
                                     reference_bytes=reference,
                                     meta={"study": "compress", "label": label})  # the study's header, byte for byte
                 loaded, _ = load_packed(report.path, torch.device("cpu"))
                 v = error_percent(loaded, val) if val else float("nan")
                 t = error_percent(loaded, data)
-                out[(r, bits, alpha, epochs)] = (report.file_bytes, report.ratio, v, base_val)
+                out[(r, bits_text(bits), bias, alpha, epochs)] = (report.file_bytes, report.ratio, v, base_val)
                 seen = f"validation {v:.2f}%, " if val else ""
-                print(f"round {r} + int{bits} QAT {epochs} epochs, distill {alpha:g}: {report.file_bytes:,} bytes, "
-                      f"{report.ratio:.1f}x, {seen}test {t:.2f}% {clock()}", flush=True)
+                print(f"round {r} + int{bits_text(bits)} QAT {epochs} epochs, biases {bias or 'float32'}, "
+                      f"distill {alpha:g}: {report.file_bytes:,} bytes, {report.ratio:.1f}x, {seen}test {t:.2f}% "
+                      f"{clock()}", flush=True)
+                if args.show_tensors:
+                    print(f"  header {report.header_bytes} bytes; " + "; ".join(
+                        f"{row['tensor']} {row['bytes']} ({row['density_%']}% kept, {row['bits/index']} bits/index)"
+                        for row in tensor_rows(report)))
             if r == max(args.rounds):  # no later round is needed: stop before training it
                 break
     return out

@@ -112,6 +112,23 @@ def test_prune_then_qat_keeps_the_pruned_weights_at_zero_on_its_grid(smoke_run, 
     assert len(safe_torch_load(ckpt / f"{net}-qat4.done.pt")["history"]["epochs"]) == cfg.technique_epochs
 
 
+def test_lenet5_takes_its_own_qat_widths_and_shared_biases(data_root, tmp_path):
+    """`lenet5_qat_bits` (per layer) and `lenet5_qat_bias_bits` reach the study's QAT stage:
+    the file it measures has ternary fc layers, a 3-bit conv1, 2**4 bias values at most."""
+    overrides = {"networks": ["lenet5"], "lenet5_qat_bits": [3, 3, 2, 2], "lenet5_qat_bias_bits": 4}
+    run_dir = run_smoke("compress", overrides, out=tmp_path).dir
+    cfg = runner.plan_study("compress", "smoke", overrides).cfg
+    r = cfg.lenet5_qat_round
+    row = next(row for row in json.loads((run_dir / "metrics.json").read_text())["results"]["lenet5"]
+               if row["model"] == f"prune round {r} + int3/3/2/2 quantisation-aware + 4-bit k-means biases")
+    model, _ = load_packed(run_dir / row["file"])
+    for (name, layer), bits in zip(weight_layers(model).items(), cfg.lenet5_qat_bits):
+        assert len(torch.unique(layer.weight)) <= 2 ** bits - 1, name
+        assert len(torch.unique(layer.bias)) <= 16, name
+    assert len(torch.unique(model.fc1.weight)) == 3  # ternary: -s, 0, +s
+    assert (run_dir / "checkpoints" / f"lenet5-prune{r}-qat3-3-2-2-b4.done.pt").exists()
+
+
 def test_the_findings_say_which_network_distilled_in_its_pruning_rounds(smoke_run):
     cfg = runner.plan_study("compress", "smoke").cfg
     assert cfg.lenet300_prune_distill > 0 and cfg.lenet5_prune_distill == 0
@@ -145,7 +162,9 @@ def test_the_qat_script_from_a_run_repeats_the_studys_own_file(smoke_run):
 
 @pytest.mark.parametrize("bad", [{"qat_epochs": 0}, {"lenet5_qat_round": 9}, {"qat_bits": 1}, {"qat_bits": 9},
                                  {"networks": ["lenet300", "resnet"]}, {"networks": []}, {"lr": 0.0},
-                                 {"structured_keep": 1.5}, {"lenet300_density": [0.1, 0.1]}, {"train_subset": -1}])
+                                 {"structured_keep": 1.5}, {"lenet300_density": [0.1, 0.1]}, {"train_subset": -1},
+                                 {"lenet5_qat_bits": [2, 2, 2]}, {"lenet300_qat_bits": [3, 1, 3]},
+                                 {"lenet5_qat_bias_bits": 17}, {"lenet300_qat_bias_bits": -1}])
 def test_bad_settings_fail_when_the_run_is_planned(bad):
     with pytest.raises(ConfigError):
         runner.plan_study("compress", "smoke", bad)

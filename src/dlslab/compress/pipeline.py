@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from dlslab.compress.distill import distillation_objective
-from dlslab.compress.layers import bake, trainable, weight_layers
+from dlslab.compress.layers import attach, bake, bias_layers, trainable, weight_layers
 from dlslab.compress.packed import PackReport, dense_bytes, load_packed, pack_model
 from dlslab.compress.prune import prune_magnitude, sparsity_schedule
 from dlslab.compress.quant import prepare_qat
+from dlslab.compress.share import shared_weight
 from dlslab.data.images import load_images
 from dlslab.data.splits import subset_fraction
 from dlslab.errors import ConfigError
@@ -158,17 +159,47 @@ def pruning_rounds(base: nn.Module, data: Mnist, stages: StageSpec, prune: Prune
         yield r, bake(pruned)  # parametrized models are baked before copying: copies share their class
 
 
+def qat_layer_bits(cfg: Any, net: str, model: nn.Module) -> dict[str, int]:
+    """Bits per weight layer of `net`'s pruning -> QAT stage: the config's `<net>_qat_bits`
+    (one width per layer), or `qat_bits` for every layer when that list is empty or absent."""
+    names = list(weight_layers(model))
+    per_layer = list(getattr(cfg, f"{net}_qat_bits", []))
+    if per_layer and len(per_layer) != len(names):
+        raise ConfigError(f"{net}_qat_bits needs one width per layer ({', '.join(names)}) or none; got {per_layer}")
+    if any(not 2 <= b <= 8 for b in per_layer or [cfg.qat_bits]):
+        raise ConfigError(f"{net}_qat_bits and qat_bits: widths must lie in 2..8; got {per_layer or cfg.qat_bits}")
+    return dict(zip(names, per_layer)) if per_layer else dict.fromkeys(names, cfg.qat_bits)
+
+
+def bits_text(bits: int | dict[str, int]) -> str:
+    """"3" for one width (or every layer at 3), "3/2/2/2" per layer, in layer order."""
+    widths = list(bits.values()) if isinstance(bits, dict) else [bits]
+    return str(widths[0]) if len(set(widths)) == 1 else "/".join(map(str, widths))
+
+
 def quantise_pruned(pruned: nn.Module, base: nn.Module, data: Mnist, stages: StageSpec, run: Run | None, name: str, *,
-                    bits: int, epochs: int, distill: float) -> nn.Module:
-    """A copy of `pruned` trained `epochs` quantisation-aware at `bits` with its pruned weights
-    held at exactly zero (distilling `base` when `distill` > 0), baked onto its grid."""
+                    bits: int | dict[str, int], epochs: int, distill: float, bias_bits: int = 0) -> nn.Module:
+    """A copy of `pruned` trained `epochs` quantisation-aware at `bits` (one width, or layer ->
+    width) with its pruned weights held at exactly zero (distilling `base` when `distill` > 0),
+    baked onto its grid. With `bias_bits` > 0 every bias is shared too: k-means into
+    2**bias_bits centroids that train with the stage (as Deep Compression shares them), so the
+    file stores codes and a small codebook instead of float32 biases."""
     m = prepare_qat(clone_model(pruned), bits, keep_zeros=True)
+    if bias_bits:
+        for layer in bias_layers(m).values():
+            attach(layer, "bias", shared_weight(layer.bias.detach(), bias_bits), freeze_original=True)
     train(m, data, stages, run, name, epochs, teacher=base, distill=distill)
     return bake(m)
 
 
-def quantised_label(r: int, bits: int, distill: float) -> str:
-    return f"prune round {r} + int{bits} quantisation-aware" + (" + distillation" if distill > 0 else "")
+def quantised_label(r: int, bits: int | dict[str, int], distill: float, bias_bits: int = 0) -> str:
+    return (f"prune round {r} + int{bits_text(bits)} quantisation-aware" + (" + distillation" if distill > 0 else "")
+            + (f" + {bias_bits}-bit k-means biases" if bias_bits else ""))
+
+
+def quantised_stage_name(net: str, r: int, bits: int | dict[str, int], bias_bits: int = 0) -> str:
+    """The stage's checkpoint name: `lenet5-prune2-qat3`, `lenet5-prune5-qat3-2-2-2-b5`."""
+    return f"{net}-prune{r}-qat{bits_text(bits).replace('/', '-')}" + (f"-b{bias_bits}" if bias_bits else "")
 
 
 # --- measuring on the file loaded back ----------------------------------------------------------------
@@ -188,6 +219,14 @@ class Measured:
         return {"model": self.label, "kind": self.kind, "file": self.file, "bytes": self.report.file_bytes,
                 "ratio": round(self.report.ratio, 2), "size_reduction_%": round(100 * (1 - 1 / self.report.ratio), 2),
                 "test_error_%": round(self.error, 2), "change_pp": round(self.error - base_error, 2)}
+
+
+def tensor_rows(report: PackReport) -> list[dict[str, Any]]:
+    """One table row per tensor of a packed file: density, layout, codebook, bits and bytes."""
+    return [{"tensor": t.name, "shape": "x".join(map(str, t.shape)), "params": t.numel,
+             "density_%": round(100 * t.density, 2), "layout": t.layout, "codebook": t.codebook,
+             "bits/code": round(t.code_bits, 2), "bits/index": round(t.index_bits, 2), "bytes": t.nbytes}
+            for t in report.tensors]
 
 
 class Bench:

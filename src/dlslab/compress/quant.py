@@ -60,12 +60,14 @@ def quantise_ptq(model: nn.Module, bits: int) -> nn.Module:
     return model
 
 
-def prepare_qat(model: nn.Module, bits: int, *, keep_zeros: bool = False) -> nn.Module:
-    """Make every weight layer train through fake quantisation; `bake` fixes the result.
-    With `keep_zeros` (a pruned model), weights that are zero now are held at zero."""
+def prepare_qat(model: nn.Module, bits: int | dict[str, int], *, keep_zeros: bool = False) -> nn.Module:
+    """Make every weight layer train through fake quantisation at `bits` (one width for all,
+    or layer name -> width); `bake` fixes the result. With `keep_zeros` (a pruned model),
+    weights that are zero now are held at zero."""
     bake(model)
-    for m in weight_layers(model).values():
+    for name, m in weight_layers(model).items():
+        b = bits[name] if isinstance(bits, dict) else bits
         if keep_zeros:
             attach(m, "weight", Mask(m.weight.detach() != 0))
-        attach(m, "weight", FakeQuant(bits, best_clip(m.weight.detach(), bits)))
+        attach(m, "weight", FakeQuant(b, best_clip(m.weight.detach(), b)))
     return model

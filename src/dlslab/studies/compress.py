@@ -26,7 +26,8 @@ from torch import nn
 from dlslab.compress.layers import weight_layers
 from dlslab.compress.lowrank import low_rank_factorise
 from dlslab.compress.pipeline import (Bench, Mnist, PruneSpec, StageSpec, error_percent, layer_settings, load_mnist,
-                                      network_epochs, pruning_rounds, quantise_pruned, quantised_label, train)
+                                      network_epochs, pruning_rounds, qat_layer_bits, quantise_pruned, quantised_label,
+                                      quantised_stage_name, tensor_rows, train)
 from dlslab.compress.prune import layer_density, prune_magnitude
 from dlslab.compress.quant import prepare_qat, quantise_ptq
 from dlslab.compress.share import share_weights
@@ -67,6 +68,10 @@ class Config(StudyConfig):
     lenet5_qat_round: int = 2  # the same for LeNet-5 (chosen on validation splits)
     qat_epochs: int = 12  # epochs of that pruning -> QAT stage (learning rate finetune_lr, decaying linearly to zero; chosen on a validation split)
     qat_bits: int = 3  # bits of that stage's uniform quantiser, 2..8 (3: 7 levels; chosen on validation splits)
+    lenet300_qat_bits: list[int] = field(default_factory=list)  # LeNet-300-100's QAT bits per layer, 2..8 (empty = qat_bits)
+    lenet5_qat_bits: list[int] = field(default_factory=list)  # the same for LeNet-5 (2: ternary)
+    lenet300_qat_bias_bits: int = 0  # k-means bits of the biases, shared in LeNet-300-100's QAT stage (0 = float32)
+    lenet5_qat_bias_bits: int = 0  # the same for LeNet-5
     lenet300_distill: float = 0.9  # weight of knowledge distillation from the uncompressed model in LeNet-300-100's QAT stage (0 = labels only; chosen on validation splits)
     lenet5_distill: float = 0.0  # the same for LeNet-5
     lenet300_prune_distill: float = 0.9  # the same weight in every pruning round's retraining of LeNet-300-100 (chosen on validation splits)
@@ -118,8 +123,6 @@ def check(cfg: Config) -> None:
     if cfg.weight_decay < 0 or cfg.loss_tolerance_pp < 0:
         raise ConfigError(f"weight_decay ({cfg.weight_decay}) and loss_tolerance_pp ({cfg.loss_tolerance_pp}) "
                           "must be >= 0")
-    if not 2 <= cfg.qat_bits <= 8:
-        raise ConfigError(f"qat_bits must lie in 2..8; got {cfg.qat_bits}")
     for name, lo, hi in (("bias_bits", 1, 16), ("dense_share_bits", 1, 16), ("structured_keep", 1e-9, 1),
                          ("lowrank_keep", 1e-9, 1)):
         if not lo <= getattr(cfg, name) <= hi:
@@ -128,12 +131,14 @@ def check(cfg: Config) -> None:
         qat_round = getattr(cfg, f"{net}_qat_round")
         if not 0 <= qat_round <= cfg.prune_rounds:
             raise ConfigError(f"{net}_qat_round must lie in 0..prune_rounds ({cfg.prune_rounds}); got {qat_round}")
-        if getattr(cfg, f"{net}_epoch_scale") < 1:
-            raise ConfigError(f"{net}_epoch_scale must be >= 1; got {getattr(cfg, f'{net}_epoch_scale')}")
+        if getattr(cfg, f"{net}_epoch_scale") < 1 or not 0 <= getattr(cfg, f"{net}_qat_bias_bits") <= 16:
+            raise ConfigError(f"{net}_epoch_scale must be >= 1 ({getattr(cfg, f'{net}_epoch_scale')}) and "
+                              f"{net}_qat_bias_bits in 0..16 ({getattr(cfg, f'{net}_qat_bias_bits')})")
         for stage in ("distill", "prune_distill"):
             if not 0 <= getattr(cfg, f"{net}_{stage}") <= 1:
                 raise ConfigError(f"{net}_{stage} must lie in [0, 1]; got {getattr(cfg, f'{net}_{stage}')}")
         layer_settings(build_model(net), getattr(cfg, f"{net}_density"), getattr(cfg, f"{net}_bits"), net)
+        qat_layer_bits(cfg, net, build_model(net))  # qat_bits and <net>_qat_bits in 2..8, one per layer
 
 
 # --- the compression runs of one network --------------------------------------------------------------
@@ -142,9 +147,10 @@ def check(cfg: Config) -> None:
 def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, Any]:
     cfg = network_epochs(cfg, net)
     qat_round, distill = getattr(cfg, f"{net}_qat_round"), getattr(cfg, f"{net}_distill")
-    stages = StageSpec.of(cfg)
+    stages, bias_bits = StageSpec.of(cfg), getattr(cfg, f"{net}_qat_bias_bits")
     torch.manual_seed(cfg.seed)
     base = build_model(net).to(run.device)
+    qat_bits = qat_layer_bits(cfg, net, base)
     train(base, data, stages, run, f"{net}-baseline", cfg.epochs, finetune=False)
     base_error = error_percent(base, data)
     bench = Bench(net, data, run, base)
@@ -166,9 +172,9 @@ def compress_network(net: str, cfg: Config, data: Mnist, run: Run) -> dict[str, 
         bench.measure(share_weights(clone_model(pruned), bits, cfg.bias_bits),
                       f"prune round {r} + k-means (no fine-tuning)", "curve")
         if r == qat_round:  # pruning, then quantisation-aware training with the pruned weights held at zero
-            m = quantise_pruned(pruned, base, data, stages, run, f"{net}-prune{r}-qat{cfg.qat_bits}",
-                                bits=cfg.qat_bits, epochs=cfg.qat_epochs, distill=distill)
-            bench.measure(m, quantised_label(r, cfg.qat_bits, distill), "pipeline")
+            m = quantise_pruned(pruned, base, data, stages, run, quantised_stage_name(net, r, qat_bits, bias_bits),
+                                bits=qat_bits, epochs=cfg.qat_epochs, distill=distill, bias_bits=bias_bits)
+            bench.measure(m, quantised_label(r, qat_bits, distill, bias_bits), "pipeline")
     density = layer_density(pruned)
 
     # Deep Compression: prune -> k-means sharing -> centroid fine-tuning -> Huffman
@@ -228,13 +234,6 @@ def entropy_rows(run: Run, out: dict[str, Any]) -> list[dict[str, Any]]:
             ("  ... + lzma -9e", len(lzma.compress(huff_bytes, preset=9 | lzma.PRESET_EXTREME)))]
     dense_f32 = out["deep"].report.dense_bytes
     return [{"coding": name, "bytes": n, "ratio": round(dense_f32 / n, 2)} for name, n in rows]
-
-
-def layer_rows(out: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"tensor": t.name, "shape": "x".join(map(str, t.shape)), "params": t.numel,
-             "density_%": round(100 * t.density, 2), "layout": t.layout, "codebook": t.codebook,
-             "bits/code": round(t.code_bits, 2), "bits/index": round(t.index_bits, 2), "bytes": t.nbytes}
-            for t in out["deep"].report.tensors]
 
 
 def histogram_figure(net: str, out: dict[str, Any]) -> Any:
@@ -319,7 +318,7 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
         run.add_table(f"{NETWORKS[net]}: every technique and pipeline", rows,
                       caption=f"Uncompressed test error {base_error:.2f}%. Bytes are the sizes of the packed "
                                 "files on disk; errors are measured on the models loaded back from them.")
-        run.add_table(f"{NETWORKS[net]}: deep compression, per tensor", layer_rows(out),
+        run.add_table(f"{NETWORKS[net]}: deep compression, per tensor", tensor_rows(out["deep"].report),
                       caption="Density, codebook size and the average bits per code and per sparse index "
                               "(Huffman coded) of every tensor in the packed file.")
         run.add_table(f"{NETWORKS[net]}: entropy coding vs general-purpose compressors", entropy_rows(run, out))
