@@ -37,6 +37,8 @@ def test_smoke_run_keeps_the_patch_and_learns(data_root) -> None:
         hist = metrics["history"][variant]
         assert hist[-1]["val_border_l1"] < hist[0]["val_border_l1"]  # the border gets better
         assert hist[-1]["val_border_l1"] < head["border_l1"]["mean image"] * 1.2
+        val = [e["val_border_l1"] for e in hist]
+        assert metrics["epoch_kept"][variant] == val.index(min(val)) + 1  # the epoch evaluated is the best one
     cgan = metrics["history"]["cgan"]
     assert all({"train_d_loss", "train_g_adv", "train_rec"} <= e.keys() for e in cgan)
     items = {i["key"]: i for i in json.loads((outcome.dir / "report.json").read_text())["items"]}
@@ -56,7 +58,8 @@ def test_holdout_scores_held_out_training_images(data_root) -> None:
 
 
 @pytest.mark.parametrize("key, value", [("samples", 1), ("patch", 28), ("lr_g", 0.0), ("rec_weight", -1.0),
-                                        ("variants", []), ("train_images", 0)])
+                                        ("variants", []), ("train_images", 0),
+                                        ("ema", 1.0), ("val_images", 0)])
 def test_bad_values_fail_when_the_run_is_planned(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
         runner.plan_study("outpaint", "smoke", {key: value})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dlslab.models import register_model
 
@@ -173,15 +174,31 @@ class ImageDiscriminator(nn.Module):
 
 
 class Outpainter(nn.Module):
-    """Generator and discriminator in one module, so one checkpoint holds both."""
+    """Generator and discriminator in one module, so one checkpoint holds both; with
+    `ema_decay` > 0 also an exponential moving average of the generator's weights and buffers
+    (`update_average` after each generator step), the generator that GANs are usually
+    evaluated with because it smooths the step-to-step wobble of adversarial training."""
 
     def __init__(self, in_channels: int = 1, size: int = 28, patch: int = 14, width: int = 32,
                  noise_dim: int = 16, num_classes: int = 0, patch_discriminator: bool = False,
-                 spectral_norm: bool = True):
+                 spectral_norm: bool = True, ema_decay: float = 0.0):
         super().__init__()
         self.generator = OutpaintGenerator(in_channels, size, patch, width, noise_dim, num_classes)
         self.discriminator = ImageDiscriminator(in_channels, size, width, patch_discriminator,
                                                 spectral_norm, num_classes)
+        self.generator_ema = None
+        if ema_decay > 0:
+            self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
+                                               use_buffers=True)
+
+    def update_average(self) -> None:
+        """Move the averaged generator toward the current one (no-op without `ema_decay`)."""
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
+
+    def final_generator(self) -> OutpaintGenerator:
+        """The generator to evaluate: the averaged one when kept, else the trained one."""
+        return self.generator if self.generator_ema is None else self.generator_ema.module
 
     def forward(self, patch: torch.Tensor, z: torch.Tensor | None = None,
                 y: torch.Tensor | None = None) -> torch.Tensor:

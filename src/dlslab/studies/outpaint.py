@@ -59,6 +59,9 @@ class Config(StudyConfig):
     lr_d: float = 2e-4  # Adam learning rate of the discriminator
     eval_images: int = 2000  # test images the metrics are computed on
     holdout: bool = False  # score on eval_images held-out training images instead of the test set (to choose settings)
+    val_images: int = 1000  # training images held out of training: per-epoch validation border L1 and diversity
+    keep_best: bool = True  # keep each variant's epoch with the lowest validation border L1 (else the last epoch)
+    ema: float = 0.999  # decay of the generator's weight average, which is the generator evaluated (0 = no average)
     samples: int = 6  # noise samples per patch, for diversity and the figure
     judge: bool = True  # score completions with our reference classifier (accuracy, Fréchet distance)
 
@@ -69,8 +72,9 @@ ADV_WEIGHT = {"mnist": 1.0, "cifar10": 0.25}
 
 PRESETS = {
     "smoke": {"train_images": 1024, "epochs": 2, "width": 8, "eval_images": 256, "samples": 3, "judge": False,
-              "bf16": False},
-    "quick": {"train_images": 3000, "epochs": 3, "width": 12, "eval_images": 600, "samples": 4, "bf16": False},
+              "bf16": False, "val_images": 128, "ema": 0.0},
+    "quick": {"train_images": 3000, "epochs": 3, "width": 12, "eval_images": 600, "samples": 4, "bf16": False,
+              "val_images": 256, "ema": 0.0},
     "full": {},
 }
 
@@ -81,9 +85,11 @@ def data_needs(cfg: Config) -> list[str]:
 
 def check(cfg: Config) -> None:
     """Range checks of every numeric field."""
-    for name in ("noise_dim", "width", "train_images", "epochs", "batch_size", "eval_images"):
+    for name in ("noise_dim", "width", "train_images", "epochs", "batch_size", "eval_images", "val_images"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name}={getattr(cfg, name)}: must be at least 1")
+    if not 0 <= cfg.ema < 1:
+        raise ConfigError(f"ema={cfg.ema}: the average's decay must lie in [0, 1) (0 = no average; 0.999 is usual)")
     for name in ("r1_weight", "rec_weight", "adv_weight"):
         if (getattr(cfg, name) or 0) < 0:
             raise ConfigError(f"{name}={getattr(cfg, name)}: must be >= 0")
@@ -112,6 +118,13 @@ def run(cfg: Config, run: Run) -> dict:
         order = random_subset(len(pool_x), len(pool_x), derive(cfg.seed, "subset", "holdout"))
         held, rest = order[:cfg.eval_images], order[cfg.eval_images:]
         pool_x, pool_y, scored_x, scored_y = pool_x[rest], pool_y[rest], pool_x[held], pool_y[held]
+    # validation images, never trained on: the per-epoch logs and the choice of epoch
+    order = random_subset(len(pool_x), len(pool_x), derive(cfg.seed, "subset", "validation"))
+    if cfg.val_images >= len(order):
+        raise ConfigError(f"val_images={cfg.val_images}: only {len(order)} training images are available")
+    val_x = pool_x[order[:cfg.val_images]].to(dev).float() / 255
+    val_y = pool_y[order[:cfg.val_images]].to(dev)
+    pool_x, pool_y = pool_x[order[cfg.val_images:]], pool_y[order[cfg.val_images:]]
     idx = random_subset(len(pool_x), cfg.train_images, derive(cfg.seed, "subset", "train"))
     train_x, train_y = pool_x[idx].to(dev), pool_y[idx].to(dev)
     test_idx = random_subset(len(scored_x), cfg.eval_images, derive(cfg.seed, "subset", "test"))
@@ -123,14 +136,17 @@ def run(cfg: Config, run: Run) -> dict:
     # fixed evaluation noise: the same draws for every variant and every epoch
     g = torch.Generator().manual_seed(derive(cfg.seed, "evaluation-noise"))
     z_eval = torch.randn(cfg.samples, len(test_x), cfg.noise_dim, generator=g).to(dev)
-    probe = slice(0, min(256, len(test_x)))
+    z_val = torch.randn(2, len(val_x), cfg.noise_dim, generator=g).to(dev)
+    val_labels = val_y if cfg.use_label else None
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        gen = model.generator if isinstance(model, Outpainter) else model
-        outs = torch.stack([complete(gen, test_x[probe], None if labels is None else labels[probe], z_eval[k, probe], box)
-                            for k in range(2)])
-        return {"val_border_l1": region_l1(outs[0], test_x[probe], border),
-                "val_diversity": sample_diversity(outs, border)}
+    def evaluate(model: Outpainter) -> dict[str, float]:
+        gen = model.final_generator().eval()
+        outs = torch.stack([complete(gen, val_x, val_labels, z_val[k], box) for k in range(2)])
+        scores = {"val_border_l1": region_l1(outs[0], val_x, border), "val_diversity": sample_diversity(outs, border)}
+        if gen is not model.generator:  # the trained (not averaged) generator, for the record
+            scores["val_border_l1_raw"] = region_l1(complete(model.generator.eval(), val_x, val_labels, z_val[0], box),
+                                                    val_x, border)
+        return scores
 
     mean_image = train_x.float().mean(0, keepdim=True) / 255  # (1, C, S, S)
     spec = OutpaintSpec(**{f.name: getattr(cfg, f.name) for f in fields(OutpaintSpec)}
@@ -140,10 +156,13 @@ def run(cfg: Config, run: Run) -> dict:
     for variant in cfg.variants:
         torch.manual_seed(cfg.seed)
         model = Outpainter(c, size, patch, cfg.width, cfg.noise_dim, len(data.classes) if cfg.use_label else 0,
-                           cfg.discriminator == "patch", cfg.regularizer == "spectral").to(dev)
+                           cfg.discriminator == "patch", cfg.regularizer == "spectral", cfg.ema).to(dev)
         model.generator.set_prior(mean_image)
-        hist = train_outpainter(model, variant, spec, train_x, train_y, border, box, evaluate=evaluate, run=run)
-        models[variant] = model.generator.eval()
+        if model.generator_ema is not None:
+            model.generator_ema.module.set_prior(mean_image)
+        hist = train_outpainter(model, variant, spec, train_x, train_y, border, box, evaluate=evaluate,
+                                keep_best=cfg.keep_best, run=run)
+        models[variant] = model.final_generator().eval()
         histories[variant] = hist.epochs
     return evaluate_and_report(cfg, run, data, models, histories, test_x, test_y, labels, z_eval, border, box,
                                train_x)
@@ -229,6 +248,15 @@ def evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, Outp
                            title=f"{variant}: {cfg.samples} noise samples per patch (first: patch, last: real)")
 
     findings, collapse = [], {}
+    kept = {v: kept_epoch(cfg, h) for v, h in histories.items()}
+    findings.append("Each variant is evaluated at " + ("its epoch with the lowest validation border L1 ("
+                    if cfg.keep_best else "its last epoch (") + ", ".join(f"{v}: {e} of {len(histories[v])}"
+                                                                        for v, e in kept.items())
+                    + f"; validation: {cfg.val_images} training images held out of training)"
+                    + (f", with its weights averaged over steps (decay {cfg.ema:g})." if cfg.ema else "."))
+    run.add_figure(line_plot({v: (list(range(1, len(h) + 1)), [e["val_border_l1"] for e in h]) for v, h in histories.items()},
+                             title="validation border L1 per epoch", xlabel="epoch", ylabel="border L1"),
+                   "val_border_l1", title="Border L1 on the validation images after each epoch")
     for variant, hist in histories.items():
         xs = list(range(1, len(hist) + 1))
         keys = [k for k in ("train_loss", "train_rec", "train_d_loss", "train_g_adv") if k in hist[0]]
@@ -273,7 +301,14 @@ def evaluate_and_report(cfg: Config, run: Run, data: Any, models: dict[str, Outp
     headline = {k: v for k, v in headline.items() if v}
     return {"headline": headline, "table": rows, "collapse": collapse, "patch_exact": exact,
             "patch_kept_exactly": all(exact.values()), "collapsed": {v: bool(f) for v, f in collapse.items() if v == "cgan"},
-            "history": histories}
+            "history": histories, "epoch_kept": kept}
+
+
+def kept_epoch(cfg: Config, history: list[dict[str, float]]) -> int:
+    """The epoch (1-based) whose generator was evaluated."""
+    if not cfg.keep_best:
+        return len(history)
+    return min(range(len(history)), key=lambda i: history[i]["val_border_l1"]) + 1
 
 
 def answer(cfg: Config, run: Run, by_name: dict[str, dict[str, Any]], models: dict[str, Any]) -> None:
