@@ -46,7 +46,8 @@ def smoke_run(data_root) -> Path:
 @pytest.mark.parametrize("key, value", [("lr", 0.0), ("crop_frames", 2), ("test_fraction", 0.9), ("ensemble", 0),
                                         ("noise_snr", [5.0]), ("speed_perturb", [0.0]), ("cohort_top_k", 1),
                                         ("dilations", []), ("epochs", 0), ("margin", -0.1), ("init", []),
-                                        ("finetune_lr", 0.0), ("finetune_epochs", 0), ("finetune_ensemble", 0)])
+                                        ("finetune_lr", 0.0), ("finetune_epochs", 0), ("finetune_ensemble", 0),
+                                        ("join_weights", [0.5, 1.5]), ("join_weights", [-0.1])])
 def test_check_refuses_out_of_range_values(key: str, value) -> None:
     with pytest.raises(ConfigError, match=key):
         siamese.check(siamese.Config(**{key: value}))

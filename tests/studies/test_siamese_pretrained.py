@@ -4,6 +4,7 @@ extra): its row, fine-tuning from it, the study without it, and `dlslab speakers
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,12 +52,36 @@ def test_finetuning_changes_the_weights_and_keeps_embeddings_unit_length(smoke_m
     assert torch.allclose(emb.norm(dim=1), torch.ones(len(emb)), atol=1e-5)
 
 
+@needs_extra
+def test_the_joined_row_is_chosen_on_validation_and_shown_beside_the_others(smoke_metrics) -> None:
+    res, cfg = smoke_metrics["results"], siamese.Config()
+    tuned = f"{siamese.FINETUNED} ({smoke_metrics['selected_loss_of']['pretrained']})"
+    assert smoke_metrics["join_weight"] in cfg.join_weights  # the smoke preset keeps the default weights
+    # weight 0 (the fine-tuned encoder alone) is a candidate, so the chosen join is no worse on validation
+    assert smoke_metrics["val_oneshot"][siamese.JOINED] >= smoke_metrics["val_oneshot"][tuned] - 1e-3
+    assert smoke_metrics["headline"]["oneshot10_acc"]["synthetic_joined"] == res[siamese.JOINED]["synthetic"]["oneshot_all"]["acc"]
+    report = json.loads((Path(smoke_metrics["dir"]) / "report.json").read_text())
+    rows = next(i for i in report["items"] if i.get("title") == "Unseen speakers: synthetic")["rows"]
+    assert {siamese.JOINED, tuned, siamese.PRETRAINED} <= {r["method"] for r in rows}
+    findings = next(i for i in report["items"] if i.get("title") == "Findings")
+    assert f"{siamese.JOINED}: the weight of the trained encoder chosen on validation is" in json.dumps(findings)
+
+
+@needs_extra
+def test_a_join_of_weight_0_is_the_finetuned_encoder(data_root, tmp_path) -> None:
+    outcome = run_smoke("siamese", {"ensemble": 1, "epochs": 2, "join_weights": [0.0]}, out=tmp_path)
+    metrics = json.loads((outcome.dir / "metrics.json").read_text())
+    tuned = metrics["results"][f"{siamese.FINETUNED} ({metrics['selected_loss_of']['pretrained']})"]
+    assert metrics["join_weight"] == 0.0 and metrics["results"][siamese.JOINED] == tuned
+
+
 def test_without_the_extra_the_study_runs_and_says_not_installed(data_root, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(pretrained, "weights_path", lambda: None)
     outcome = run_smoke("siamese", {"ensemble": 1, "epochs": 2}, out=tmp_path)
     metrics = json.loads((outcome.dir / "metrics.json").read_text())
     assert metrics["pretrained"] == pretrained.NOT_INSTALLED
-    assert not any(m.startswith((siamese.PRETRAINED, siamese.FINETUNED)) for m in metrics["results"])
+    assert not any(m.startswith((siamese.PRETRAINED, siamese.FINETUNED, siamese.JOINED)) for m in metrics["results"])
+    assert metrics["join_weight"] is None
     assert "synthetic_pretrained" not in metrics["headline"]["oneshot10_acc"]
     report = json.loads((outcome.dir / "report.json").read_text())
     rows = next(i for i in report["items"] if i.get("title") == "Unseen speakers: synthetic")["rows"]

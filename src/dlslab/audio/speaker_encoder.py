@@ -128,6 +128,30 @@ def cached_embedder(model: Any, device: torch.device | str = "cpu") -> Any:
     return embed
 
 
+def joined_embedder(parts: list[tuple[Any, SpeakerSet, float]]) -> Any:
+    """embed(SpeakerSet) -> the weighted join of several encoders' unit embeddings of the same
+    utterances, each encoder reading its own features: part (embed_k, features_k, w_k) adds
+    sqrt(w_k / sum w) * embed_k(the same speakers' utterances in features_k) side by side, so
+    the joined embedding has unit length and the cosine similarity of two is the w-weighted
+    mean of the parts' (score fusion). A part of weight 0 is left out: with one part left the
+    join is that encoder's embedding. `features_k` hold the same utterances in the same order
+    (`featurize_utterances` of one utterance list)."""
+    total = sum(w for _, _, w in parts)
+    if not parts or min(w for _, _, w in parts) < 0 or total <= 0:
+        raise UsageError(f"a join needs weights >= 0 that sum above 0, got {[w for _, _, w in parts]}")
+    kept = [(embed, source, w / total) for embed, source, w in parts if w > 0]
+
+    def embed(s: SpeakerSet) -> np.ndarray:
+        out = []
+        for part, source, w in kept:
+            same = source.subset(s.names)
+            if same.paths != s.paths:
+                raise UsageError("joined encoders must read the same utterances in the same order")
+            out.append(np.sqrt(w) * part(same))  # (N, E_k)
+        return np.concatenate(out, axis=1).astype(np.float32)  # (N, sum E_k), unit rows
+    return embed
+
+
 def embed_files(model: Any, spec: EncoderSpec, files: list[Path], max_seconds: float | None = None) -> np.ndarray:
     """Unit embeddings (N, E) of audio files (any rate; longer than `max_seconds`: an error)."""
     utts = [Utterance(f"file/{k}", "file", f, read_audio(f, sample_rate=SAMPLE_RATE, max_seconds=max_seconds)[0])
@@ -246,6 +270,12 @@ def evaluate_embeddings(test_emb: np.ndarray, test_speaker: np.ndarray, val_emb:
         if n == n_spk:
             out["confusion"] = (ident.truth, ident.predicted)
     return out
+
+
+def ten_way(res: dict[str, Any]) -> dict[str, Any]:
+    """The one-shot 10-way identification of an `evaluate_embeddings` result (N = all of
+    the group's speakers when it has fewer than 10)."""
+    return res.get("oneshot_10", res["oneshot_all"])
 
 
 def result_rows(results: dict[str, dict[str, dict[str, Any]]], group: str,

@@ -36,7 +36,7 @@ from dlslab.audio import pretrained
 from dlslab.audio.augment import speed_perturbed
 from dlslab.audio.speaker_encoder import (SAMPLE_RATE, EncoderSpec, baseline_comparison, build_encoder, cached_embedder,
                                           featurize_utterances, mfcc_embeddings, noise_frames, result_rows, role_set, score_method,
-                                          test_groups)
+                                          ten_way, test_groups)
 from dlslab.audio.speakers import (SpeakerSet, Utterance, read_speakers, real_speakers, role_counts, split_speakers,
                                    synthetic_sets)
 from dlslab.config import StudyConfig, require
@@ -47,11 +47,11 @@ from dlslab.report.figures import confusion_matrix, overlaid_histograms, scatter
 from dlslab.report.plots import line_plot
 from dlslab.runs import Run
 from dlslab.train.optim import OptimizerName
-from dlslab.train.pairs import CRITERION, LOSSES, PairTraining, fold_accuracies, train_ensemble, validation_measure
+from dlslab.train.pairs import CRITERION, LOSSES, PairTraining, best_join, fold_accuracies, train_ensemble, validation_measure
 
 Loss = Literal["contrastive", "triplet", "am-softmax"]
 MFCC, UNTRAINED, PRETRAINED = "mean MFCC (no learning)", "untrained encoder", "pretrained GE2E, frozen (other data)"
-FINETUNED = "fine-tuned from pretrained"
+FINETUNED, JOINED = "fine-tuned from pretrained", "fine-tuned + trained, joined"  # JOINED: weight chosen on validation
 INIT_OF = {"trained": "scratch", FINETUNED: "pretrained"}  # each trained kind's starting point (`init`)
 
 
@@ -88,7 +88,7 @@ class Config(StudyConfig):
     batch_size: int = 64  # anchors per batch
     optimizer: OptimizerName = "adam"  # optimizer (see dlslab.train.optim)
     lr: float = 2e-3  # learning rate
-    patience: int = 15  # stop after this many epochs without a better validation AUC
+    patience: int = 15  # stop after this many epochs without a better validation criterion
     ensemble: int = 5  # encoders trained per loss (seeds seed, seed + 1, ...) and joined: a score is the mean of their cosines
     score_norm: Literal["none", "s-norm"] = "s-norm"  # test-time scores: cosine, or adaptive symmetric s-norm against a cohort of training utterances
     cohort_top_k: int | None = None  # s-norm: each side is normalised by its most similar cohort utterances (None: the whole cohort)
@@ -97,6 +97,7 @@ class Config(StudyConfig):
     finetune_lr: float = 1e-4  # learning rate of fine-tuning (chosen on validation: scripts/siamese_finetune_grid.py)
     finetune_epochs: int = 3  # most epochs of fine-tuning, the best on validation kept (crops of one 160-frame window)
     finetune_ensemble: int = 1  # fine-tuned encoders per loss (seeds seed, seed + 1, ...)
+    join_weights: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5])  # weights w of the from-scratch encoder tried in the JOINED row (score fusion with the fine-tuned one, 1 - w); the best on validation kept; [] = no such row
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -116,7 +117,6 @@ def data_needs(cfg: Config) -> list[str]:
         (["speech-corpus"] if "synthetic" in cfg.data else []) + (["noise"] if cfg.noise_snr else [])
 
 
-
 def check(cfg: Config) -> None:
     """Refuse out-of-range values before anything runs."""
     def need(ok: bool, key: str, allowed: str) -> None:
@@ -128,7 +128,8 @@ def check(cfg: Config) -> None:
     require(cfg, at_least_1=("real_per_speaker", "synth_utterances", "n_mels", "n_fft", "hop", "channels", "embed_dim",
                              "epochs", "patience", "ensemble", "eval_rounds", "finetune_epochs", "finetune_ensemble"),
             non_negative=("synth_train_speakers", "synth_val_speakers", "synth_test_speakers", "band_mask", "margin",
-                          "am_margin"), positive=("max_seconds", "lr", "am_scale", "finetune_lr", "speed_perturb"))
+                          "am_margin"), positive=("max_seconds", "lr", "am_scale", "finetune_lr", "speed_perturb"),
+            probabilities=("join_weights",))
     need(cfg.crop_frames >= 4, "crop_frames", "must be >= 4")
     need(cfg.batch_size >= 2, "batch_size", "must be >= 2 (a batch needs two speakers)")
     need(0 <= cfg.val_fraction < 1, "val_fraction", "must be a fraction in [0, 1)")
@@ -172,10 +173,6 @@ def load_utterances(cfg: Config, data_dir: str | Path | None) -> tuple[list[Utte
             raise DataError(f"fewer than 2 {role} speakers; use more speakers (a corpus needs 3+ "
                             "speakers to be split) or change val_fraction/test_fraction")
     return utterances, roles
-
-
-def _ten_way(res: dict[str, Any]) -> dict[str, Any]:
-    return res.get("oneshot_10", res["oneshot_all"])
 
 
 # --- choosing settings: folds of the non-test speakers -------------------------------------------------
@@ -233,7 +230,7 @@ def run(cfg: Config, run: Run) -> dict:
                     methods[main_key][0], main_key)
     wins = _record_conclusions(run, results, main_key, [MFCC, UNTRAINED], selected, histories, val_scores)
     return {"headline": _headline(results, groups, main_key, selected, wins), "selected_loss": selected.get("trained"),
-            "selected_loss_of": {INIT_OF[k]: v for k, v in selected.items()},
+            "selected_loss_of": {INIT_OF[k]: v for k, v in selected.items()}, "join_weight": val_scores.get(JOINED, {}).get("join_weight"),
             "pretrained": "installed" if sets["ge2e"] is not None else pretrained.NOT_INSTALLED,
             "n_features": int(data.frames.shape[1]),
             "speakers": {role: sorted(n for n, r in roles.items() if r == role) for role in ("train", "val", "test")},
@@ -268,19 +265,23 @@ def train_encoders(cfg: Config, run: Run, sets: dict[str, SpeakerSet | None], ro
             methods[key] = (embedder(model), source)
             val_scores[key] = measure(methods[key][0](val))
         selected[kind] = max(cfg.losses, key=lambda loss: val_scores[f"{kind} ({loss})"][CRITERION])
+    if cfg.join_weights and len(selected) == 2:  # the fine-tuned encoder (weight 1 - w) joined with the trained one (w)
+        (e1, s1), (e2, s2) = (methods[f"{kind} ({selected[kind]})"] for kind in (FINETUNED, "trained"))
+        w, embed, val_scores[JOINED] = best_join((e1, sets[s1]), (e2, sets[s2]), cfg.join_weights, val, measure)
+        methods[JOINED], val_scores[JOINED]["join_weight"] = (embed, s1), w
     return histories, val_scores, selected
 
 
 def _headline(results: dict[str, dict[str, Any]], groups: dict[str, SpeakerSet], main_key: str,
               selected: dict[str, str], wins: float) -> dict[str, Any]:
     rows = {"mfcc": MFCC, "untrained": UNTRAINED, "pretrained": PRETRAINED,
-            "finetuned": f"{FINETUNED} ({selected.get(FINETUNED)})"}
+            "finetuned": f"{FINETUNED} ({selected.get(FINETUNED)})", "joined": JOINED}
     headline: dict[str, Any] = {"oneshot10_acc": {}, "auc": {}, "eer": {}, "wins_over_baselines": wins}
     for g in groups:
         name = g.replace("within ", "within_")
-        headline["oneshot10_acc"][name] = _ten_way(results[main_key][g])["acc"]
+        headline["oneshot10_acc"][name] = ten_way(results[main_key][g])["acc"]
         headline["auc"][name], headline["eer"][name] = results[main_key][g]["auc"], results[main_key][g]["eer"]
-        headline["oneshot10_acc"] |= {f"{name}_{label}": _ten_way(results[m][g])["acc"]
+        headline["oneshot10_acc"] |= {f"{name}_{label}": ten_way(results[m][g])["acc"]
                                       for label, m in rows.items() if m in results}
     return headline
 
@@ -337,21 +338,23 @@ def _record_conclusions(run: Run, results: dict[str, dict[str, Any]], main_key: 
             f"{val_scores[f'{kind} ({loss})']['val_oneshot']:.3f}; best "
             "epoch of each encoder: " + ", ".join(str(h.best_epoch) for h in histories[f"{kind} ({loss})"]) + ")."
             for kind, loss in selected.items()]
+    text += [f"{JOINED}: the weight of the trained encoder chosen on validation is {v['join_weight']:g} (validation "
+             f"one-shot {v['val_oneshot']:.3f})." for v in [val_scores.get(JOINED)] if v]
     text.append(f"The {main_key} encoder beats both baselines on {len(measures) - len(lost)} of {len(measures)} "
                 "measures" + (f"; not on: {', '.join(lost)}." if lost else " (all of them)."))
-    rows = [main_key] + [m for m in results if m.startswith((PRETRAINED, FINETUNED)) and m != main_key]
+    rows = [main_key] + [m for m in results if m.startswith((PRETRAINED, FINETUNED, JOINED)) and m != main_key]
     for g in results[main_key]:
-        text.append(f"{g}: one-shot {_ten_way(results[main_key][g])['n_way']}-way accuracy: " + ", ".join(
-            f"{m} {_ten_way(results[m][g])['acc']:.1%}" for m in rows + baselines) + ".")
+        text.append(f"{g}: one-shot {ten_way(results[main_key][g])['n_way']}-way accuracy: " + ", ".join(
+            f"{m} {ten_way(results[m][g])['acc']:.1%}" for m in rows + baselines) + ".")
     run.add_text("Findings", " ".join(text))
     acc = {(m, g): results[m][g]["oneshot_10"]["acc"] for m in rows for g in ("real", "within arabic")
            if "oneshot_10" in results[m].get(g, {})}
     for (m, g), value in acc.items():
         run.target(f"oneshot10_acc.{g.replace('within ', 'within_')} ({m})", value, at_least=0.9 if g == "real" else 0.8,
                    anchor="issue 22: >= 0.90 pooled, >= 0.80 within Arabic (full preset)")
-    best = max(rows, key=lambda m: _ten_way(results[m][next(iter(results[m]))])["acc"])
+    best = max(rows, key=lambda m: ten_way(results[m][next(iter(results[m]))])["acc"])
     g = next(iter(results[main_key]))
-    run.answer(f"One-shot {_ten_way(results[main_key][g])['n_way']}-way identification of unseen speakers ({g}): "
-               f"{_ten_way(results[main_key][g])['acc']:.1%} for the {main_key} encoder; the best encoder here is "
-               f"{best} ({_ten_way(results[best][g])['acc']:.1%}; chance {_ten_way(results[best][g])['chance']:.1%}).")
+    run.answer(f"One-shot {ten_way(results[main_key][g])['n_way']}-way identification of unseen speakers ({g}): "
+               f"{ten_way(results[main_key][g])['acc']:.1%} for the {main_key} encoder; the best encoder here is "
+               f"{best} ({ten_way(results[best][g])['acc']:.1%}; chance {ten_way(results[best][g])['chance']:.1%}).")
     return (len(measures) - len(lost)) / max(len(measures), 1)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from dlslab.audio.augment import add_noise, mask_band, random_crops
-from dlslab.audio.speaker_encoder import EncoderSpec, build_encoder, checkpoint_name, embed_set
+from dlslab.audio.speaker_encoder import EncoderSpec, build_encoder, checkpoint_name, embed_set, joined_embedder
 from dlslab.audio.speakers import SpeakerSet, validation_folds
 from dlslab.metrics.verification import CohortNorm, one_shot_identification, roc_auc, verification_pairs
 from dlslab.models.siamese import (EncoderEnsemble, SiameseNet, SpeakerIndex, additive_margin_loss, contrastive_loss,
@@ -119,6 +119,20 @@ def validation_measure(val: SpeakerSet, seed: int, rounds: int = VAL_ROUNDS) -> 
         return {"val_oneshot": acc, "val_auc_real": auc_real, "val_auc": roc_auc((emb[i] * emb[j]).sum(1), same),
                 CRITERION: acc + auc_real / 1000}
     return measure
+
+
+def best_join(first: tuple[Any, SpeakerSet], second: tuple[Any, SpeakerSet], weights: list[float], val: SpeakerSet,
+              measure: Callable[[np.ndarray], dict[str, float]]) -> tuple[float, Any, dict[str, float]]:
+    """Two encoders (embed, their features) joined (`audio.speaker_encoder.joined_embedder`:
+    `second` weighted w, `first` 1 - w) with the w among `weights` whose join scores best on
+    the validation figures `measure` of its embeddings of `val` (the smaller w on a tie).
+    Returns (w, the joined embed, its validation figures)."""
+    tried = {}
+    for w in sorted(set(weights)):
+        embed = joined_embedder([(*first, 1 - w), (*second, w)])
+        tried[w] = (embed, measure(embed(val)))
+    w = max(tried, key=lambda w: tried[w][1][CRITERION])
+    return w, *tried[w]
 
 
 def train_encoder(spec: PairTraining, encoder: EncoderSpec, loss: str, train: SpeakerSet, val: SpeakerSet,
