@@ -95,7 +95,7 @@ class Config(StudyConfig):
     eval_rounds: int = 10  # random enrolments averaged in one-shot identification
     init: list[Literal["scratch", "pretrained"]] = field(default_factory=lambda: ["scratch", "pretrained"])  # encoders trained: from scratch (the main row) and fine-tuned from the pretrained GE2E encoder (skipped when the extra is not installed)
     finetune_lr: float = 1e-4  # learning rate of fine-tuning (chosen on validation: scripts/siamese_finetune_grid.py)
-    finetune_epochs: int = 3  # most epochs of fine-tuning, the best on validation kept (crops of one 160-frame window)
+    finetune_epochs: int = 4  # most epochs of fine-tuning, the best on validation kept (crops of one 160-frame window; 4: scripts/siamese_fusion_grid.py)
     finetune_ensemble: int = 1  # fine-tuned encoders per loss (seeds seed, seed + 1, ...)
     join_weights: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5])  # weights w of the from-scratch encoder tried in the JOINED row (score fusion with the fine-tuned one, 1 - w); the best on validation kept; [] = no such row
 
