@@ -9,7 +9,7 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compress_qat_round.py"
 SMALL = ["--set", "train_subset=3000", "--set", "test_subset=1000", "--set", "epochs=2",
-         "--set", "prune_rounds=2", "--set", "prune_epochs=1"]
+         "--set", "prune_rounds=2", "--set", "prune_epochs=1", "--set", "lenet5_qat_round=2"]  # full: round 5 of 5
 # "round 2 + int3 QAT 1 epochs, biases float32, distill 0.9: 23,139 bytes, 46.1x, validation 28.20%, test 29.20% [...]"
 RESULT = re.compile(r"round (\d) \+ int([\d/]+) QAT (\d+) epochs, biases (\w+), distill ([\d.]+): ([\d,]+) bytes, "
                     r"([\d.]+)x, validation ([\d.]+)%, test ([\d.]+)%")
