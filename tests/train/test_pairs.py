@@ -1,4 +1,5 @@
-"""train.pairs.validation_measure: the criterion of every choice made on validation speakers."""
+"""train.pairs.validation_measure: the criterion of every choice made on validation speakers;
+best_join: the weight of a join chosen by it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import torch
 
 from dlslab.audio.speakers import SpeakerSet
-from dlslab.train.pairs import CRITERION, validation_measure
+from dlslab.train.pairs import CRITERION, best_join, validation_measure
 
 PER_SPEAKER = 5
 
@@ -75,3 +76,17 @@ def test_without_two_real_speakers_every_validation_speaker_counts() -> None:
     measure = validation_measure(val, seed=0)
     assert measure(embeddings(spk, np.ones(4, bool)))["val_oneshot"] == 1.0
     assert measure(embeddings(spk, np.array([True, False, False, True])))["val_oneshot"] < 0.9
+
+
+def test_best_join_keeps_the_weight_that_scores_best_on_validation_and_the_smaller_on_a_tie() -> None:
+    val = speaker_set(["arabic", "arabic", "arabic", "fsdd"])
+    spk = val.speaker.numpy()
+    # each encoder tells only some speakers apart: the first 0 and 1, the second 2 and 3
+    first, second = embeddings(spk, np.array([1, 1, 0, 0], bool)), embeddings(spk, np.array([0, 0, 1, 1], bool), 1)
+    parts = [(lambda s, e=e: e[[val.paths.index(p) for p in s.paths]], val) for e in (first, second)]
+    measure = validation_measure(val, seed=0)
+    w, embed, figures = best_join(*parts, [0.0, 0.5, 1.0, 0.5], val, measure)
+    assert w == 0.5 and figures == measure(embed(val))  # the join tells all four apart, each part alone two
+    assert figures["val_oneshot"] > max(measure(first)["val_oneshot"], measure(second)["val_oneshot"])
+    w, embed, _ = best_join(*parts, [0.3, 0.0], val, lambda e: {CRITERION: 1.0})  # every weight ties
+    assert w == 0.0 and np.array_equal(embed(val), first.astype(np.float32))

@@ -11,9 +11,9 @@ several seeds are joined (their scores averaged) and scores are s-normalised aga
 training utterances; settings are chosen by `cross_validate` over folds of untested speakers.
 
 Rows beside it: mean MFCC vectors (no learning), the encoder untrained, and an anchor
-pretrained on other data, the GE2E encoder of the `resemblyzer` wheel (LibriSpeech and
-VoxCeleb speakers; `audio.pretrained`, an optional extra: without it the row says "not
-installed"), frozen and fine-tuned from it with the study's losses (`init`).
+pretrained on other data, the GE2E encoder of the `resemblyzer` wheel (LibriSpeech and VoxCeleb
+speakers; `audio.pretrained`, an optional extra: without it the row says "not installed"), frozen,
+fine-tuned from it with the study's losses (`init`), and that joined with the one trained here.
 
 Scientific variable: the encoder (from scratch with each loss in `losses`, fine-tuned from
 the pretrained one, the baselines). Nuisance (chosen by `cross_validate`, then fixed): width,
