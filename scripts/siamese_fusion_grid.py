@@ -29,14 +29,16 @@ import torch
 
 from dlslab import config
 from dlslab.audio import pretrained
-from dlslab.audio.speaker_encoder import EncoderSpec, build_encoder, embed_set, featurize_utterances, role_set
-from dlslab.metrics.verification import CohortNorm, one_shot_identification
+from dlslab.audio.speaker_encoder import (EncoderSpec, FusedCohortNorm, build_encoder, embed_set, featurize_utterances,
+                                          load_encoder, role_set)
+from dlslab.metrics.verification import (CohortNorm, equal_error_rate, one_shot_identification, roc_auc,
+                                         verification_pairs)
 from dlslab.models.siamese import GE2EEncoder
 from dlslab.runs import Run
 from dlslab.studies.siamese import PRESETS, Config, load_utterances
 from dlslab.train.engine import fit, seed_everything
 from dlslab.train.optim import make_optimizer
-from dlslab.train.pairs import CRITERION, VAL_ROUNDS, PairTraining, pair_loss, validation_measure
+from dlslab.train.pairs import CRITERION, VAL_ROUNDS, PairTraining, calibrated_cllr, pair_loss, validation_measure
 
 
 def _sets(cfg: Config, data_dir: str | None) -> dict[str, dict[str, object]]:
@@ -196,14 +198,95 @@ def frozen(a: argparse.Namespace) -> None:
         print(f"window {window}, step {step}:", val_figures(embedded, sets_of(a.out)["ge2e"]), flush=True)
 
 
+def from_run(a: argparse.Namespace) -> None:
+    """A finished full-preset run's chosen encoders (fine-tuned and from scratch, as
+    `load_encoder` reads them back), embedded like `train` stores them: another realisation
+    of the encoders to score on the validation speakers (the run's test figures are not read)."""
+    cfg = config.resolve(Config, PRESETS, "full", {})
+    sets = _sets(cfg, a.data_dir)
+    a.out.mkdir(parents=True, exist_ok=True)
+    for s in ("tdnn", "ge2e"):
+        tr, va = sets[s]["train"], sets[s]["val"]
+        np.savez(a.out / f"sets-{s}.npz", train_speaker=tr.speaker.numpy(), val_speaker=va.speaker.numpy(),
+                 val_real=va.corpus_of_utterance() != "synthetic", val_corpus=va.corpus_of_utterance())
+    losses = json.loads((a.run / "metrics.json").read_text())["selected_loss_of"]
+    for init, kind, source in (("pretrained", "ft", "ge2e"), ("scratch", "scratch", "tdnn")):
+        model, _ = load_encoder(a.run, init)
+        tr, va = sets[source]["train"], sets[source]["val"]
+        np.savez(a.out / f"{kind}-{losses[init]}-run.npz", val=embed_set(model, va.frames, va.lengths),
+                 train=embed_set(model, tr.frames, tr.lengths), best_epoch=-1)
+        print(f"{kind}-{losses[init]}: embedded", flush=True)
+
+
+WEIGHT_CRITERIA = ("1-shot cos", "1-shot s-norm", "1-shot fused", "arabic s-norm", "arabic fused", "AUC cos",
+                   "AUC s-norm", "AUC fused", "EER s-norm", "EER fused", "Cllr s-norm", "Cllr fused")
+
+
+def weight_figures(side: dict[str, np.ndarray], scratch: dict[str, np.ndarray], w: float,
+                   sets: dict[str, np.ndarray], seed: int = 0) -> dict[str, float]:
+    """Validation figures of the join (1 - w) side + w scratch: one-shot 7-way accuracy among
+    the real validation speakers (cosine, s-norm of the joined embedding, and each part
+    s-normed before the fusion), within Arabic (s-norm), ROC-AUC and EER of the real
+    validation pairs, and their Cllr after an affine calibration (`calibrated_cllr`: a figure
+    that does not saturate at 100%)."""
+    e = join([(side, 1 - w), (scratch, w)]) if 0 < w < 1 else (side if w == 0 else scratch)
+    dims = [side["val"].shape[1], scratch["val"].shape[1]] if 0 < w < 1 else [e["val"].shape[1]]
+    real, spk = sets["val_real"], sets["val_speaker"]
+    v, s = e["val"][real], spk[real]
+    snorm = CohortNorm(e["train"])
+    cuts = np.cumsum([0] + dims)
+    fused = FusedCohortNorm([CohortNorm(e["train"][:, a:b]) for a, b in zip(cuts[:-1], cuts[1:])], dims,
+                            [1 - w, w] if 0 < w < 1 else [1.0])
+    i, j, same = verification_pairs(s, seed=seed)
+    out = {}
+    for name, norm in (("cos", None), ("s-norm", snorm), ("fused", fused)):
+        out[f"1-shot {name}"] = one_shot_identification(v, s, None, rounds=VAL_ROUNDS, seed=seed, norm=norm).accuracy
+        scores = (v[i] * v[j]).sum(1) if norm is None else norm.pairs(v[i], v[j])
+        out[f"AUC {name}"] = roc_auc(scores, same)
+        out[f"EER {name}"] = equal_error_rate(scores, same)[0]
+        out[f"Cllr {name}"] = calibrated_cllr(scores, same)
+    arab = sets["val_corpus"] == "arabic"
+    for name, norm in (("s-norm", snorm), ("fused", fused)):
+        out[f"arabic {name}"] = one_shot_identification(e["val"][arab], spk[arab], None, rounds=VAL_ROUNDS, seed=seed,
+                                                        norm=norm).accuracy
+    return {k: out[k] for k in WEIGHT_CRITERIA}
+
+
+def weights(a: argparse.Namespace) -> None:
+    """The join's validation figures at each weight, for each folder's fine-tuned (GE2E side)
+    and from-scratch encoders, and their mean over the folders (realisations of the training)."""
+    curves: dict[str, np.ndarray] = {}
+    for out in a.dirs:
+        sets = sets_of(out)["ge2e"]
+        enc = {p.stem: dict(np.load(p)) for p in sorted(out.glob("*-*-*.npz"))}
+        scratch = join([(e, 1.0) for n, e in enc.items() if n.startswith(f"scratch-{a.scratch}-")])
+        for name in sorted(n for n in enc if n.startswith(f"ft-{a.side}-")):
+            label = f"{out.name}/{name}"
+            curves[label] = np.array([list(weight_figures(enc[name], scratch, w, sets).values()) for w in a.weights])
+            print(f"\n{label} + scratch {a.scratch}\n{'w':>5} " + " ".join(f"{c:>13}" for c in WEIGHT_CRITERIA))
+            for w, row in zip(a.weights, curves[label]):
+                print(f"{w:>5.2f} " + " ".join(f"{x:>13.4f}" for x in row), flush=True)
+    mean = np.mean(list(curves.values()), axis=0)
+    print(f"\nmean over {len(curves)}\n{'w':>5} " + " ".join(f"{c:>13}" for c in WEIGHT_CRITERIA))
+    for w, row in zip(a.weights, mean):
+        print(f"{w:>5.2f} " + " ".join(f"{x:>13.4f}" for x in row))
+    if a.json:
+        a.json.write_text(json.dumps({"weights": a.weights, "criteria": WEIGHT_CRITERIA,
+                                      "curves": {k: v.tolist() for k, v in curves.items()}}, indent=1))
+
+
 def sets_of(out: Path) -> dict[str, dict[str, np.ndarray]]:
     return {s: dict(np.load(out / f"sets-{s}.npz")) for s in ("tdnn", "ge2e")}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("phase", choices=["train", "frozen", "score"])
-    p.add_argument("out", type=Path)
+    p.add_argument("phase", choices=["train", "frozen", "score", "from-run", "weights"])
+    p.add_argument("out", type=Path, help="the folder of embeddings (weights: the first of them)")
+    p.add_argument("dirs", type=Path, nargs="*", help="weights: more folders of embeddings")
+    p.add_argument("--run", type=Path, help="from-run: a finished full-preset run folder")
+    p.add_argument("--side", default="am-softmax", help="weights: the fine-tuned loss joined")
+    p.add_argument("--scratch", default="contrastive", help="weights: the from-scratch loss joined")
     p.add_argument("--jobs", nargs="+", default=[], help="scratch:LOSS (the ensemble) or ft:LOSS:SEED:EPOCHS")
     p.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
     p.add_argument("--windows", nargs="+", default=[(160, 77)], type=lambda v: tuple(map(int, v.split(":"))),
@@ -212,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
-    {"train": train, "frozen": frozen, "score": score}[a.phase](a)
+    a.dirs = [a.out, *a.dirs]
+    {"train": train, "frozen": frozen, "score": score, "from-run": from_run, "weights": weights}[a.phase](a)
     return 0
 
 

@@ -1,13 +1,17 @@
 """train.pairs.validation_measure: the criterion of every choice made on validation speakers;
-best_join: the weight of a join chosen by it."""
+calibrated_cllr and best_join: the weight of a join chosen by it, with its scores s-normalised
+part by part (audio.speaker_encoder.cohort_norm)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from dlslab.audio.speakers import SpeakerSet
-from dlslab.train.pairs import CRITERION, best_join, validation_measure
+from dlslab.audio.speaker_encoder import FusedCohortNorm, cohort_norm, joined_embedder
+from dlslab.metrics.verification import CohortNorm
+from dlslab.train.pairs import CRITERION, JOIN_CRITERION, best_join, calibrated_cllr, validation_measure
 
 PER_SPEAKER = 5
 
@@ -78,7 +82,19 @@ def test_without_two_real_speakers_every_validation_speaker_counts() -> None:
     assert measure(embeddings(spk, np.array([True, False, False, True])))["val_oneshot"] < 0.9
 
 
-def test_best_join_keeps_the_weight_that_scores_best_on_validation_and_the_smaller_on_a_tie() -> None:
+def test_calibrated_cllr_is_0_for_separated_scores_1_for_uninformative_ones_and_ignores_the_scale() -> None:
+    rng = np.random.default_rng(0)
+    same = np.r_[np.ones(500, bool), np.zeros(500, bool)]
+    overlapping = rng.normal(size=1000) + 2.0 * same  # targets 2 standard deviations higher
+    assert calibrated_cllr(np.where(same, 0.9, 0.1) + 0.01 * rng.normal(size=1000), same) < 0.01
+    assert calibrated_cllr(rng.normal(size=1000), same) > 0.99
+    assert 0.3 < calibrated_cllr(overlapping, same) < 0.6
+    assert calibrated_cllr(5.0 * overlapping - 3.0, same) == pytest.approx(calibrated_cllr(overlapping, same), abs=1e-6)
+    # further apart is lower, at any threshold accuracy
+    assert calibrated_cllr(overlapping + 1.0 * same, same) < calibrated_cllr(overlapping, same)
+
+
+def test_best_join_keeps_the_weight_of_the_lowest_validation_cllr_and_the_smaller_on_a_tie() -> None:
     val = speaker_set(["arabic", "arabic", "arabic", "fsdd"])
     spk = val.speaker.numpy()
     # each encoder tells only some speakers apart: the first 0 and 1, the second 2 and 3
@@ -88,5 +104,42 @@ def test_best_join_keeps_the_weight_that_scores_best_on_validation_and_the_small
     w, embed, figures = best_join(*parts, [0.0, 0.5, 1.0, 0.5], val, measure)
     assert w == 0.5 and figures == measure(embed(val))  # the join tells all four apart, each part alone two
     assert figures["val_oneshot"] > max(measure(first)["val_oneshot"], measure(second)["val_oneshot"])
-    w, embed, _ = best_join(*parts, [0.3, 0.0], val, lambda e: {CRITERION: 1.0})  # every weight ties
+    assert figures[JOIN_CRITERION] < min(measure(first)[JOIN_CRITERION], measure(second)[JOIN_CRITERION])
+    w, embed, _ = best_join(*parts, [0.3, 0.0], val, lambda e, norm=None: {JOIN_CRITERION: 0.5})  # every weight ties
     assert w == 0.0 and np.array_equal(embed(val), first.astype(np.float32))
+
+
+def test_best_join_with_a_cohort_scores_the_join_as_the_study_tests_it_s_normalised_part_by_part() -> None:
+    data = speaker_set(["arabic", "arabic", "arabic", "fsdd", "fsdd", "fsdd", "fsdd"])  # speakers 4-6: the cohort
+    val, cohort = data.subset(data.names[:4]), data.subset(data.names[4:])
+    spk = data.speaker.numpy()
+    tables = [embeddings(spk, np.array(separated, bool), k)
+              for k, separated in enumerate([[1, 1, 0, 0, 1, 0, 1], [0, 0, 1, 1, 0, 1, 1]])]
+    parts = [(lambda s, e=e: e[[data.paths.index(p) for p in s.paths]], data) for e in tables]
+    measure = validation_measure(val, seed=0)
+    w, embed, figures = best_join(*parts, [0.0, 0.5, 1.0], val, measure, cohort)
+    assert w == 0.5 and figures == measure(embed(val), cohort_norm(embed, cohort))
+    assert figures != measure(embed(val))  # not the cosine scores
+
+
+def test_a_join_is_s_normalised_part_by_part_each_part_against_its_own_cohort() -> None:
+    data = speaker_set(["arabic", "arabic", "fsdd", "fsdd", "fsdd"])
+    rng = np.random.default_rng(3)
+    tables = [rng.standard_normal((len(data), dim)) for dim in (4, 6)]  # two encoders, embeddings of unequal size
+    first, second = ((lambda s, e=e / np.linalg.norm(e, axis=1, keepdims=True): e[[data.paths.index(p) for p in s.paths]])
+                     for e in tables)
+    join = joined_embedder([(first, data, 0.3), (second, data, 0.7)])
+    query, enrol, cohort = (data.subset(data.names[a:b]) for a, b in ((0, 1), (1, 3), (3, 5)))
+    norm = cohort_norm(join, cohort)
+    assert isinstance(norm, FusedCohortNorm)
+    each = [CohortNorm(e(cohort)) for e in (first, second)]
+    expected = 0.3 * each[0].matrix(first(query), first(enrol)) + 0.7 * each[1].matrix(second(query), second(enrol))
+    assert np.allclose(norm.matrix(join(query), join(enrol)), expected, atol=1e-5)
+    half = len(join(enrol)) // 2
+    assert np.allclose(norm.pairs(join(enrol)[:half], join(enrol)[half:2 * half]),
+                       np.diag(norm.matrix(join(enrol)[:half], join(enrol)[half:2 * half])), atol=1e-6)
+    # the other encoder's scale does not leak in: a join of one part is that part's plain s-norm
+    alone = joined_embedder([(first, data, 1.0), (second, data, 0.0)])
+    assert np.allclose(cohort_norm(alone, cohort).matrix(first(query), first(enrol)),
+                       each[0].matrix(first(query), first(enrol)), atol=1e-6)
+    assert isinstance(cohort_norm(first, cohort), CohortNorm)  # a single encoder: the plain s-norm

@@ -128,28 +128,78 @@ def cached_embedder(model: Any, device: torch.device | str = "cpu") -> Any:
     return embed
 
 
-def joined_embedder(parts: list[tuple[Any, SpeakerSet, float]]) -> Any:
+class FusedCohortNorm:
+    """S-norm of a join's scores part by part: each part's cosine similarity s-normalised
+    against its own encoder's cohort (`CohortNorm`), then the normalised scores averaged with
+    the join's weights (score fusion after normalising each system, the usual way of joining
+    speaker-verification systems whose scores lie on different scales). Has the `matrix` and
+    `pairs` of a `CohortNorm`, so it scores joined embeddings wherever one does."""
+
+    def __init__(self, norms: list[CohortNorm], dims: list[int], weights: list[float]):
+        self.norms, self.weights = norms, weights
+        self.cuts = np.cumsum([0] + dims)  # part k is columns cuts[k]:cuts[k + 1] of a joined embedding
+
+    def _parts(self, x: np.ndarray) -> list[np.ndarray]:
+        return [x[:, a:b] for a, b in zip(self.cuts[:-1], self.cuts[1:])]
+
+    def matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Fused normalised scores (A, B) of every row of `a` against every row of `b`."""
+        parts = zip(self.weights, self.norms, self._parts(a), self._parts(b))
+        return sum(w * norm.matrix(pa, pb) for w, norm, pa, pb in parts)
+
+    def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Fused normalised scores (N,) of the row pairs (a[k], b[k])."""
+        parts = zip(self.weights, self.norms, self._parts(a), self._parts(b))
+        return sum(w * norm.pairs(pa, pb) for w, norm, pa, pb in parts)
+
+
+class JoinedEmbedder:
     """embed(SpeakerSet) -> the weighted join of several encoders' unit embeddings of the same
     utterances, each encoder reading its own features: part (embed_k, features_k, w_k) adds
     sqrt(w_k / sum w) * embed_k(the same speakers' utterances in features_k) side by side, so
     the joined embedding has unit length and the cosine similarity of two is the w-weighted
     mean of the parts' (score fusion). A part of weight 0 is left out: with one part left the
     join is that encoder's embedding. `features_k` hold the same utterances in the same order
-    (`featurize_utterances` of one utterance list)."""
-    total = sum(w for _, _, w in parts)
-    if not parts or min(w for _, _, w in parts) < 0 or total <= 0:
-        raise UsageError(f"a join needs weights >= 0 that sum above 0, got {[w for _, _, w in parts]}")
-    kept = [(embed, source, w / total) for embed, source, w in parts if w > 0]
+    (`featurize_utterances` of one utterance list). `cohort_norm` s-normalises its scores part
+    by part (`FusedCohortNorm`)."""
 
-    def embed(s: SpeakerSet) -> np.ndarray:
+    def __init__(self, parts: list[tuple[Any, SpeakerSet, float]]):
+        total = sum(w for _, _, w in parts)
+        if not parts or min(w for _, _, w in parts) < 0 or total <= 0:
+            raise UsageError(f"a join needs weights >= 0 that sum above 0, got {[w for _, _, w in parts]}")
+        self.parts = [(embed, source, w / total) for embed, source, w in parts if w > 0]
+
+    def _part_embeddings(self, s: SpeakerSet) -> list[np.ndarray]:
         out = []
-        for part, source, w in kept:
+        for part, source, _ in self.parts:
             same = source.subset(s.names)
             if same.paths != s.paths:
                 raise UsageError("joined encoders must read the same utterances in the same order")
-            out.append(np.sqrt(w) * part(same))  # (N, E_k)
-        return np.concatenate(out, axis=1).astype(np.float32)  # (N, sum E_k), unit rows
-    return embed
+            out.append(part(same))  # (N, E_k), unit rows
+        return out
+
+    def __call__(self, s: SpeakerSet) -> np.ndarray:
+        scaled = [np.sqrt(w) * e for (_, _, w), e in zip(self.parts, self._part_embeddings(s))]
+        return np.concatenate(scaled, axis=1).astype(np.float32)  # (N, sum E_k), unit rows
+
+    def cohort_norm(self, cohort: SpeakerSet, top_k: int | None = None) -> FusedCohortNorm:
+        """Each part's s-norm against its own embeddings of the `cohort` utterances, fused."""
+        parts = self._part_embeddings(cohort)
+        return FusedCohortNorm([CohortNorm(e, top_k) for e in parts], [e.shape[1] for e in parts],
+                               [w for _, _, w in self.parts])
+
+
+def joined_embedder(parts: list[tuple[Any, SpeakerSet, float]]) -> JoinedEmbedder:
+    """The join of `parts` (embed_k, features_k, w_k): see `JoinedEmbedder`."""
+    return JoinedEmbedder(parts)
+
+
+def cohort_norm(embed: Any, cohort: SpeakerSet, top_k: int | None = None) -> CohortNorm | FusedCohortNorm:
+    """S-norm of `embed`'s scores against its embeddings of the `cohort` utterances (the
+    training speakers'); a join's part by part (`JoinedEmbedder.cohort_norm`)."""
+    if isinstance(embed, JoinedEmbedder):
+        return embed.cohort_norm(cohort, top_k)
+    return CohortNorm(embed(cohort), top_k)
 
 
 def embed_files(model: Any, spec: EncoderSpec, files: list[Path], max_seconds: float | None = None) -> np.ndarray:
@@ -233,10 +283,11 @@ def test_groups(data: SpeakerSet, roles: dict[str, str]) -> dict[str, SpeakerSet
 def score_method(embed: Any, data: SpeakerSet, roles: dict[str, str], *, rounds: int, seed: int,
                  s_norm: bool, cohort_top_k: int | None = None) -> dict[str, dict[str, Any]]:
     """`evaluate_embeddings` of one method (`embed`: SpeakerSet -> unit embeddings) on every
-    test group of `data`; with `s_norm`, against its own embeddings of the training utterances."""
+    test group of `data`; with `s_norm`, against its own embeddings of the training utterances
+    (`cohort_norm`: a join's part by part)."""
     val = role_set(data, roles, "val")
     val_emb = embed(val)
-    norm = CohortNorm(embed(role_set(data, roles, "train")), cohort_top_k) if s_norm else None
+    norm = cohort_norm(embed, role_set(data, roles, "train"), cohort_top_k) if s_norm else None
     return {g: evaluate_embeddings(embed(s), s.speaker.numpy(), val_emb, val.speaker.numpy(),
                                    rounds=rounds, seed=seed, norm=norm)
             for g, s in test_groups(data, roles).items()}
@@ -251,7 +302,7 @@ def mfcc_embeddings(data: SpeakerSet, centre: torch.Tensor) -> np.ndarray:
 
 def evaluate_embeddings(test_emb: np.ndarray, test_speaker: np.ndarray, val_emb: np.ndarray,
                         val_speaker: np.ndarray, *, rounds: int, seed: int,
-                        norm: CohortNorm | None = None) -> dict[str, Any]:
+                        norm: CohortNorm | FusedCohortNorm | None = None) -> dict[str, Any]:
     """Verification (threshold from validation pairs) and one-shot N-way identification;
     scores are cosine similarities, cohort-normalised with `norm`."""
     vi, vj, vsame = verification_pairs(val_speaker, seed=seed)

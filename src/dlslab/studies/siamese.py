@@ -13,7 +13,9 @@ training utterances; settings are chosen by `cross_validate` over folds of untes
 Rows beside it: mean MFCC vectors (no learning), the encoder untrained, and an anchor
 pretrained on other data, the GE2E encoder of the `resemblyzer` wheel (LibriSpeech and VoxCeleb
 speakers; `audio.pretrained`, an optional extra: without it the row says "not installed"), frozen,
-fine-tuned from it with the study's losses (`init`), and that joined with the one trained here.
+fine-tuned from it with the study's losses (`init`), and that joined with the one trained here
+(score fusion: each encoder's scores s-normalised against its own cohort, then averaged with
+the weight whose fused scores separate the real validation pairs best, by calibrated Cllr).
 
 Scientific variable: the encoder (from scratch with each loss in `losses`, fine-tuned from
 the pretrained one, the baselines). Nuisance (chosen by `cross_validate`, then fixed): width,
@@ -97,7 +99,7 @@ class Config(StudyConfig):
     finetune_lr: float = 1e-4  # learning rate of fine-tuning (chosen on validation: scripts/siamese_finetune_grid.py)
     finetune_epochs: int = 4  # most epochs of fine-tuning, the best on validation kept (crops of one 160-frame window; 4: scripts/siamese_fusion_grid.py)
     finetune_ensemble: int = 1  # fine-tuned encoders per loss (seeds seed, seed + 1, ...)
-    join_weights: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5])  # weights w of the from-scratch encoder tried in the JOINED row (score fusion with the fine-tuned one, 1 - w); the best on validation kept; [] = no such row
+    join_weights: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5])  # weights w of the from-scratch encoder tried in the JOINED row (score fusion with the fine-tuned one, 1 - w; with s-norm each part is normalised against its own cohort first); the one whose scores of the real validation pairs have the lowest calibrated Cllr kept; [] = no such row
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -267,7 +269,9 @@ def train_encoders(cfg: Config, run: Run, sets: dict[str, SpeakerSet | None], ro
         selected[kind] = max(cfg.losses, key=lambda loss: val_scores[f"{kind} ({loss})"][CRITERION])
     if cfg.join_weights and len(selected) == 2:  # the fine-tuned encoder (weight 1 - w) joined with the trained one (w)
         (e1, s1), (e2, s2) = (methods[f"{kind} ({selected[kind]})"] for kind in (FINETUNED, "trained"))
-        w, embed, val_scores[JOINED] = best_join((e1, sets[s1]), (e2, sets[s2]), cfg.join_weights, val, measure)
+        cohort = role_set(sets[s1], roles, "train") if cfg.score_norm == "s-norm" else None  # scored as on test
+        w, embed, val_scores[JOINED] = best_join((e1, sets[s1]), (e2, sets[s2]), cfg.join_weights, val, measure,
+                                                 cohort, cfg.cohort_top_k)
         methods[JOINED], val_scores[JOINED]["join_weight"] = (embed, s1), w
     return histories, val_scores, selected
 
@@ -338,8 +342,9 @@ def _record_conclusions(run: Run, results: dict[str, dict[str, Any]], main_key: 
             f"{val_scores[f'{kind} ({loss})']['val_oneshot']:.3f}; best "
             "epoch of each encoder: " + ", ".join(str(h.best_epoch) for h in histories[f"{kind} ({loss})"]) + ")."
             for kind, loss in selected.items()]
-    text += [f"{JOINED}: the weight of the trained encoder chosen on validation is {v['join_weight']:g} (validation "
-             f"one-shot {v['val_oneshot']:.3f})." for v in [val_scores.get(JOINED)] if v]
+    text += [f"{JOINED}: the weight of the trained encoder chosen on validation is {v['join_weight']:g} (lowest "
+             f"Cllr of the real validation pairs, {v['val_cllr']:.3f}; validation one-shot {v['val_oneshot']:.3f}, "
+             "scored as on test)." for v in [val_scores.get(JOINED)] if v]
     text.append(f"The {main_key} encoder beats both baselines on {len(measures) - len(lost)} of {len(measures)} "
                 "measures" + (f"; not on: {', '.join(lost)}." if lost else " (all of them)."))
     rows = [main_key] + [m for m in results if m.startswith((PRETRAINED, FINETUNED, JOINED)) and m != main_key]

@@ -6,7 +6,8 @@ Every epoch each training utterance is an anchor once; each anchor gets a fresh 
 (optionally the hardest negative in the batch instead). The three are cropped and augmented
 (`audio.augment`), embedded, and scored by a contrastive, triplet or additive-margin softmax
 loss. Early stopping, the best epoch and every other choice made on validation speakers
-follow `validation_measure`: one-shot identification among the real validation speakers.
+follow `validation_measure`: one-shot identification among the real validation speakers (the
+weight of a join: the calibrated Cllr of their pairs, `best_join`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 
 from dlslab.audio.augment import add_noise, mask_band, random_crops
-from dlslab.audio.speaker_encoder import EncoderSpec, build_encoder, checkpoint_name, embed_set, joined_embedder
+from dlslab.audio.speaker_encoder import (EncoderSpec, build_encoder, checkpoint_name, cohort_norm, embed_set,
+                                          joined_embedder)
 from dlslab.audio.speakers import SpeakerSet, validation_folds
 from dlslab.metrics.verification import CohortNorm, one_shot_identification, roc_auc, verification_pairs
 from dlslab.models.siamese import (EncoderEnsemble, SiameseNet, SpeakerIndex, additive_margin_loss, contrastive_loss,
@@ -31,7 +33,8 @@ from dlslab.train.engine import History, fit, seed_everything
 from dlslab.train.optim import make_optimizer
 
 LOSSES = ("contrastive", "triplet", "am-softmax")
-CRITERION = "val_score"  # the key of `validation_measure` that every validation choice maximises
+CRITERION = "val_score"  # the key of `validation_measure` that every validation choice maximises (but the join's)
+JOIN_CRITERION = "val_cllr"  # the key of `validation_measure` that the weight of a join minimises (`best_join`)
 VAL_ROUNDS = 20  # random enrolments of the validation one-shot identification
 
 
@@ -94,16 +97,37 @@ def pair_loss(spec: PairTraining, loss: str, train: SpeakerSet, device: torch.de
     return loss_fn
 
 
-def validation_measure(val: SpeakerSet, seed: int, rounds: int = VAL_ROUNDS) -> Callable[[np.ndarray], dict[str, float]]:
-    """measure(unit embeddings (N, E) of `val`'s utterances) -> the validation figures:
+def calibrated_cllr(scores: np.ndarray, same: np.ndarray, steps: int = 50) -> float:
+    """Cllr in bits (0: perfect; 1: uninformative) of verification scores mapped to
+    log-likelihood ratios by the affine map a * s + b that minimises it (logistic regression by
+    Newton's method, same- and different-speaker trials weighted equally): how well the scores
+    separate the two kinds of trial, whatever their scale, and unlike an accuracy it does not
+    stop moving once every trial falls on the right side (the usual criterion for calibrating
+    and fusing speaker-verification systems)."""
+    x = np.stack([scores, np.ones_like(scores)], 1).astype(np.float64)  # (P, 2)
+    weight = np.where(same, 0.5 / same.sum(), 0.5 / (~same).sum())
+    theta = np.zeros(2)
+    for _ in range(steps):
+        p = np.exp(-np.logaddexp(0, -x @ theta))  # sigmoid, without overflow
+        grad = x.T @ (weight * (p - same))
+        hess = (x * (weight * p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+        theta -= np.linalg.solve(hess, grad)
+    llr = x @ theta
+    return float(np.sum(weight * np.logaddexp(0, np.where(same, -llr, llr))) / np.log(2))
+
+
+def validation_measure(val: SpeakerSet, seed: int, rounds: int = VAL_ROUNDS) -> Callable[..., dict[str, float]]:
+    """measure(unit embeddings (N, E) of `val`'s utterances, norm=None) -> the validation
+    figures, with cosine scores, or those of `norm` (a `CohortNorm`-like s-norm) if given:
 
     - `val_oneshot`: one-shot identification accuracy among all the real validation speakers
-      (cosine scores, `rounds` random enrolments), the study's question; all validation
-      speakers when fewer than 2 are real (synthetic data only);
-    - `val_auc_real`: verification ROC-AUC of balanced pairs of those same speakers;
-    - `val_auc`: ROC-AUC of pairs of all validation speakers, real and synthetic (the
-      criterion before 2026-12-05, kept for the record: the synthetic voices dominate it and
-      it sits near 1 for every loss);
+      (`rounds` random enrolments), the study's question; all validation speakers when fewer
+      than 2 are real (synthetic data only);
+    - `val_auc_real`, `val_cllr`: verification ROC-AUC and `calibrated_cllr` of balanced pairs
+      of those same speakers;
+    - `val_auc`: ROC-AUC of pairs of all validation speakers, real and synthetic, with cosine
+      scores (the criterion before 2026-12-05, kept for the record: the synthetic voices
+      dominate it and it sits near 1 for every loss);
     - CRITERION (`val_score`): val_oneshot + val_auc_real / 1000, what choices maximise (the
       AUC only breaks ties of the accuracy, e.g. when it reaches 1)."""
     spk = val.speaker.numpy()
@@ -112,26 +136,31 @@ def validation_measure(val: SpeakerSet, seed: int, rounds: int = VAL_ROUNDS) -> 
     i, j, same = verification_pairs(spk, seed=seed)
     ri, rj, rsame = verification_pairs(spk[rows], seed=seed)
 
-    def measure(emb: np.ndarray) -> dict[str, float]:
+    def measure(emb: np.ndarray, norm: Any = None) -> dict[str, float]:
         sub = emb[rows]
-        acc = one_shot_identification(sub, spk[rows], None, rounds=rounds, seed=seed).accuracy
-        auc_real = roc_auc((sub[ri] * sub[rj]).sum(1), rsame)
-        return {"val_oneshot": acc, "val_auc_real": auc_real, "val_auc": roc_auc((emb[i] * emb[j]).sum(1), same),
-                CRITERION: acc + auc_real / 1000}
+        acc = one_shot_identification(sub, spk[rows], None, rounds=rounds, seed=seed, norm=norm).accuracy
+        scores = (sub[ri] * sub[rj]).sum(1) if norm is None else norm.pairs(sub[ri], sub[rj])
+        auc_real = roc_auc(scores, rsame)
+        return {"val_oneshot": acc, "val_auc_real": auc_real, "val_cllr": calibrated_cllr(scores, rsame),
+                "val_auc": roc_auc((emb[i] * emb[j]).sum(1), same), CRITERION: acc + auc_real / 1000}
     return measure
 
 
 def best_join(first: tuple[Any, SpeakerSet], second: tuple[Any, SpeakerSet], weights: list[float], val: SpeakerSet,
-              measure: Callable[[np.ndarray], dict[str, float]]) -> tuple[float, Any, dict[str, float]]:
+              measure: Callable[..., dict[str, float]], cohort: SpeakerSet | None = None,
+              cohort_top_k: int | None = None) -> tuple[float, Any, dict[str, float]]:
     """Two encoders (embed, their features) joined (`audio.speaker_encoder.joined_embedder`:
-    `second` weighted w, `first` 1 - w) with the w among `weights` whose join scores best on
-    the validation figures `measure` of its embeddings of `val` (the smaller w on a tie).
-    Returns (w, the joined embed, its validation figures)."""
+    `second` weighted w, `first` 1 - w) with the w among `weights` whose join separates the
+    validation speakers best: the lowest `val_cllr` of the validation figures `measure` of its
+    embeddings of `val` (the smaller w on a tie), with the scores the study tests with, s-norm
+    part by part against the `cohort` utterances (cosine without a cohort). Returns (w, the
+    joined embed, its validation figures)."""
     tried = {}
     for w in sorted(set(weights)):
         embed = joined_embedder([(*first, 1 - w), (*second, w)])
-        tried[w] = (embed, measure(embed(val)))
-    w = max(tried, key=lambda w: tried[w][1][CRITERION])
+        norm = None if cohort is None else cohort_norm(embed, cohort, cohort_top_k)
+        tried[w] = (embed, measure(embed(val), norm))
+    w = min(tried, key=lambda w: tried[w][1][JOIN_CRITERION])
     return w, *tried[w]
 
 
