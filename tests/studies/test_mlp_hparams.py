@@ -40,7 +40,8 @@ def test_smoke_sweep_learns_and_catches_the_zeros_init(data_root):
 
 
 def test_smoke_sweep_with_halving_stops_the_zeros_init_and_keeps_the_best(data_root):
-    outcome = run_smoke("mlp-hparams", {"halving": True, "halving_rate": 2, "epochs": 3})
+    # workers=2 (the full preset's) falls back to one process: halving decides from every result
+    outcome = run_smoke("mlp-hparams", {"halving": True, "halving_rate": 2, "epochs": 3, "workers": 2})
     metrics = json.loads((outcome.dir / "metrics.json").read_text())
     rows = {r["config"]: r for r in metrics["configs"]}
     zeros = next(r for r in rows.values() if r["init"] == "zeros")
@@ -50,6 +51,25 @@ def test_smoke_sweep_with_halving_stops_the_zeros_init_and_keeps_the_best(data_r
     halving = metrics["halving"]
     assert halving["stopped"]["1"] >= 1 and halving["epochs_trained"] < halving["epochs_full"]
     assert metrics["headline"]["halving_epochs_saved"] > 0
+
+
+def test_pad_ratio_one_trains_every_shape_in_its_own_stack_with_the_same_results(data_root):
+    design = {"factors": "init,width,depth", "inits": "default,xavier_uniform,kaiming_uniform,orthogonal",
+              "widths": "32,64", "depths": "1,2", "width": 64, "epochs": 1}
+    padded, alone = run_smoke("mlp-hparams", design), run_smoke("mlp-hparams", design | {"pad_ratio": 1})
+
+    def shapes(out):  # the stacks trained, by shape: "sweep-mnist-2x64-<hash>" -> "2x64"
+        records = [json.loads(line) for line in (out.dir / "log.jsonl").read_text().splitlines()]
+        return {r["stage"].split("-")[2] for r in records if "stage" in r}
+
+    def val_acc(out):
+        return {r["config"]: r["val_acc"] for r in json.loads((out.dir / "metrics.json").read_text())["configs"]}
+
+    assert shapes(padded) == {"2x64"} and shapes(alone) == {"2x64", "2x32", "1x64"}
+    a, b = val_acc(padded), val_acc(alone)  # a padded member computes its own network
+    assert a.keys() == b.keys() and len(a) == 6 and all(abs(a[k] - b[k]) < 0.01 for k in a)
+    with pytest.raises(ConfigError, match="pad_ratio"):
+        runner.plan_study("mlp-hparams", "smoke", {"pad_ratio": 0.5})
 
 
 def test_bad_factor_names_and_values_are_clear_errors():

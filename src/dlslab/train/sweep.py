@@ -36,6 +36,7 @@ processes (`workers`), or as tasks on a Ray cluster (`ray_address`).
 from __future__ import annotations
 
 import copy
+import ctypes
 import hashlib
 import itertools
 import math
@@ -267,6 +268,22 @@ def load_sweep_data(spec: DataSpec, device: str = "cpu") -> SweepData:
 # --- one group: many same-shape MLPs trained together ----------------------------------------
 
 
+@lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks of up to 256 MiB for reuse (once per process).
+
+    A stacked step allocates and frees gradients, activations and casts of up to ~80 MiB; by default
+    glibc hands each such block back to the kernel and faults its pages in again on the next
+    step (measured on the full mlp-hparams sweep: 9.6 of 33 CPU-s in the kernel, 2.6 with
+    this). False, and nothing changed, where the C library is not glibc."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 256 << 20)) and bool(mallopt(m_trim_threshold, 512 << 20))
+
+
 @dataclass(frozen=True)
 class GroupSpec:
     """A batch of trials of one shape, trained as one StackedMLP."""
@@ -491,6 +508,7 @@ def train_group(spec: GroupSpec, run: Run | None = None, device: str | torch.dev
     'model'. With `halving`, trials below the cut at a rung stop there (see `Halving`); the
     group is then not checkpointed (the cut depends on the other groups' results)."""
     device = torch.device(device)
+    keep_freed_memory()
     data = load_sweep_data(spec.data, str(device))
     n, d = data.x_train.shape
     classes = len(data.classes)
