@@ -126,8 +126,8 @@ def test_a_join_is_s_normalised_part_by_part_each_part_against_its_own_cohort() 
     data = speaker_set(["arabic", "arabic", "fsdd", "fsdd", "fsdd"])
     rng = np.random.default_rng(3)
     tables = [rng.standard_normal((len(data), dim)) for dim in (4, 6)]  # two encoders, embeddings of unequal size
-    first, second = ((lambda s, e=e / np.linalg.norm(e, axis=1, keepdims=True): e[[data.paths.index(p) for p in s.paths]])
-                     for e in tables)
+    tables = [e / np.linalg.norm(e, axis=1, keepdims=True) for e in tables]
+    first, second = ((lambda s, e=e: e[[data.paths.index(p) for p in s.paths]]) for e in tables)
     join = joined_embedder([(first, data, 0.3), (second, data, 0.7)])
     query, enrol, cohort = (data.subset(data.names[a:b]) for a, b in ((0, 1), (1, 3), (3, 5)))
     norm = cohort_norm(join, cohort)
