@@ -8,11 +8,17 @@ every finished encoder, the unit embeddings of the training utterances (the s-no
 of the validation utterances, with the encoder's weights. `score` then measures, from those
 files alone, one-shot identification among the 7 real validation speakers (the study's
 criterion, 20 enrolments; cosine and s-norm) for single encoders, ensembles over seeds and
-losses, and weighted joins of the GE2E side with the from-scratch ensemble. The test speakers
-are never featurised, embedded or scored.
+losses, and weighted joins of the GE2E side with the from-scratch ensemble. `from-run` stores
+the same embeddings for a finished full-preset run's chosen encoders, and `weights` scores the
+join of each folder's fine-tuned and from-scratch encoders at each weight with criteria that do
+not saturate (AUC, EER, calibrated Cllr of the real validation pairs) and three scorings
+(cosine, s-norm of the joined embedding, s-norm part by part), with their mean over the
+folders. The test speakers are never featurised, embedded or scored.
 
     OMP_NUM_THREADS=1 DLSLAB_DATA=DATA python scripts/siamese_fusion_grid.py train OUT --jobs scratch:contrastive ft:am-softmax:0:6
     OMP_NUM_THREADS=1 python scripts/siamese_fusion_grid.py score OUT
+    OMP_NUM_THREADS=1 DLSLAB_DATA=DATA python scripts/siamese_fusion_grid.py from-run RUN_EMB --run RUN
+    OMP_NUM_THREADS=1 python scripts/siamese_fusion_grid.py weights OUT RUN_EMB --weights 0 0.1 0.2 0.3 0.4 0.5
 """
 
 from __future__ import annotations
