@@ -68,7 +68,7 @@ class Config(StudyConfig):
     halving: bool = False  # successive halving (ASHA's rule): stop trials outside the top 1/halving_rate at each rung
     halving_rate: int = 3  # reduction factor between rungs
     halving_min_epochs: int = 1  # first rung; later rungs at min_epochs * rate^k before the last epoch
-    workers: int = 1  # worker processes training groups in parallel (CPU; one process with halving or a GPU)
+    workers: int = 1  # worker processes training groups in parallel (CPU only; halving needs one process)
     pad_ratio: float = 6.0  # a shape with few trials joins a wider/deeper stack costing at most this x its own (1: off)
     ray: str | None = None  # address of a Ray cluster (host:port): train groups as Ray tasks there
 
@@ -80,9 +80,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"datasets": ["fashion-mnist"], "seeds": 1, "epochs": 4, "train_size": 8000, "val_size": 2000,
               "width": 128, "widths": [32, 64, 128, 256, 512], "depths": [1, 2, 4, 6],
               "lrs": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "tune_lrs": [1e-3, 1e-2, 0.1]},
-    # 8 epochs at batch 256 in bf16, two worker processes, no padding: chosen on validation
-    # accuracy and measured (docs/studies/mlp-hparams.md, 2026-12-06) to fit 30 minutes on 2 cores
-    "full": {"epochs": 8, "batch_size": 256, "precision": "bf16", "workers": 2, "pad_ratio": 1.0},
+    "full": {"epochs": 8, "batch_size": 256, "precision": "bf16", "workers": 2, "pad_ratio": 1.0},  # 30 min: docs
 }
 
 def data_needs(cfg: Config) -> list[str]:
@@ -92,10 +90,8 @@ def data_needs(cfg: Config) -> list[str]:
 def check(cfg: Config) -> None:
     """Range checks of every numeric field; the design itself (factor values) is checked too."""
     require(cfg, at_least_1=("seeds", "epochs", "batch_size", "val_size", "max_stack", "halving_rate",
-                             "halving_min_epochs", "workers"),
+                             "halving_min_epochs", "workers", "pad_ratio"),
             non_negative=("train_size",), positive=("tune_lrs",))  # train_size 0 = all not held out
-    if not cfg.pad_ratio >= 1:
-        raise ConfigError(f"pad_ratio={cfg.pad_ratio}: must be at least 1 (1 turns padding off)")
     try:
         sweep.design_points(sweep.DesignSpec.of(cfg))  # lrs, widths, depths and the baseline in range
     except UsageError as exc:
@@ -319,8 +315,7 @@ def run(cfg: Config, run: Run) -> dict[str, Any]:
     groups = sweep.make_groups(trials, spec_of, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                schedule=cfg.schedule, order_seed=cfg.seed, max_stack=cfg.max_stack,
                                precision=cfg.precision, pad_ratio=cfg.pad_ratio)
-    # worker processes train on the CPU, and halving decides from every result in one process
-    workers = cfg.workers if cfg.ray or (run.device.type == "cpu" and not cfg.halving) else 1
+    workers = cfg.workers if cfg.ray or (run.device.type == "cpu" and not cfg.halving) else 1  # else 1 process
     halving = sweep.Halving(cfg.halving_rate, cfg.halving_min_epochs) if cfg.halving else None
     run.info(f"mlp-hparams: {len(trials)} trials ({len(trials) // len(seeds)} configurations x {len(seeds)} seeds) "
              f"in {len(groups)} batched groups" + (f" on Ray at {cfg.ray}" if cfg.ray else

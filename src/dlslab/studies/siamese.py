@@ -10,18 +10,16 @@ test speakers pooled, within each real corpus, and on unseen synthetic voices. E
 several seeds are joined (their scores averaged) and scores are s-normalised against the
 training utterances; settings are chosen by `cross_validate` over folds of untested speakers.
 
-Rows beside it: mean MFCC vectors (no learning), the encoder untrained, and an anchor
-pretrained on other data, the GE2E encoder of the `resemblyzer` wheel (LibriSpeech and VoxCeleb
-speakers; `audio.pretrained`, an optional extra: without it the row says "not installed"), frozen,
-fine-tuned from it with the study's losses (`init`), and that joined with the one trained here
-(score fusion: each encoder's scores s-normalised against its own cohort, then averaged with
-the weight whose fused scores separate the real validation pairs best, by calibrated Cllr).
+Rows beside it: mean MFCC vectors (no learning), the encoder untrained, and an anchor pretrained on other data, the
+GE2E encoder of the `resemblyzer` wheel (LibriSpeech and VoxCeleb speakers; `audio.pretrained`, an optional extra:
+without it the row says "not installed"), frozen, fine-tuned from it with the study's losses (`init`), and that joined
+with the one trained here (score fusion, each part s-normalised, weighted by the lowest calibrated Cllr on
+validation).
 
-Scientific variable: the encoder (from scratch with each loss in `losses`, fine-tuned from
-the pretrained one, the baselines). Nuisance (chosen by `cross_validate`, then fixed): width,
-crop length, margins, learning rates, ensemble size, score normalisation, augmentations.
-Fixed: the speaker split (per corpus, seeded), the features (40 log-mel bands, 32 ms window,
-16 ms hop; the pretrained encoder: its own front end), the evaluation protocol.
+Scientific variable: the encoder (from scratch with each loss in `losses`, fine-tuned from the pretrained one, the
+baselines). Nuisance (chosen by `cross_validate`, then fixed): width, crop length, margins, learning rates, ensemble
+size, score normalisation, augmentations. Fixed: the speaker split (per corpus, seeded), the features (40 log-mel
+bands, 32 ms window, 16 ms hop; the pretrained encoder: its own front end), the evaluation protocol.
 """
 
 from __future__ import annotations
@@ -37,10 +35,9 @@ import torch
 from dlslab.audio import pretrained
 from dlslab.audio.augment import speed_perturbed
 from dlslab.audio.speaker_encoder import (SAMPLE_RATE, EncoderSpec, baseline_comparison, build_encoder, cached_embedder,
-                                          featurize_utterances, mfcc_embeddings, noise_frames, result_rows, role_set, score_method,
-                                          ten_way, test_groups)
-from dlslab.audio.speakers import (SpeakerSet, Utterance, read_speakers, real_speakers, role_counts, split_speakers,
-                                   synthetic_sets)
+                                          featurize_utterances, mfcc_embeddings, noise_frames, result_rows, role_set,
+                                          score_method, ten_way, test_groups)
+from dlslab.audio.speakers import SpeakerSet, Utterance, read_speakers, real_speakers, role_counts, split_speakers, synthetic_sets
 from dlslab.config import StudyConfig, require
 from dlslab.errors import ConfigError, DataError
 from dlslab.metrics.projection import tsne
@@ -270,8 +267,7 @@ def train_encoders(cfg: Config, run: Run, sets: dict[str, SpeakerSet | None], ro
     if cfg.join_weights and len(selected) == 2:  # the fine-tuned encoder (weight 1 - w) joined with the trained one (w)
         (e1, s1), (e2, s2) = (methods[f"{kind} ({selected[kind]})"] for kind in (FINETUNED, "trained"))
         cohort = role_set(sets[s1], roles, "train") if cfg.score_norm == "s-norm" else None  # scored as on test
-        w, embed, val_scores[JOINED] = best_join((e1, sets[s1]), (e2, sets[s2]), cfg.join_weights, val, measure,
-                                                 cohort, cfg.cohort_top_k)
+        w, embed, val_scores[JOINED] = best_join((e1, sets[s1]), (e2, sets[s2]), cfg.join_weights, val, measure, cohort, cfg.cohort_top_k)
         methods[JOINED], val_scores[JOINED]["join_weight"] = (embed, s1), w
     return histories, val_scores, selected
 
@@ -342,9 +338,8 @@ def _record_conclusions(run: Run, results: dict[str, dict[str, Any]], main_key: 
             f"{val_scores[f'{kind} ({loss})']['val_oneshot']:.3f}; best "
             "epoch of each encoder: " + ", ".join(str(h.best_epoch) for h in histories[f"{kind} ({loss})"]) + ")."
             for kind, loss in selected.items()]
-    text += [f"{JOINED}: the weight of the trained encoder chosen on validation is {v['join_weight']:g} (lowest "
-             f"Cllr of the real validation pairs, {v['val_cllr']:.3f}; validation one-shot {v['val_oneshot']:.3f}, "
-             "scored as on test)." for v in [val_scores.get(JOINED)] if v]
+    text += [f"{JOINED}: the weight of the trained encoder chosen on validation is {v['join_weight']:g} (lowest Cllr of the real "
+             f"validation pairs, {v['val_cllr']:.3f}; validation one-shot {v['val_oneshot']:.3f}, scored as on test)." for v in [val_scores.get(JOINED)] if v]
     text.append(f"The {main_key} encoder beats both baselines on {len(measures) - len(lost)} of {len(measures)} "
                 "measures" + (f"; not on: {', '.join(lost)}." if lost else " (all of them)."))
     rows = [main_key] + [m for m in results if m.startswith((PRETRAINED, FINETUNED, JOINED)) and m != main_key]
