@@ -57,7 +57,8 @@ def _sets(cfg: Config, data_dir: str | None) -> dict[str, dict[str, object]]:
     return out
 
 
-def train(a: argparse.Namespace) -> None:
+def _saved_sets(a: argparse.Namespace) -> tuple[Config, dict]:
+    """The full preset's config and speaker sets; each front end's speaker labels saved in `a.out`."""
     cfg = config.resolve(Config, PRESETS, "full", {})
     sets = _sets(cfg, a.data_dir)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +66,11 @@ def train(a: argparse.Namespace) -> None:
         tr, va = sets[s]["train"], sets[s]["val"]
         np.savez(a.out / f"sets-{s}.npz", train_speaker=tr.speaker.numpy(), val_speaker=va.speaker.numpy(),
                  val_real=va.corpus_of_utterance() != "synthetic", val_corpus=va.corpus_of_utterance())
+    return cfg, sets
+
+
+def train(a: argparse.Namespace) -> None:
+    cfg, sets = _saved_sets(a)
     for job in a.jobs:
         kind, loss, *rest = job.split(":")
         source = "tdnn" if kind == "scratch" else "ge2e"
@@ -208,13 +214,7 @@ def from_run(a: argparse.Namespace) -> None:
     """A finished full-preset run's chosen encoders (fine-tuned and from scratch, as
     `load_encoder` reads them back), embedded like `train` stores them: another realisation
     of the encoders to score on the validation speakers (the run's test figures are not read)."""
-    cfg = config.resolve(Config, PRESETS, "full", {})
-    sets = _sets(cfg, a.data_dir)
-    a.out.mkdir(parents=True, exist_ok=True)
-    for s in ("tdnn", "ge2e"):
-        tr, va = sets[s]["train"], sets[s]["val"]
-        np.savez(a.out / f"sets-{s}.npz", train_speaker=tr.speaker.numpy(), val_speaker=va.speaker.numpy(),
-                 val_real=va.corpus_of_utterance() != "synthetic", val_corpus=va.corpus_of_utterance())
+    _, sets = _saved_sets(a)
     losses = json.loads((a.run / "metrics.json").read_text())["selected_loss_of"]
     for init, kind, source in (("pretrained", "ft", "ge2e"), ("scratch", "scratch", "tdnn")):
         model, _ = load_encoder(a.run, init)
