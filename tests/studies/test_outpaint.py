@@ -10,7 +10,7 @@ from study_runs import run_smoke
 
 from dlslab import runner
 from dlslab.errors import ConfigError
-from dlslab.studies.outpaint import collapse_signs
+from dlslab.studies.outpaint import Config, collapse_signs, ema
 
 
 def test_collapse_is_detected_from_logged_numbers() -> None:
@@ -63,3 +63,10 @@ def test_holdout_scores_held_out_training_images(data_root) -> None:
 def test_bad_values_fail_when_the_run_is_planned(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
         runner.plan_study("outpaint", "smoke", {key: value})
+
+
+def test_the_generator_average_is_the_datasets_unless_set() -> None:
+    assert ema(Config(dataset="mnist")) == 0.999
+    assert ema(Config(dataset="cifar10")) == 0.0  # chosen on validation: the average lagged there
+    assert ema(Config(dataset="cifar10", ema=0.99)) == 0.99
+    assert ema(Config(dataset="mnist", ema=0.0)) == 0.0
