@@ -19,7 +19,7 @@ import torch
 from threadpoolctl import threadpool_info
 
 from dlslab.data.uci import load_table
-from dlslab.impute.classical import sklearn_impute
+from dlslab.impute.classical import classical_impute
 from dlslab.impute.gain import gain_impute, train_gain
 from dlslab.impute.masks import mcar_mask
 from dlslab.impute.threads import few_threads
@@ -34,7 +34,7 @@ def gain_rmse(x: np.ndarray, m: np.ndarray, steps: int) -> float:
 
 
 def iterative_default(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """IterativeImputer with the default BLAS pool (sklearn_impute limits it to one thread)."""
+    """IterativeImputer with the default BLAS pool (classical_impute limits it to one thread)."""
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer
 
@@ -63,7 +63,7 @@ def main() -> None:
                       "rmse_default": r_default, "rmse_one_thread": r_one}
 
     it_default, out_default = timed(iterative_default, x, m)
-    it_one, out_one = timed(sklearn_impute, "iterative", x, m)  # BLAS limited to one thread inside
+    it_one, out_one = timed(classical_impute, "iterative", x, m)  # BLAS limited to one thread inside
     result["iterative"] = {"default_s": it_default, "one_thread_s": it_one, "ratio": it_default / it_one,
                            "max_abs_diff": float(np.abs(out_default - out_one).max()),
                            "agree": bool(np.allclose(out_default, out_one, atol=1e-6))}

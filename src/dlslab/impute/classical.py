@@ -1,5 +1,6 @@
-"""scikit-learn's imputers (mean, k-NN, iterative) and the downstream classifier that scores
-imputed rows. Both run with one BLAS thread: the matrices are small, extra threads only wait."""
+"""The classical imputers (mean and iterative from scikit-learn, k-NN by scikit-learn's rule in
+`impute.knn`) and the downstream classifier that scores imputed rows. scikit-learn runs with
+one BLAS thread: the matrices are small, extra threads only wait."""
 
 from __future__ import annotations
 
@@ -8,22 +9,23 @@ from typing import Any, Literal
 import numpy as np
 
 from dlslab.errors import UsageError
+from dlslab.impute.knn import knn_impute
 
 ClassicalMethod = Literal["mean", "knn", "iterative"]
 
 
-def sklearn_impute(method: str, x: np.ndarray, m: np.ndarray, *, seed: int = 0, neighbors: int = 5,
-                   rounds: int = 10) -> np.ndarray:
+def classical_impute(method: str, x: np.ndarray, m: np.ndarray, *, seed: int = 0, neighbors: int = 5,
+                     rounds: int = 10) -> np.ndarray:
     """Mean, k-NN or iterative (chained regressions) imputation of the entries where `m` is 0."""
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers IterativeImputer)
-    from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
+    from sklearn.impute import IterativeImputer, SimpleImputer
     from threadpoolctl import threadpool_limits
 
+    if method == "knn":
+        return knn_impute(x, m, neighbors)
     holes = np.where(m > 0, x, np.nan)
     if method == "mean":
         imputer: Any = SimpleImputer(strategy="mean", keep_empty_features=True)
-    elif method == "knn":
-        imputer = KNNImputer(n_neighbors=neighbors, keep_empty_features=True)
     elif method == "iterative":
         imputer = IterativeImputer(max_iter=rounds, random_state=seed, keep_empty_features=True)
     else:

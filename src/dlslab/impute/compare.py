@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dlslab.impute.autoencoder import dae_impute, train_dae
-from dlslab.impute.classical import downstream_accuracy, sklearn_impute
+from dlslab.impute.classical import downstream_accuracy, classical_impute
 from dlslab.impute.gain import HintMode, Init, gain_impute, train_gain
 from dlslab.impute.imputer import scale_observed
 from dlslab.impute.threads import few_threads
@@ -48,7 +48,7 @@ def impute_with(method: str, x: np.ndarray, m: np.ndarray, spec: ImputerSpec, se
                 device: torch.device | str = "cpu", run: Run | None = None, key: str = "") -> tuple[np.ndarray, dict]:
     """(imputed x, extras) of one method; extras holds GAIN's per-epoch losses as `history`."""
     if method not in ("gain", "dae"):
-        return sklearn_impute(method, x, m, seed=seed, neighbors=spec.knn_neighbors, rounds=spec.iterative_rounds), {}
+        return classical_impute(method, x, m, seed=seed, neighbors=spec.knn_neighbors, rounds=spec.iterative_rounds), {}
     if spec.normalize == "observed":
         scaled, lo, span = scale_observed(x, m)
         filled, extra = impute_with(method, scaled, m, replace(spec, normalize="table"), seed, device=device, run=run,
