@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -57,3 +59,14 @@ def test_a_methods_warnings_stay_with_its_row_and_do_not_leak() -> None:
         out = compare_imputers(["mean", "iterative"], x, None, m, ImputerSpec(iterations=1, iterative_rounds=1), seed=0)
     assert out["mean"]["warnings"] == []
     assert any("ConvergenceWarning" in w for w in out["iterative"]["warnings"])
+
+
+@pytest.mark.parametrize("method", ["dae", "gain"])
+def test_bf16_training_imputes_as_well_as_float32(method: str) -> None:
+    table = load_table("breast")
+    m = mcar_mask(table.x.shape, 0.2, torch.Generator().manual_seed(0)).numpy().astype(np.float64)
+    spec = ImputerSpec(iterations=600, log_every=300)
+    out = {bf16: compare_imputers(["mean", method], table.x, None, m, dataclasses.replace(spec, bf16=bf16), seed=0)
+           for bf16 in (False, True)}
+    assert out[True][method]["rmse"] < 0.8 * out[True]["mean"]["rmse"]
+    assert out[True][method]["rmse"] == pytest.approx(out[False][method]["rmse"], rel=0.1)

@@ -42,6 +42,7 @@ class ImputerSpec:
     log_every: int = 500  # training steps per logged epoch
     normalize: Normalize = "table"  # GAIN / autoencoder: train on x as given, or rescaled by its observed values (the authors' code)
     test_fraction: float = 0.3  # rows held out to test the downstream classifier
+    bf16: bool = False  # GAIN / autoencoder: train under bf16 autocast (weights stay float32)
 
 
 def impute_with(method: str, x: np.ndarray, m: np.ndarray, spec: ImputerSpec, seed: int, *,
@@ -57,7 +58,7 @@ def impute_with(method: str, x: np.ndarray, m: np.ndarray, spec: ImputerSpec, se
     xt = torch.from_numpy(x).float().to(device)
     mt = torch.from_numpy(m).float().to(device)
     common = {"iterations": spec.iterations, "batch_size": spec.batch_size, "lr": spec.lr, "hidden": spec.hidden,
-              "seed": seed, "log_every": spec.log_every, "run": run, "name": f"{method}-{key}"}
+              "seed": seed, "log_every": spec.log_every, "run": run, "name": f"{method}-{key}", "bf16": spec.bf16}
     if method == "dae":
         model, _ = train_dae(xt, mt, drop=spec.dae_drop, **common)
         return dae_impute(model, xt, mt).double().cpu().numpy(), {}

@@ -21,6 +21,7 @@ from dlslab.models.gan import GAIN
 from dlslab.runs import Run
 from dlslab.seeding import derive
 from dlslab.train.engine import History, fit, predict
+from dlslab.train.optim import make_optimizer
 
 HintMode = Literal["half", "mask"]  # H = B*M + 0.5(1 - B) (the paper's text) | H = B*M (the authors' code)
 Init = Literal["torch", "xavier"]  # torch's default Linear init | Xavier-normal weights, zero biases (the authors' code)
@@ -57,12 +58,13 @@ def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size:
                hint_mode: HintMode = "half", init: Init = "torch", holdout: float = 0.0,
                seed: int = 0, log_every: int = 500, run: Run | None = None, name: str = "gain",
                evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-               verbose: bool = False) -> tuple[GAIN, History]:
+               bf16: bool = False, verbose: bool = False) -> tuple[GAIN, History]:
     """Train GAIN on `x` (n, d) in [0, 1] (missing entries are ignored) with observed mask `m`.
     `hint_mode` "half" gives the discriminator H = B*M + 0.5(1 - B) (the paper), "mask" H = B*M
     (the authors' code). With `holdout` > 0 that fraction of the observed entries is hidden from
     training, and the weights of the logged epoch with the lowest RMSE on them are kept (early
-    stopping on entries whose values are known; `val_rmse` in the log). Logs, per epoch: d_loss
+    stopping on entries whose values are known; `val_rmse` in the log). `bf16` runs both
+    networks under bf16 autocast (weights, losses and imputation stay float32). Logs, per epoch: d_loss
     (discriminator BCE), g_adv (generator's adversarial loss on the missing entries), mse
     (reconstruction of the observed entries)."""
     n, d = x.shape
@@ -81,24 +83,30 @@ def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size:
     model = GAIN(d, hidden).to(x.device)
     if init == "xavier":
         xavier_init(model)
-    opt_g = torch.optim.Adam(model.generator.parameters(), lr=lr)
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=lr)
+    opt_g = make_optimizer("adam", model.generator.parameters(), lr)
+    opt_d = make_optimizer("adam", model.discriminator.parameters(), lr)
     bce = nn.functional.binary_cross_entropy_with_logits
+
+    def cast() -> torch.autocast:
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def step(model: GAIN, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         xb, mb = x[batch[0]], m[batch[0]]
         x_tilde = mb * xb + (1 - mb) * 0.01 * torch.rand_like(xb)  # noise in the missing entries
         reveal = hint_reveal(tuple(mb.shape), hint_rate, mb.device)
         h = hint(mb, reveal) if hint_mode == "half" else reveal * mb
-        with torch.no_grad():
-            proposal = model.generator(x_tilde, mb)
-        d_loss = bce(model.discriminator(mb * xb + (1 - mb) * proposal, h), mb)
+        with torch.no_grad(), cast():
+            proposal = model.generator(x_tilde, mb).float()
+        with cast():
+            d_logits = model.discriminator(mb * xb + (1 - mb) * proposal, h).float()
+        d_loss = bce(d_logits, mb)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
 
-        proposal = model.generator(x_tilde, mb)
-        logits = model.discriminator(mb * xb + (1 - mb) * proposal, h)
+        with cast():
+            proposal = model.generator(x_tilde, mb).float()
+            logits = model.discriminator(mb * xb + (1 - mb) * proposal, h).float()
         g_adv = -((1 - mb) * nn.functional.logsigmoid(logits)).mean()  # fool D on the imputed entries
         mse = ((mb * (proposal - xb)) ** 2).mean() / mb.mean()
         opt_g.zero_grad(set_to_none=True)

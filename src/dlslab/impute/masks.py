@@ -38,7 +38,7 @@ def hint_reveal(shape: tuple[int, int], rate: float, device: torch.device | str 
     n, d = shape
     k = round(rate * d)
     scores = torch.rand(shape, device=device, generator=generator)
-    return torch.zeros(shape, device=device).scatter_(1, scores.topk(k, dim=1).indices, 1.0)
+    return torch.zeros(shape, device=device).scatter_(1, scores.topk(k, dim=1, sorted=False).indices, 1.0)
 
 
 def hint(m: torch.Tensor, reveal: torch.Tensor) -> torch.Tensor:
