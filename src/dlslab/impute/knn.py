@@ -53,23 +53,30 @@ def _nan_sq_distances(xa: torch.Tensor, ma: torch.Tensor, xb: torch.Tensor, mb: 
 def _fill_rows(xr: torch.Tensor, obs_r: torch.Tensor, xo: torch.Tensor, obs: torch.Tensor, order: torch.Tensor,
                finite: torch.Tensor, k: int, col_mean: torch.Tensor) -> torch.Tensor:
     """Rows `xr` with each missing entry the mean of its first `k` candidates (in `order`) that
-    observe the column. The nearest 8k candidates fill nearly every entry; the rows that still
-    lack some look at 4x as many, and so on until the candidates run out."""
-    n, d = order.shape[1], xr.shape[1]
+    observe the column. Pass t looks at the nearest 8k * 4^t candidates, for the columns whose
+    share of observing rows makes that about enough (3k / share candidates); an entry still
+    short of k candidates waits for the next, 4x wider pass, until the candidates run out."""
+    n = order.shape[1]
     filled = xr.clone()
     pending = ~obs_r  # entries still to fill
-    width = min(n, 8 * k)
-    while True:
-        rows = pending.any(1).nonzero().flatten()
-        if len(rows) == 0:
-            return filled
-        for part in rows.split(max(1, _BLOCK_ELEMENTS // (width * d))):
+    share = obs.double().mean(0)  # rows observing each column
+    wanted_width = torch.where(share > 0, 3 * k / share.clamp_min(1e-12), float(n))
+    level = (wanted_width / (8 * k)).clamp_min(1).log2().div(2).ceil()  # the pass that first looks wide enough
+    t = 0
+    while pending.any():
+        width = min(n, 8 * k * 4**t)
+        cols = (pending.any(0) & ((level <= t) | (width == n))).nonzero().flatten()
+        rows = pending[:, cols].any(1).nonzero().flatten()
+        obs_c, xo_c = obs[:, cols], xo[:, cols]
+        for part in rows.split(max(1, _BLOCK_ELEMENTS // (width * max(len(cols), 1)))):
             cand = order[part, :width]
-            donor = obs[cand] & finite[part, :width, None]  # (rows, width, d): candidate observes the column
-            take = donor & (donor.cumsum(1) <= k)
+            donor = obs_c[cand] & finite[part, :width, None]  # (rows, width, cols): candidate observes the column
+            take = donor & (donor.cumsum(1, dtype=torch.int32) <= k)
             found = take.sum(1)
-            mean = torch.where(found > 0, (xo[cand] * take).sum(1) / found.clamp_min(1), col_mean)
-            done = pending[part] & ((found >= k) | (width == n))
-            filled[part] = torch.where(done, mean, filled[part])
-            pending[part] &= ~done
-        width = min(n, width * 4)
+            mean = torch.where(found > 0, (xo_c[cand] * take).sum(1) / found.clamp_min(1), col_mean[cols])
+            wanted = pending[part[:, None], cols]
+            done = wanted & ((found >= k) | (width == n))
+            filled[part[:, None], cols] = torch.where(done, mean, filled[part[:, None], cols])
+            pending[part[:, None], cols] = wanted & ~done
+        t += 1
+    return filled
