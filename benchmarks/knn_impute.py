@@ -2,9 +2,9 @@
 scikit-learn's `KNNImputer` (the same rule, neighbours found column by column), in one process.
 
 On MNIST training images (a seeded subset, 784 pixels in [0, 1]) with a share of the pixels
-missing at random (or, with `--block`, one missing square per image), both impute the same holes with 5 neighbours; the imputed values must
-agree (a tie in distance may pick another neighbour, so the share of entries that differ is
-printed too). Prints each time, the ratio and the RMSE of each on the missing pixels.
+missing at random (or, with `--block`, one missing square per image), both impute the same
+holes with 5 neighbours; the imputed values must agree (a tie in distance may pick another
+neighbour, so the share of entries that differ is printed too). Prints each time, the ratio and the RMSE of each on the missing pixels.
 
     python benchmarks/knn_impute.py [--images 4000] [--rate 0.5 | --block 14] [--json out.json]
 """
