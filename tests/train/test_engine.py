@@ -55,6 +55,22 @@ def test_every_optimizer_reduces_the_loss() -> None:
         assert hist.series("train_loss")[-1] < hist.series("train_loss")[0], name
 
 
+def test_adam_is_fused_and_computes_torchs_update() -> None:
+    """The fused kernel computes torch's Adam update: same weights as the foreach one after a step."""
+    x, y = _problem()
+    models = [_model().eval(), _model().eval()]  # eval: no dropout, the two see the same function
+    fused = make_optimizer("adam", models[0].parameters(), 1e-2)
+    plain = torch.optim.Adam(models[1].parameters(), lr=1e-2, foreach=True)
+    assert fused.defaults["fused"]
+    for model, opt in zip(models, (fused, plain)):
+        for _ in range(3):
+            opt.zero_grad()
+            _loss(model, x, y).backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path) -> None:
     full_model, full = _train(Run(tmp_path / "a", "t", None, quiet=True))
 
