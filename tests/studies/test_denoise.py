@@ -37,6 +37,14 @@ def test_every_model_raises_snr_by_3_db_on_held_out_audio(smoke_run):
     assert {"table", "image", "audio", "text"} <= set(kinds)
 
 
+def test_bf16_training_denoises_as_well(smoke_run):
+    """The quick preset trains under bf16 autocast: the same smoke training must still learn."""
+    fp32 = json.loads((smoke_run / "metrics.json").read_text())["headline"]["snr_gain_db"]["cnn1d"]
+    bf16 = run_smoke("denoise", {"bf16": True, "models": ["cnn1d"]}).dir
+    gain = json.loads((bf16 / "metrics.json").read_text())["headline"]["snr_gain_db"]["cnn1d"]
+    assert gain >= 3.0 and abs(gain - fp32) < 1.5, (gain, fp32)
+
+
 def test_denoise_command_on_a_file_at_another_rate(smoke_run, tmp_path, capsys):
     cfg = runner.plan_study("denoise", "smoke").cfg
     pair = load_data(cfg, None)[2][0]  # a held-out pair of the (cached) smoke corpus

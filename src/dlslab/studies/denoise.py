@@ -84,6 +84,7 @@ class Config(StudyConfig):
     chunk_frames: int = 16  # a training sample is a run of this many consecutive frames
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0  # AdamW weight decay
+    bf16: bool = False  # train under bf16 autocast on the CPU too (quick: same validation SNR, 0.8x the time; docs)
     dropout: float = 0.2  # dropout in every model
     mlp_hidden: int = 1024  # MLP width
     mlp_layers: int = 2  # MLP hidden layers
@@ -102,9 +103,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"data": "corpus", "n_train": 8, "n_test": 2, "noise_types": ["white", "pink", "brown"],
               "remix": 0, "epochs": 8, "patience": 8,
               "mlp_hidden": 256, "cnn1d_channels": [8, 16], "cnn2d_context": 8, "cnn2d_channels": [8, 16],
-              "cnn2d_hidden": 128,
-              "max_quality_files": 2, "audio_examples": 1, "batch_size": 64},
-    "quick": {"data": "corpus", "n_train": 200, "n_test": 12, "remix": 0, "epochs": 20, "patience": 6,
+              "cnn2d_hidden": 128, "max_quality_files": 2, "audio_examples": 1, "batch_size": 64},
+    "quick": {"data": "corpus", "n_train": 200, "n_test": 12, "remix": 0, "epochs": 20, "patience": 6, "bf16": True,
               "mlp_hidden": 512, "cnn2d_channels": [8, 16, 16], "cnn2d_hidden": 256, "max_quality_files": 6},
     "full": {},
 }
@@ -246,7 +246,7 @@ def train_model(name: str, cfg: Config, train: Frames, val: Frames, run: Run) ->
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     hist = fit(model, (train.chunk_starts(chunk),), loss_fn, optimizer=opt, epochs=cfg.epochs,
-               batch_size=max(1, cfg.batch_size // chunk),
+               batch_size=max(1, cfg.batch_size // chunk), cpu_bf16=cfg.bf16,
                evaluate=lambda m: {"val_snr": spectral_snr(m, val, chunk)}, monitor="val_snr", mode="max",
                patience=cfg.patience, restore_best=True, seed=cfg.seed, run=run, name=f"denoise-{name}")
     model.eval()
