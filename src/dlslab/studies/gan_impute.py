@@ -3,8 +3,9 @@
 The generator reads a row with noise in its missing entries plus the missing-data mask and
 proposes every entry; the discriminator sees the completed row and a hint (the mask,
 revealed on a fixed fraction of entries, 0.5 elsewhere) and guesses which entries were
-observed. Compared on the same missing entries with mean, k-NN and iterative imputation
-(scikit-learn) and a reconstruction-only denoising autoencoder of the generator's shape:
+observed. Compared on the same missing entries with mean and iterative imputation
+(scikit-learn), k-NN (scikit-learn's rule, `impute/knn.py`) and a reconstruction-only denoising
+autoencoder of the generator's shape:
 
 - images: MNIST with 20/50/80% of pixels missing completely at random, and a missing block;
 - tables: breast cancer Wisconsin (diagnostic), wine, digits and California housing,
