@@ -91,6 +91,23 @@ def test_short_training_learns_well_above_chance(data_root):
     assert out.test_acc > 0.35, out.test_acc  # chance is 0.1
 
 
+def test_no_per_epoch_scoring_trains_the_same_network(data_root):
+    """eval_size=0 skips the per-epoch curve (studies that plot none) and changes nothing else."""
+    train, test = device_tensors(load_images("cifar10"), torch.device("cpu"))
+    x, y = train[0][:500], train[1][:500]
+    results = []
+    for eval_size in (200, 0):
+        cfg = CifarRecipe(widths=[8, 16, 16], epochs=3, min_steps=0, batch_size=100, eval_size=eval_size,
+                          test_size=300, tta=1)
+        torch.manual_seed(0)
+        model = build_model(cfg, 10, torch.device("cpu"), whiten=x)
+        out = train_cifar(cfg, model, (x, y), test, policy="flip-crop", seed=0, run=None, name="curve",
+                          num_classes=10, verbose=False)
+        results.append((len(out.history.series("test_acc")), out.test_acc, out.history.series("train_loss")))
+    assert results[0][0] == 3 and results[1][0] == 0 and len(results[0][2]) == 3
+    assert results[0][1:] == results[1][1:]  # the same accuracy and losses to the last bit
+
+
 def test_float32_whitening_is_exact_under_bf16_autocast_and_eps_caps_the_gain(data_root):
     images = _cifar(500)
     exact = {}

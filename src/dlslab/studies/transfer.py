@@ -270,11 +270,13 @@ def _train_cells(cfg: Config, run: Run, sources: Mapping[str, Mapping[str, torch
                     if report is not None:
                         reports[method] = report
                     name = f"{method}-{policy}-f{fraction * 100:g}-r{repeat}"
+                    plotted = fraction == cfg.curve_fraction and repeat == 0  # only these are scored per epoch
+                    recipe = cfg if plotted else replace(cfg, eval_size=0)
                     out = trained_cell(run, name, lambda: train_cifar(
-                        cfg, model, (x, y), test, policy=policy, seed=seed, run=run, name=name,
+                        recipe, model, (x, y), test, policy=policy, seed=seed, run=run, name=name,
                         num_classes=len(cfg.target_classes), backbone_lr_scale=backbone_lr_scale))
                     acc.setdefault((method, policy, fraction), []).append(out["test_acc"])
-                    if fraction == cfg.curve_fraction and repeat == 0:
+                    if plotted:
                         curves[f"{method} / {policy}"] = out["curve"]
                     rows.append({"method": method, "augment": policy, "fraction": fraction, "repeat": repeat,
                                  "train_images": len(x), "steps": out["steps"], "test_acc": out["test_acc"]})

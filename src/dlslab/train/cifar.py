@@ -76,7 +76,7 @@ class CifarRecipe:
     alternate_flip: bool = True  # mirror each image in every other epoch (False: a coin per image per step)
     tta: int = 2  # test-time augmentation: 0 none, 1 mirror, 2 mirror x translations (6 views)
     bf16: bool = True  # bfloat16 autocast on the CPU too (CUDA always uses it)
-    eval_size: int = 10000  # test images scored after every epoch (no TTA; the learning curves)
+    eval_size: int = 10000  # test images scored after every epoch (no TTA; the learning curves; 0: none)
     test_size: int = 10000  # test images scored for the final accuracy (with TTA)
     holdout: float = 0.0  # > 0: hold out this stratified fraction of the training set and score on it, not on the test set (to choose settings)
 
@@ -87,9 +87,9 @@ def check_recipe(cfg: CifarRecipe) -> None:
         if not ok:
             raise ConfigError(f"{key}={getattr(cfg, key)!r}: {allowed}")
 
-    for key in ("epochs", "batch_size", "eval_size", "test_size"):
+    for key in ("epochs", "batch_size", "test_size"):
         need(getattr(cfg, key) >= 1, key, "must be >= 1")
-    for key in ("min_steps", "lookahead_every", "translate", "weight_decay", "label_smoothing"):
+    for key in ("eval_size", "min_steps", "lookahead_every", "translate", "weight_decay", "label_smoothing"):
         need(getattr(cfg, key) >= 0, key, "must be >= 0")
     need(bool(cfg.widths) and min(cfg.widths) >= 1, "widths", "give one or more widths >= 1")
     need(bool(cfg.blocks) and min(cfg.blocks) >= 0, "blocks", "give one or more block counts >= 0")
@@ -297,8 +297,8 @@ def train_cifar(cfg: CifarRecipe, model: nn.Module, train: tuple[torch.Tensor, t
                 data_parallel: bool = False,
                 on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> Trained:
     """Train `model` on uint8 `train` images with augmentation `policy` and score it on the
-    normalised `test` images (per epoch: `eval_size` images without TTA, as `test_acc`, and
-    the seconds that took, as `eval_s`; at the end: `test_size` images with TTA).
+    normalised `test` images (per epoch, unless `eval_size` is 0: `eval_size` images without TTA,
+    as `test_acc`, and the seconds that took, as `eval_s`; at the end: `test_size` images with TTA).
     `data_parallel` trains across the process group (torchrun) instead of in this process."""
     device = next(model.parameters()).device
     x, y = train
@@ -324,7 +324,7 @@ def train_cifar(cfg: CifarRecipe, model: nn.Module, train: tuple[torch.Tensor, t
     torch.manual_seed(seed)
     # seed % 2**31 keeps the shuffles that the documented quick figures were measured with
     common = {"optimizer": opt, "scheduler": sched, "epochs": epochs, "batch_size": batch, "transform": augment,
-              "evaluate": evaluate, "seed": seed % 2**31, "name": name, "verbose": verbose, "drop_last": True,
+              "evaluate": evaluate if cfg.eval_size else None, "seed": seed % 2**31, "name": name, "verbose": verbose, "drop_last": True,
               "on_epoch_end": on_epoch_end}
     tensors = (x, y, torch.arange(len(x), device=device))  # the index feeds the alternating flip
     if data_parallel:
