@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"policies": ["none", "flip-crop"], "fractions": [0.02], "seeds": 1, "widths": [16, 32, 32],
               "epochs": 4, "min_steps": 40, "test_size": 1000, "tta": 0},
     "quick": {"policies": ["none", "flip-crop"], "fractions": [0.01, 0.05], "seeds": 2, "widths": [32, 64, 64],
-              "epochs": 16, "min_steps": 200, "test_size": 2000},
+              "epochs": 16, "min_steps": 200, "test_size": 2000, "tta": 1},
     "full": {},
 }
 

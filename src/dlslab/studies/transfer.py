@@ -76,7 +76,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "curve_fraction": 0.04},
     "quick": {"widths": [32, 64, 64], "source_fraction": 0.2, "fractions": [0.01, 0.05],
               "methods": ["scratch", "frozen", "finetune"], "policies": ["flip-crop"], "seeds": 2, "epochs": 16,
-              "min_steps": 200, "eval_size": 500, "test_size": 2000, "curve_fraction": 0.05},
+              "min_steps": 200, "eval_size": 500, "test_size": 2000, "tta": 1, "curve_fraction": 0.05},
     "full": {},
 }
 
