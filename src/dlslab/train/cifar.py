@@ -324,8 +324,8 @@ def train_cifar(cfg: CifarRecipe, model: nn.Module, train: tuple[torch.Tensor, t
     torch.manual_seed(seed)
     # seed % 2**31 keeps the shuffles that the documented quick figures were measured with
     common = {"optimizer": opt, "scheduler": sched, "epochs": epochs, "batch_size": batch, "transform": augment,
-              "evaluate": evaluate if cfg.eval_size else None, "seed": seed % 2**31, "name": name, "verbose": verbose, "drop_last": True,
-              "on_epoch_end": on_epoch_end}
+              "evaluate": evaluate if cfg.eval_size else None, "seed": seed % 2**31, "name": name,
+              "verbose": verbose, "drop_last": True, "on_epoch_end": on_epoch_end}
     tensors = (x, y, torch.arange(len(x), device=device))  # the index feeds the alternating flip
     if data_parallel:
         history = fit_data_parallel(model, tensors, make_loss(cfg, device), **common)
