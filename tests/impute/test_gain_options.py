@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlslab.impute.gain import train_gain, xavier_init
+from dlslab.impute.gain import holdout_mask, train_gain, xavier_init
+from dlslab.impute.masks import block_mask
 from dlslab.models.gan import GAIN
 
 
@@ -67,3 +68,17 @@ def test_observed_normalisation_makes_gain_blind_to_a_rescaled_column() -> None:
         gap = np.abs(a * plain + b - moved)[m == 0].max()
         assert (gap < 1e-4) == invariant, (normalize, gap)
         assert np.allclose(moved[m > 0], (a * x + b)[m > 0])  # observed entries untouched
+
+
+def test_a_missingness_shaped_holdout_hides_whole_squares_in_a_share_of_the_rows() -> None:
+    m = block_mask(2000, 28, 14, torch.Generator().manual_seed(0)).float()  # one missing 14 x 14 square per row
+    held = holdout_mask(m, 0.15, "missing", seed=3)
+    assert not (held * (1 - m)).any()  # only observed entries are hidden
+    rows = held.sum(1) > 0
+    assert 0.11 < rows.float().mean().item() < 0.19  # about 15% of the rows
+    for r in rows.nonzero().flatten()[:50].tolist():  # each hides one borrowed square, minus its own
+        ys, xs = held[r].view(28, 28).nonzero(as_tuple=True)
+        assert ys.max() - ys.min() <= 13 and xs.max() - xs.min() <= 13
+    assert held.sum(1).max().item() == 14 * 14  # squares that do not overlap the row's own are whole
+    entries = holdout_mask(m, 0.15, "entries", seed=3)  # the default: observed entries at random
+    assert abs(entries.sum().item() / m.sum().item() - 0.15) < 0.01 and (entries.sum(1) > 0).float().mean() > 0.99

@@ -35,6 +35,7 @@ class ImputerSpec:
     hint_mode: HintMode = "half"  # GAIN: H = B*M + 0.5(1 - B) (paper) or B*M (authors' code)
     init: Init = "torch"  # GAIN: initial weights (torch's default or the authors' Xavier)
     holdout: float = 0.0  # GAIN: fraction of observed entries held out to pick the best epoch (0 = the last)
+    holdout_shape: str = "entries"  # GAIN: "entries" at random | "missing": rows hide another row's missing entries
     lr: float = 1e-3  # Adam learning rate
     dae_drop: float = 0.5  # autoencoder: fraction of observed entries hidden each step
     knn_neighbors: int = 5  # k-NN imputer's neighbours
@@ -63,7 +64,7 @@ def impute_with(method: str, x: np.ndarray, m: np.ndarray, spec: ImputerSpec, se
         model, _ = train_dae(xt, mt, drop=spec.dae_drop, **common)
         return dae_impute(model, xt, mt).double().cpu().numpy(), {}
     model, hist = train_gain(xt, mt, hint_rate=spec.hint_rate, alpha=spec.alpha, hint_mode=spec.hint_mode,
-                              init=spec.init, holdout=spec.holdout, **common)
+                              init=spec.init, holdout=spec.holdout, holdout_shape=spec.holdout_shape, **common)
     history = [{k[6:]: e[k] for k in e if k.startswith("train_")} for e in hist.epochs]
     return gain_impute(model, xt, mt, seed).double().cpu().numpy(), {"history": history}
 

@@ -25,6 +25,7 @@ from dlslab.train.optim import make_optimizer
 
 HintMode = Literal["half", "mask"]  # H = B*M + 0.5(1 - B) (the paper's text) | H = B*M (the authors' code)
 Init = Literal["torch", "xavier"]  # torch's default Linear init | Xavier-normal weights, zero biases (the authors' code)
+HoldoutShape = Literal["entries", "missing"]  # observed entries at random | another row's missing entries, in some rows
 
 
 def xavier_init(model: nn.Module) -> nn.Module:
@@ -56,22 +57,22 @@ def propose(net: nn.Module, x_in: torch.Tensor, m: torch.Tensor) -> torch.Tensor
 def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size: int = 128,
                hint_rate: float = 0.9, alpha: float = 100.0, lr: float = 1e-3, hidden: int | None = None,
                hint_mode: HintMode = "half", init: Init = "torch", holdout: float = 0.0,
-               seed: int = 0, log_every: int = 500, run: Run | None = None, name: str = "gain",
+               holdout_shape: HoldoutShape = "entries", seed: int = 0, log_every: int = 500, run: Run | None = None, name: str = "gain",
                evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                bf16: bool = False, verbose: bool = False) -> tuple[GAIN, History]:
     """Train GAIN on `x` (n, d) in [0, 1] (missing entries are ignored) with observed mask `m`.
     `hint_mode` "half" gives the discriminator H = B*M + 0.5(1 - B) (the paper), "mask" H = B*M
     (the authors' code). With `holdout` > 0 that fraction of the observed entries is hidden from
     training, and the weights of the logged epoch with the lowest RMSE on them are kept (early
-    stopping on entries whose values are known; `val_rmse` in the log). `bf16` runs both
+    stopping on entries whose values are known; `val_rmse` in the log; `holdout_shape`: see
+    `holdout_mask`). `bf16` runs both
     networks under bf16 autocast (weights, losses and imputation stay float32). Logs, per epoch: d_loss
     (discriminator BCE), g_adv (generator's adversarial loss on the missing entries), mse
     (reconstruction of the observed entries)."""
     n, d = x.shape
     monitor = None
     if holdout > 0:
-        g = torch.Generator().manual_seed(derive(seed, "holdout"))
-        held = m * (torch.rand(m.shape, generator=g) < holdout).float().to(m.device)
+        held = holdout_mask(m, holdout, holdout_shape, seed)
         m = m - held  # train on the rest
 
         def evaluate(model: nn.Module) -> dict[str, float]:
@@ -119,6 +120,21 @@ def train_gain(x: torch.Tensor, m: torch.Tensor, *, iterations: int, batch_size:
                   epochs=epochs, batch_size=batch, evaluate=evaluate, monitor=monitor, mode="min",
                   restore_best=monitor is not None, seed=seed, run=run, name=name, verbose=verbose, progress=verbose)
     return model, history
+
+
+def holdout_mask(m: torch.Tensor, fraction: float, shape: HoldoutShape, seed: int) -> torch.Tensor:
+    """The observed entries (1 in `m`) GAIN hides to pick its epoch. "entries": each observed
+    entry with probability `fraction`. "missing": in a `fraction` of the rows, the entries that
+    another row, drawn at random, is missing -- a holdout shaped like the missingness (a square
+    where squares are missing), so the epoch it picks is the one that fills such gaps best."""
+    g = torch.Generator().manual_seed(derive(seed, "holdout"))
+    if shape == "entries":
+        return m * (torch.rand(m.shape, generator=g) < fraction).float().to(m.device)
+    if shape != "missing":
+        raise ValueError(f"unknown holdout shape {shape!r}; valid: entries, missing")
+    rows = (torch.rand(len(m), 1, generator=g) < fraction).float().to(m.device)
+    donors = torch.randint(len(m), (len(m),), generator=g).to(m.device)
+    return m * (1 - m[donors]) * rows
 
 
 def gain_impute(model: GAIN, x: torch.Tensor, m: torch.Tensor, seed: int = 0) -> torch.Tensor:
