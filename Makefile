@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	VENV=$(VENV) scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/dlslab run all --preset quick
+	$(VENV)/bin/dlslab run all --preset quick --jobs 2
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

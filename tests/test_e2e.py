@@ -1,5 +1,6 @@
-"""End to end: `dlslab run all --preset smoke` runs all twelve studies, prints the data plan
-first and a summary last, and the report site it leaves passes the browser check."""
+"""End to end: `dlslab run all --preset smoke --jobs 2` (as `make demo` runs the quick preset) runs
+all twelve studies, prints the data plan first and a summary last, and the report site it leaves
+passes the browser check."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def smoke_all(data_root):
     out = smoke_out()  # shared with the studies' own tests: each smoke preset trains once
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "dlslab", "run", "all", "--preset", "smoke", "--out", str(out),
-                           "--device", "cpu"], capture_output=True, text=True, timeout=900,
+                           "--device", "cpu", "--jobs", "2"], capture_output=True, text=True, timeout=900,
                           env=os.environ | {"DLSLAB_DATA": str(data_root)})
     seconds = time.monotonic() - t0
     ARTIFACTS.mkdir(exist_ok=True)

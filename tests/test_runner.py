@@ -195,3 +195,47 @@ def test_full_disk_is_a_clear_error_and_keeps_earlier_results(tmp_path) -> None:
     assert "no space left" in full.stderr and "Traceback" not in full.stderr
     assert (done / "metrics.json").read_bytes() == before
     assert runner.is_finished(done)
+
+
+def test_jobs_below_one_is_a_usage_error(toy, tmp_path, capsys) -> None:
+    code, _, err = _run(["run", "all", "--jobs", "0", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--jobs 0" in err and not any(tmp_path.iterdir())
+
+
+def test_studies_side_by_side_stop_on_ctrl_c_resume_and_match_one_thread_runs(data_root, tmp_path) -> None:
+    """`--jobs 2`: each study in its own worker on half the threads. Ctrl-C (here: raised when
+    the first study ends) stops the other worker; the same call again reuses the finished run
+    and completes the other; each result is exactly that of the study run alone on as many threads."""
+    import multiprocessing
+
+    import torch
+
+    names = ["gan-impute", "mlp-hparams"]
+    plans = [runner.plan_study(n, "smoke") for n in names]
+
+    def interrupt(outcome: runner.Outcome) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute_many(plans, jobs=2, out=tmp_path / "side", device="cpu", on_outcome=interrupt)
+    assert multiprocessing.active_children() == [], "the workers must be stopped"
+    ended: list[str] = []
+    side = runner.execute_many(plans, jobs=2, out=tmp_path / "side", device="cpu",
+                               on_outcome=lambda o: ended.append(o.study))
+    assert [o.study for o in side] == names and sorted(ended) == sorted(names)
+    assert "reused" in [o.status for o in side] and all(o.status in ("finished", "reused") for o in side)
+    index = (tmp_path / "side" / "index.html").read_text()
+    assert all(name in index for name in names)
+
+    threads, before = max(1, torch.get_num_threads() // 2), torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        alone = runner.execute_many(plans, out=tmp_path / "alone", device="cpu", quiet=True)
+    finally:
+        torch.set_num_threads(before)
+    def results(o: runner.Outcome) -> dict:  # the headline without its wall times
+        return {k: v for k, v in o.metrics["headline"].items() if not k.endswith("_s")}
+
+    for s, a in zip(side, alone, strict=True):
+        assert a.status == "finished" and results(s) == results(a) and results(a), s.study
+        assert json.loads((s.dir / "env.json").read_text())["torch_threads"] == threads

@@ -1,5 +1,6 @@
 """Atomic file writes: write a temporary file beside the target, fsync, then rename. And
-reads of untrusted files capped in size before anything is read (`read_capped`).
+reads of untrusted files capped in size before anything is read (`read_capped`). And an
+exclusive lock between processes (`exclusive`), for work that two runs must not do twice.
 
 A reader (or a run killed half-way) sees either the old file or the new one, never half of
 one. A new file gets the mode the umask gives (0644 under the usual umask 022), as `open`
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -117,6 +120,24 @@ def atomic_open(path: str | Path, mode: str = "wb", *, size: int | None = None) 
             done = max(guard.attempted, guard.written) if guard is not None else 0
             raise disk_full_error(path, failed, size or done or None) from None
         raise
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, waiting: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (made if missing) for the block. A second
+    process (or thread) waits until the first leaves, after printing `waiting` to stderr."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"dlslab: {waiting}", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

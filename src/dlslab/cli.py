@@ -11,6 +11,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +71,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         plans = [runner.plan_study(n, args.preset, overrides, args.seed) for n in names]
     if len(plans) > 1:
         _data_plan(plans, args.data_dir)
-    outcomes = []
-    for plan in plans:
-        outcome = runner.execute(plan, out=args.out, device=args.device, force=args.force,
-                                 data_dir=args.data_dir, quiet=args.quiet)
-        outcomes.append(outcome)
+    side_by_side = args.jobs > 1 and len(plans) > 1
+    ended: list[str] = []
+
+    def report(outcome: Any) -> None:
+        ended.append(outcome.study)
         if outcome.status in ("failed", "no-data"):
-            print(f"{plan.info.name}: {outcome.status}: {outcome.message}", file=sys.stderr)
+            print(f"{outcome.study}: {outcome.status}: {outcome.message}", file=sys.stderr)
         elif outcome.status == "reused":
-            print(f"{plan.info.name}: reused finished run {outcome.dir} ({outcome.message})", file=sys.stderr)
+            print(f"{outcome.study}: reused finished run {outcome.dir} ({outcome.message})", file=sys.stderr)
+        elif side_by_side and not args.quiet:  # the workers show no progress bars: one line per study
+            print(f"{outcome.study}: finished in {outcome.seconds:.0f} s ({len(ended)}/{len(plans)})", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    outcomes = runner.execute_many(plans, jobs=args.jobs, out=args.out, device=args.device, force=args.force,
+                                   data_dir=args.data_dir, quiet=args.quiet, on_outcome=report)
     if len(outcomes) > 1:
-        _summary(outcomes)
+        _summary(outcomes, time.perf_counter() - t0)
     if (Path(args.out) / "index.html").exists():
         print(f"report: {Path(args.out) / 'index.html'} (open it in a browser)", file=sys.stderr)
     for o in outcomes:
@@ -95,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(outcomes: list[Any]) -> None:
+def _summary(outcomes: list[Any], wall: float) -> None:
     from dlslab.report.html import flatten_headline
 
     print("\nsummary:", file=sys.stderr)
@@ -110,7 +117,8 @@ def _summary(outcomes: list[Any]) -> None:
     not_run = sum(o.status == "no-data" for o in outcomes)
     failed = sum(o.status == "failed" for o in outcomes)
     total = sum(o.seconds for o in outcomes)
-    print(f"  {done} finished, {not_run} not run, {failed} failed; {total:.1f} s of study time", file=sys.stderr)
+    print(f"  {done} finished, {not_run} not run, {failed} failed; {total:.1f} s of study time, "
+          f"{wall:.1f} s wall", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -177,6 +185,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     p.add_argument("--config", help="repeat a run: path to RUN_DIR/config.yaml")
     p.add_argument("--data-dir", help="look for datasets here first")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="with all: run N studies at a time, each "
+                   "in its own process on 1/N of the CPU threads (default 1; `make demo` uses 2)")
     p.add_argument("--ray", metavar="ADDRESS", help="run a sweep's configurations as tasks on this Ray "
                    "cluster (HOST:PORT; studies with a `ray` field)")
     p.set_defaults(func=cmd_run)

@@ -9,14 +9,17 @@ report; a finished run found without its `report.html` (killed in between) gets 
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -132,30 +135,12 @@ def environment(device: torch.device, seed: int) -> dict[str, Any]:
     }
 
 
-class _ConfigLock:
+def _config_lock(study_dir: Path, digest: str) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock per (study, config hash) under the runs folder, held from looking for
     an earlier run to writing metrics.json: two processes never write the same run, and a
     second process asking for the same config waits, then reuses (or resumes) the first's."""
-
-    def __init__(self, study_dir: Path, digest: str):
-        study_dir.mkdir(parents=True, exist_ok=True)
-        self.path = study_dir / f".{digest}.lock"
-        self.fd: int | None = None
-
-    def __enter__(self) -> _ConfigLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"dlslab: another process is running this same config ({self.path.parent.name}, "
-                  f"hash {self.path.stem[1:]}); waiting for it to finish", file=sys.stderr, flush=True)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
+    return atomic.exclusive(study_dir / f".{digest}.lock", f"another process is running this same config "
+                            f"({study_dir.name}, hash {digest}); waiting for it to finish")
 
 
 def _new_run_dir(out: Path, study: str, digest: str) -> Path:
@@ -180,8 +165,60 @@ def execute(plan: Plan, *, out: str | Path = "runs", device: str = "auto", force
     out = Path(out)
     dev = resolve_device(device)
     digest = run_hash(name, plan.cfg, dev)
-    with _ConfigLock(out / name, digest):
+    with _config_lock(out / name, digest):
         return _execute_locked(plan, out, dev, digest, force, data_dir, quiet)
+
+
+def execute_many(plans: list[Plan], *, jobs: int = 1, out: str | Path = "runs",
+                 on_outcome: Callable[[Outcome], None] | None = None, **options: Any) -> list[Outcome]:
+    """Run `plans` (`execute`'s `options` for each) one after another or, with `jobs` > 1,
+    that many at a time in worker processes that share this process's CPU threads (each
+    worker gets threads // jobs, at least 1, and shows no progress bars). Returns the
+    outcomes in plan order; `on_outcome` sees each one as it ends. Ctrl-C stops the workers;
+    their runs resume from their last checkpoints when the same command runs again."""
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: give 1 or more studies to run at a time")
+    if jobs == 1 or len(plans) == 1:
+        outcomes = []
+        for plan in plans:
+            outcomes.append(execute(plan, out=out, **options))
+            if on_outcome is not None:
+                on_outcome(outcomes[-1])
+        return outcomes
+    threads = max(1, torch.get_num_threads() // jobs)
+    tasks = [(i, plan.info, plan.preset, config.to_dict(plan.cfg), {**options, "out": str(out), "quiet": True})
+             for i, plan in enumerate(plans)]
+    results: list[Outcome | None] = [None] * len(plans)
+    # spawn, not fork: a forked child would inherit this process's OpenMP and torch state
+    pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(plans)), _worker_init, (threads,))
+    try:
+        for i, outcome in pool.imap_unordered(_execute_task, tasks):
+            results[i] = outcome
+            if on_outcome is not None:
+                on_outcome(outcome)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # the workers ignore SIGINT: stop them here
+        raise
+    finally:
+        pool.join()
+    from dlslab.report.html import render_index
+
+    render_index(Path(out))  # once all are done: workers that finished together may each have missed the other
+    return [r for r in results if r is not None]
+
+
+def _worker_init(threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which stops the pool
+    torch.set_num_threads(threads)
+
+
+def _execute_task(task: tuple[int, StudyInfo, str | None, dict[str, Any], dict[str, Any]]) -> tuple[int, Outcome]:
+    """One study in a worker process: its plan rebuilt from the resolved config (modules do not pickle)."""
+    i, info, preset, values, options = task
+    module = info.load()
+    cfg = config.apply_overrides(config.resolve(module.Config, module.PRESETS, preset), values)
+    return i, execute(Plan(info, module, cfg, preset), **options)
 
 
 def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force: bool,

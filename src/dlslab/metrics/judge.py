@@ -30,18 +30,20 @@ def reference_classifier(dataset: str, device: torch.device | str = "cpu", *, da
     key = hashlib.sha256(f"{dataset}:{epochs}:{seed}:v2".encode()).hexdigest()[:12]
     path = cache_dir() / "judges" / f"{dataset}-{key}.pt"
     model = JudgeCNN(c, h).to(device)
-    if path.exists():
-        model.load_state_dict(safe_torch_load(path, map_location=device))
-        return model.eval()
-    torch.manual_seed(seed)
-    x = data.train_x.to(device).float() / 255
-    y = data.train_y.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    fit(model, (x, y), lambda m, xb, yb: nn.functional.cross_entropy(m(xb), yb), optimizer=opt,
-        epochs=epochs, batch_size=256, seed=seed, verbose=False)
-    model.eval()
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    atomic.write_with(path, lambda f: torch.save(state, f))
+    # studies run side by side (`run all --jobs`) train a missing judge once: the second waits
+    with atomic.exclusive(path.with_suffix(".lock"), f"another run is training the {dataset} judge; waiting for it"):
+        if path.exists():
+            model.load_state_dict(safe_torch_load(path, map_location=device))
+            return model.eval()
+        torch.manual_seed(seed)
+        x = data.train_x.to(device).float() / 255
+        y = data.train_y.to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        fit(model, (x, y), lambda m, xb, yb: nn.functional.cross_entropy(m(xb), yb), optimizer=opt,
+            epochs=epochs, batch_size=256, seed=seed, verbose=False)
+        model.eval()
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        atomic.write_with(path, lambda f: torch.save(state, f))
     return model
 
 
