@@ -15,6 +15,7 @@ import yaml
 
 import toy_cli
 from dlslab import cli, runner
+from dlslab.errors import DlsError
 from dlslab.catalog import STUDIES
 
 TESTS = Path(__file__).parent
@@ -239,3 +240,28 @@ def test_studies_side_by_side_stop_on_ctrl_c_resume_and_match_one_thread_runs(da
     for s, a in zip(side, alone, strict=True):
         assert a.status == "finished" and results(s) == results(a) and results(a), s.study
         assert json.loads((s.dir / "env.json").read_text())["torch_threads"] == threads
+
+
+def test_a_worker_that_dies_is_a_clear_error_not_a_hang(data_root, tmp_path) -> None:
+    """A worker killed from outside (the OOM killer, kill -9) stops `--jobs` with an error that
+    says to run again; the run that was killed is left to resume."""
+    import multiprocessing
+    import threading
+
+    plans = [runner.plan_study(n, "smoke") for n in ("mlp-hparams", "gan-impute")]
+    before = set(multiprocessing.active_children())
+
+    def kill_a_worker() -> None:
+        for _ in range(600):
+            workers = set(multiprocessing.active_children()) - before
+            if workers:
+                os.kill(next(iter(workers)).pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    with pytest.raises(DlsError, match="worker process died.*run the same command again"):
+        runner.execute_many(plans, jobs=2, out=tmp_path, device="cpu")
+    killer.join()
+    assert multiprocessing.active_children() == [], "the other worker must be stopped too"

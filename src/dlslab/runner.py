@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -186,22 +188,34 @@ def execute_many(plans: list[Plan], *, jobs: int = 1, out: str | Path = "runs",
                 on_outcome(outcomes[-1])
         return outcomes
     threads = max(1, torch.get_num_threads() // jobs)
-    tasks = [(i, plan.info, plan.preset, config.to_dict(plan.cfg), {**options, "out": str(out), "quiet": True})
-             for i, plan in enumerate(plans)]
+    options = {**options, "out": str(out), "quiet": True}
     results: list[Outcome | None] = [None] * len(plans)
+    before = set(multiprocessing.active_children())
     # spawn, not fork: a forked child would inherit this process's OpenMP and torch state
-    pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(plans)), _worker_init, (threads,))
+    pool = ProcessPoolExecutor(min(jobs, len(plans)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(threads,))
     try:
-        for i, outcome in pool.imap_unordered(_execute_task, tasks):
-            results[i] = outcome
+        futures = {pool.submit(_execute_task, plan.info, plan.preset, config.to_dict(plan.cfg), options): i
+                   for i, plan in enumerate(plans)}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                results[i] = future.result()
+            except BrokenProcessPool:
+                raise DlsError(f"a worker process died (killed, or out of memory?) while {plans[i].info.name} "
+                               "or a study beside it ran; run the same command again: finished studies are "
+                               "reused and the others resume from their last checkpoints") from None
             if on_outcome is not None:
-                on_outcome(outcome)
-        pool.close()
+                on_outcome(results[i])
     except BaseException:
-        pool.terminate()  # the workers ignore SIGINT: stop them here
+        pool.shutdown(wait=False, cancel_futures=True)
+        workers = set(multiprocessing.active_children()) - before
+        for worker in workers:
+            worker.terminate()  # the workers ignore SIGINT: stop them here
+        for worker in workers:
+            worker.join(timeout=30)
         raise
-    finally:
-        pool.join()
+    pool.shutdown()
     from dlslab.report.html import render_index
 
     render_index(Path(out))  # once all are done: workers that finished together may each have missed the other
@@ -213,12 +227,11 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _execute_task(task: tuple[int, StudyInfo, str | None, dict[str, Any], dict[str, Any]]) -> tuple[int, Outcome]:
+def _execute_task(info: StudyInfo, preset: str | None, values: dict[str, Any], options: dict[str, Any]) -> Outcome:
     """One study in a worker process: its plan rebuilt from the resolved config (modules do not pickle)."""
-    i, info, preset, values, options = task
     module = info.load()
     cfg = config.apply_overrides(config.resolve(module.Config, module.PRESETS, preset), values)
-    return i, execute(Plan(info, module, cfg, preset), **options)
+    return execute(Plan(info, module, cfg, preset), **options)
 
 
 def _execute_locked(plan: Plan, out: Path, dev: torch.device, digest: str, force: bool,
