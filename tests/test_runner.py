@@ -213,13 +213,14 @@ def test_studies_side_by_side_stop_on_ctrl_c_resume_and_match_one_thread_runs(da
 
     names = ["gan-impute", "mlp-hparams"]
     plans = [runner.plan_study(n, "smoke") for n in names]
+    before = set(multiprocessing.active_children())
 
     def interrupt(outcome: runner.Outcome) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         runner.execute_many(plans, jobs=2, out=tmp_path / "side", device="cpu", on_outcome=interrupt)
-    assert multiprocessing.active_children() == [], "the workers must be stopped"
+    assert set(multiprocessing.active_children()) <= before, "the workers must be stopped"
     ended: list[str] = []
     side = runner.execute_many(plans, jobs=2, out=tmp_path / "side", device="cpu",
                                on_outcome=lambda o: ended.append(o.study))
@@ -264,4 +265,4 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang(data_root, tmp_path) -> 
     with pytest.raises(DlsError, match="worker process died.*run the same command again"):
         runner.execute_many(plans, jobs=2, out=tmp_path, device="cpu")
     killer.join()
-    assert multiprocessing.active_children() == [], "the other worker must be stopped too"
+    assert set(multiprocessing.active_children()) <= before, "the other worker must be stopped too"

@@ -209,17 +209,24 @@ def execute_many(plans: list[Plan], *, jobs: int = 1, out: str | Path = "runs",
                 on_outcome(results[i])
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
-        workers = set(multiprocessing.active_children()) - before
-        for worker in workers:
-            worker.terminate()  # the workers ignore SIGINT: stop them here
-        for worker in workers:
-            worker.join(timeout=30)
+        _stop(set(multiprocessing.active_children()) - before)  # the workers ignore SIGINT: stop them here
         raise
     pool.shutdown()
     from dlslab.report.html import render_index
 
     render_index(Path(out))  # once all are done: workers that finished together may each have missed the other
     return [r for r in results if r is not None]
+
+
+def _stop(workers: set[multiprocessing.Process]) -> None:
+    """Terminate the worker processes and wait until they are gone."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(timeout=30)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
 def _worker_init(threads: int) -> None:
