@@ -208,8 +208,10 @@ def execute_many(plans: list[Plan], *, jobs: int = 1, out: str | Path = "runs",
             if on_outcome is not None:
                 on_outcome(results[i])
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
         _stop(set(multiprocessing.active_children()) - before)  # the workers ignore SIGINT: stop them here
+        # then let the pool's own thread see them gone and finish: until it has, a worker it reaped
+        # may still look alive to this thread
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
     from dlslab.report.html import render_index
