@@ -82,12 +82,12 @@ def test_ternary_qat_with_shared_biases_packs_and_loads_to_the_same_predictions(
     assert quantised_stage_name("lenet5", 2, 3) == "lenet5-prune2-qat3"  # the name the earlier runs saved
 
 
-def test_the_full_preset_makes_lenet5_ternary_and_leaves_the_rest_at_qat_bits() -> None:
-    """Only the full preset's LeNet-5 takes the ternary stage (docs/studies/compress.md,
-    2026-12-06); LeNet-300-100 keeps its validated 3 bits, and the quick preset is unchanged."""
+def test_the_full_preset_makes_lenet5s_conv2_ternary_and_leaves_the_rest_at_qat_bits() -> None:
+    """Only the full preset's LeNet-5 takes a ternary layer, conv2 (docs/studies/compress.md,
+    2026-12-07); LeNet-300-100 keeps its validated 3 bits, and the quick preset is unchanged."""
     full, quick = (runner.plan_study("compress", p).cfg for p in ("full", "quick"))
     lenet5, lenet300 = build_model("lenet5"), build_model("lenet300")
-    assert list(qat_layer_bits(full, "lenet5", lenet5).values()) == [3, 2, 2, 3]
+    assert list(qat_layer_bits(full, "lenet5", lenet5).values()) == [3, 2, 3, 3]
     assert full.lenet5_qat_bias_bits > 0 and full.lenet5_qat_round == full.prune_rounds
     assert set(qat_layer_bits(full, "lenet300", lenet300).values()) == {3} and full.lenet300_qat_bias_bits == 0
     for net, model in (("lenet5", lenet5), ("lenet300", lenet300)):
