@@ -9,7 +9,8 @@ iteratively in `prune_rounds` rounds; after each listed round, a copy per bit wi
 or one width per layer, `--bits 3,2,2,2`), bias sharing (`--bias-bits`), distillation weight and
 QAT length trains quantisation-aware with its pruned weights held at zero
 (distilling the uncompressed model when the weight is > 0), is packed, loaded back and
-measured on the held-out and the test images.
+measured on the held-out and the test images. Each pruning round's float32 model is measured
+too, so a loss can be laid to the pruning or to the QAT stage.
 
 Each of the `--splits` holds out its own images (a permutation seeded with the split's number)
 and seeds its own training. The rule, fixed before the run: among the settings whose files are
@@ -206,6 +207,8 @@ def measure(net: str, cfg: Any, data: Mnist, val: Mnist | None, saved_base: Simp
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r, pruned in pruning_rounds(base, data, stages, PruneSpec.of(cfg, net, base), saved, net):
+            seen = f"validation {error_percent(pruned, val):.2f}%, " if val else ""
+            print(f"pruning round {r} (float32): {seen}test {error_percent(pruned, data):.2f}% {clock()}", flush=True)
             settings = (itertools.product(args.bits, args.bias_bits, args.distill, args.qat_epochs)
                         if r in args.rounds else [])
             for bits_arg, bias, alpha, epochs in settings:
